@@ -1,0 +1,135 @@
+"""One resolved run configuration: flags > config file > defaults, saved with every run."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides what a run does. Saved as ``config.yaml`` in the run folder."""
+
+    data: str = ""
+    backbone: str = "packaged:efficientnet_lite0"
+    arch: str | None = None  # timm architecture for file: backbones
+    strategy: str = "linear-probe"
+    head: str = "linear"
+    epochs: int = 5
+    batch_size: int = 16
+    lr: float = 3e-3  # the head's learning rate; the backbone's is lr * backbone_lr_mult
+    backbone_lr_mult: float = 0.1
+    optimizer: str = "adamw"
+    weight_decay: float = 0.01
+    warmup_epochs: float = 0.5
+    label_smoothing: float = 0.0
+    patience: int = 0  # early stopping patience in epochs; 0 disables
+    augment: str = "light"
+    image_size: int | None = None  # overrides the backbone's pretrained input size
+    seed: int = 0
+    split_seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    shots: int | None = None  # training examples per class (few-shot), seeded
+    on_bad_file: str = "skip"
+    bn: str = "eval"  # BatchNorm of frozen layers: eval (frozen statistics) or train
+    layer_decay: float | None = None
+    l2sp: float = 0.0
+    freeze_epochs: int = 1  # gradual: head-only epochs before unfreezing
+    class_weights: str = "none"
+    sampler: str = "random"
+    workers: int | None = None
+    precision: str = "no"  # accelerate mixed precision: no | bf16 | fp16
+    cpu: bool = False
+    output: str = "runs"
+    name: str | None = None
+    cache_dir: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    path_column: str = "path"
+    max_length: int = 128
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+_CHOICES = {
+    "optimizer": ("adamw", "sgd"),
+    "augment": ("none", "light", "standard"),
+    "on_bad_file": ("skip", "error"),
+    "bn": ("eval", "train"),
+    "class_weights": ("none", "auto"),
+    "sampler": ("random", "balanced"),
+    "precision": ("no", "bf16", "fp16"),
+}
+
+
+def valid_keys() -> list[str]:
+    return [f.name for f in dataclasses.fields(RunConfig)]
+
+
+def resolve_config(
+    overrides: dict[str, Any] | None = None, config_file: str | Path | None = None
+) -> RunConfig:
+    """Merge defaults, a YAML config file and explicit overrides (``None`` means not given)."""
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        merged.update(load_config_file(config_file))
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    check_keys(merged, source="the settings")
+    cfg = RunConfig(**merged)
+    validate(cfg)
+    return cfg
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist", "a YAML file of run settings")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Config file {path} is not valid YAML ({exc.__class__.__name__})",
+                          "key: value lines", "Fix the file's syntax") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"Config file {path} holds a {type(loaded).__name__}",
+                          "a mapping of setting names to values")
+    check_keys(loaded, source=f"config file {path}")
+    return loaded
+
+
+def check_keys(values: dict[str, Any], source: str) -> None:
+    unknown = sorted(set(values) - set(valid_keys()))
+    if unknown:
+        raise ConfigError(
+            f"Unknown key(s) {', '.join(unknown)} in {source}",
+            f"one of: {', '.join(valid_keys())}",
+            "Rename or remove the key",
+        )
+
+
+def validate(cfg: RunConfig) -> None:
+    for key, choices in _CHOICES.items():
+        value = getattr(cfg, key)
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r} is not a valid choice", f"one of {', '.join(choices)}")
+    for key in ("epochs", "batch_size"):
+        if int(getattr(cfg, key)) < 1:
+            raise ConfigError(f"{key}={getattr(cfg, key)} is too small", "a positive integer")
+    if not 0 <= cfg.val_fraction < 1 or not 0 <= cfg.test_fraction < 1 or cfg.val_fraction + cfg.test_fraction >= 1:
+        raise ConfigError(
+            f"val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction} leave no training data",
+            "fractions in [0, 1) that add up to less than 1",
+        )
+    if cfg.lr <= 0:
+        raise ConfigError(f"lr={cfg.lr} is not positive", "a learning rate such as 1e-3")

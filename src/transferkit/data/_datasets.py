@@ -1,0 +1,239 @@
+"""Labelled datasets: an image folder (split or not) and a CSV of image paths."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ._images import check_image, load_rgb
+from ._split import sample_shots, stratified_split
+
+log = logging.getLogger("transferkit")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Items:
+    """Items of one split: inputs (paths or texts) and integer labels."""
+
+    inputs: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def subset(self, idx: np.ndarray) -> "Items":
+        return Items([self.inputs[i] for i in idx], [self.labels[i] for i in idx])
+
+
+class LabelledData:
+    """Base of all datasets. Call :meth:`setup` (``fit`` does) to scan and split.
+
+    After setup: ``classes_``, ``splits_`` (name → :class:`Items`), ``bad_files_`` (path, reason).
+    """
+
+    kind = "image"
+
+    def __init__(self, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
+                 on_bad_file: str = "skip", shots: int | None = None):
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.on_bad_file = on_bad_file
+        self.shots = shots
+
+    # -- subclasses fill these ---------------------------------------------------------------
+    def _collect(self) -> tuple[dict[str, list[tuple[str, str]]] | None, list[tuple[str, str]]]:
+        """Return ({split: [(input, label_name)]} or None for unsplit, unsplit [(input, label)])."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------------
+    @property
+    def is_setup(self) -> bool:
+        return hasattr(self, "splits_")
+
+    def setup(self) -> "LabelledData":
+        if self.is_setup:
+            return self
+        presplit, flat = self._collect()
+        names = sorted({lab for rows in (presplit or {"all": flat}).values() for _, lab in rows})
+        if len(names) < 2:
+            raise DataError(
+                f"{self.describe()} has {len(names)} class(es)"
+                + (f" ({names[0]})" if names else ""),
+                "at least 2 classes, e.g. one sub-folder per class",
+                "Add a folder (or label) for each class you want to tell apart",
+            )
+        self.classes_ = names
+        index = {n: i for i, n in enumerate(names)}
+        if presplit is None:
+            items = Items([p for p, _ in flat], [index[lab] for _, lab in flat])
+            parts = stratified_split(items.labels, self.val_fraction, self.test_fraction,
+                                     self.seed, names)
+            self.splits_ = {k: items.subset(v) for k, v in parts.items()}
+            self.presplit_ = False
+        else:
+            self.splits_ = {k: Items([p for p, _ in presplit.get(k, [])],
+                                     [index[lab] for _, lab in presplit.get(k, [])]) for k in SPLITS}
+            self.presplit_ = True
+            missing = [n for i, n in enumerate(names) if i not in set(self.splits_["train"].labels)]
+            if missing:
+                raise DataError(f"Class(es) {', '.join(missing)} have no training items in {self.describe()}",
+                                "every class in the train split", "Add training examples for them")
+        if self.shots:
+            tr = self.splits_["train"]
+            self.splits_["train"] = tr.subset(sample_shots(np.asarray(tr.labels), self.shots, self.seed))
+        return self
+
+    def summary(self) -> str:
+        self.setup()
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in self.splits_.items() if len(v))
+        return f"{len(self.classes_)} classes ({', '.join(self.classes_[:8])}{'…' if len(self.classes_) > 8 else ''}); {sizes}"
+
+    @property
+    def eval_split(self) -> str:
+        """The split the headline metrics come from: test when there is one, else val."""
+        self.setup()
+        if len(self.splits_["test"]):
+            return "test"
+        if len(self.splits_["val"]):
+            return "val"
+        raise DataError(f"{self.describe()} has no val or test split to evaluate on",
+                        "a val/ or test/ folder, or val/test fractions > 0")
+
+    def _filter_bad(self, paths: list[Path]) -> list[Path]:
+        """Decode every file once; list and drop bad ones (or stop, with on_bad_file=error)."""
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+            reasons = list(pool.map(check_image, paths))
+        bad = [(str(p), r) for p, r in zip(paths, reasons) if r is not None]
+        self.bad_files_ = getattr(self, "bad_files_", []) + bad
+        if bad and self.on_bad_file == "error":
+            p, r = bad[0]
+            raise DataError(f"Bad file {p}: {r}", "only decodable images",
+                            f"Remove it ({len(bad)} bad file(s) in all), or use --on-bad-file skip")
+        for p, r in bad:
+            log.warning("skipped %s: %s", p, r)
+        return [p for p, r in zip(paths, reasons) if r is None]
+
+
+def _class_files(class_dir: Path) -> list[Path]:
+    files = []
+    for dirpath, _dirs, names in os.walk(class_dir, followlinks=False):  # no symlink loops
+        files.extend(Path(dirpath) / n for n in sorted(names))
+    return sorted(files)
+
+
+class ImageFolderData(LabelledData):
+    """Images in ``root/<class>/*`` (split for you) or ``root/{train,val,test}/<class>/*``.
+
+    Example:
+        >>> data = ImageFolderData("photos/", val_fraction=0.2, seed=0)
+    """
+
+    def __init__(self, root: str | Path, **kwargs):
+        super().__init__(**kwargs)
+        self.root = root
+
+    def describe(self) -> str:
+        return f"image folder {self.root}"
+
+    def _collect(self):
+        root = Path(self.root)
+        if not root.is_dir():
+            raise DataError(f"Data folder {root} does not exist" if not root.exists() else f"{root} is not a folder",
+                            "a folder with one sub-folder of images per class (or train/, val/, test/ inside)",
+                            "Check the path")
+        subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if any(d.name == "train" for d in subdirs):
+            return {s: self._scan(root / s) for s in SPLITS if (root / s).is_dir()}, []
+        return None, self._scan(root)
+
+    def _scan(self, root: Path) -> list[tuple[str, str]]:
+        classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        rows: list[tuple[str, str]] = []
+        for cdir in classes:
+            good = self._filter_bad(_class_files(cdir))
+            if not good:
+                log.warning("class folder %s has no usable images; the class is left out", cdir)
+            rows.extend((str(p), cdir.name) for p in good)
+        return rows
+
+
+class CsvImageData(LabelledData):
+    """A CSV with an image path column and a label column (optional ``split`` column).
+
+    Relative paths are taken relative to the CSV's folder.
+    """
+
+    def __init__(self, csv_path: str | Path, path_column: str = "path", label_column: str = "label", **kwargs):
+        super().__init__(**kwargs)
+        self.csv_path = csv_path
+        self.path_column = path_column
+        self.label_column = label_column
+
+    def describe(self) -> str:
+        return f"CSV {self.csv_path}"
+
+    def _collect(self):
+        path = Path(self.csv_path)
+        rows = read_table(path)
+        header = list(rows[0].keys()) if rows else []
+        for col in (self.path_column, self.label_column):
+            if col not in header:
+                raise DataError(f"CSV {path} has no column '{col}' (columns: {', '.join(header) or 'none'})",
+                                f"columns '{self.path_column}' and '{self.label_column}'",
+                                "Rename the columns or pass --path-column/--label-column")
+        base = path.parent
+        resolved = []
+        for i, r in enumerate(rows, start=2):
+            p = Path(r[self.path_column])
+            p = p if p.is_absolute() else base / p
+            if not p.exists():
+                raise DataError(f"{path}:{i}: image {p} does not exist", "paths to existing image files",
+                                "Fix the path (relative paths are taken from the CSV's folder)")
+            resolved.append((p, r[self.label_column], (r.get("split") or "").strip().lower()))
+        good = set(self._filter_bad([p for p, _, _ in resolved]))
+        kept = [(str(p), lab, s) for p, lab, s in resolved if p in good]
+        if "split" in header:
+            return {s: [(p, lab) for p, lab, sp in kept if sp == s] for s in SPLITS}, []
+        return None, [(p, lab) for p, lab, _ in kept]
+
+
+def read_table(path: Path) -> list[dict[str, str]]:
+    """Read a CSV/TSV (by extension, else sniffed) as UTF-8; errors name the line."""
+    if not path.is_file():
+        raise DataError(f"File {path} does not exist", "a CSV/TSV file", "Check the path")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line} is not valid UTF-8 (byte {exc.start})", "a UTF-8 text file",
+                        "Re-save the file as UTF-8") from None
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    return list(csv.DictReader(text.splitlines(), delimiter=delimiter))
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """(path, label) items → (transformed image tensor, label)."""
+
+    def __init__(self, items: Items, transform):
+        self.items = items
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        return self.transform(load_rgb(self.items.inputs[i])), self.items.labels[i]

@@ -1,0 +1,69 @@
+"""Reading images of any mode into RGB, and telling usable files from bad ones."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# Formats we train on (torchvision's ImageFolder set). GIFs are left out as ImageFolder does:
+# they are usually animations or placeholders ("imageNotFound.gif").
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif", ".tiff", ".webp")
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode (L, P, RGBA, CMYK, I;16, I, F, LA) to 8-bit RGB, upright."""
+    img = ImageOps.exif_transpose(img)
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        if mode.startswith("I;16") and hi <= 65535:
+            lo, hi = 0.0, 65535.0 if hi > 255 else 255.0
+        scaled = (arr - lo) / max(hi - lo, 1e-12) * 255.0
+        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA"):
+        # Composite onto white: transparent pixels have arbitrary colour values underneath.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open, decode fully and convert an image file to RGB."""
+    with Image.open(path) as img:
+        img.load()
+        return to_rgb(img)
+
+
+def check_image(path: Path) -> str | None:
+    """Return None when ``path`` is a usable still image, else the reason it is not."""
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        return "GIF files are not used (often animations or placeholders); convert it to PNG/JPEG to use it"
+    if suffix not in IMAGE_EXTENSIONS:
+        return f"not an image file type ({suffix or 'no extension'}); expected one of {', '.join(IMAGE_EXTENSIONS)}"
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if getattr(img, "n_frames", 1) > 1 and img.format in ("GIF", "PNG", "WEBP"):
+                    return "animated image; save one frame as a still image to use it"
+                img.load()
+                to_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return f"image is larger than the decompression-bomb limit ({Image.MAX_IMAGE_PIXELS} pixels)"
+    except UnidentifiedImageError:
+        return "cannot be decoded as an image (wrong extension or damaged file)"
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated data, broken headers
+        return f"damaged image ({exc})"
+    return None

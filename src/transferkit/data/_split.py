@@ -1,0 +1,56 @@
+"""Stratified, seeded splits and few-shot sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError
+
+
+def stratified_split(
+    labels: list[int] | np.ndarray,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    class_names: list[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Split indices per class so each split keeps the class proportions.
+
+    Every class gets at least one item in each split whose fraction is > 0, and at least one
+    training item; a class too small for that is an error naming the class.
+
+    Returns:
+        ``{"train": idx, "val": idx, "test": idx}`` (sorted index arrays; empty when fraction is 0).
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        n = len(idx)
+        n_val = max(1, int(round(n * val_fraction))) if val_fraction > 0 else 0
+        n_test = max(1, int(round(n * test_fraction))) if test_fraction > 0 else 0
+        if n - n_val - n_test < 1:
+            name = class_names[c] if class_names else str(c)
+            need = 1 + (val_fraction > 0) + (test_fraction > 0)
+            raise DataError(
+                f"Class '{name}' has {n} item(s), too few to split into train/val/test",
+                f"at least {need} items per class for val_fraction={val_fraction}, test_fraction={test_fraction}",
+                "Add items to that class, remove the class, or set --val-fraction/--test-fraction to 0",
+            )
+        out["test"].extend(idx[:n_test])
+        out["val"].extend(idx[n_test:n_test + n_val])
+        out["train"].extend(idx[n_test + n_val:])
+    return {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in out.items()}
+
+
+def sample_shots(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
+    """Pick ``shots`` indices per class (all of a class that has fewer), seeded."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed + 7919)
+    keep: list[int] = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        keep.extend(rng.choice(idx, size=min(shots, len(idx)), replace=False))
+    return np.sort(np.asarray(keep, dtype=np.int64))
