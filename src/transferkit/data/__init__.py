@@ -1,12 +1,12 @@
 """Datasets, splits and transforms."""
 
 from ._datasets import CsvImageData, ImageDataset, ImageFolderData, Items, LabelledData, read_table
-from ._images import check_image, load_rgb, to_rgb
+from ._images import IMAGE_EXTENSIONS, check_image, load_rgb, to_rgb
 from ._split import sample_shots, stratified_split
 from ._transforms import eval_transform, resolve_data_config, train_transform
 
 __all__ = [
-    "CsvImageData", "ImageDataset", "ImageFolderData", "Items", "LabelledData", "check_image",
+    "CsvImageData", "IMAGE_EXTENSIONS", "ImageDataset", "ImageFolderData", "Items", "LabelledData", "check_image",
     "eval_transform", "load_rgb", "read_table", "resolve_data_config", "sample_shots",
     "stratified_split", "to_rgb", "train_transform",
 ]

@@ -1,0 +1,98 @@
+"""The run folder: file names, atomic writes, and reading a finished model back."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .errors import RunFolderError, TransferkitError
+
+CONFIG = "config.yaml"
+LABELS = "labels.json"
+MODEL_META = "model.json"
+WEIGHTS = "model.safetensors"
+METRICS = "metrics.json"
+HISTORY = "history.csv"
+CHECKPOINT = "checkpoint.pt"
+LOG = "train.log"
+BAD_FILES = "bad_files.txt"
+PREDICTIONS = "predictions.csv"
+REPORT = "report.html"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same folder, then rename: the old file survives any failure."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise TransferkitError(f"No space left on the device while writing {path}",
+                                   None, f"Free some disk space; the previous {path.name} is intact") from None
+        raise
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=_jsonable)))
+
+
+def _jsonable(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def save_model(run_dir: Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(run_dir / WEIGHTS, lambda p: save_file(state, str(p)))
+    write_json(run_dir / MODEL_META, meta)
+
+
+def check_run_dir(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise RunFolderError(f"{path} is not a folder", "a run folder written by `transferkit train`",
+                             "Pass the folder printed at the end of training (e.g. runs/<name>)")
+    if not (path / CONFIG).is_file() and not (path / MODEL_META).is_file():
+        raise RunFolderError(f"{path} is not a transferkit run folder (no {CONFIG} or {MODEL_META})",
+                             "a run folder written by `transferkit train`",
+                             "Pass the folder printed at the end of training (e.g. runs/<name>)")
+    return path
+
+
+def read_model(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Return (model.json, state dict) of a finished run, with clear errors for broken folders."""
+    path = check_run_dir(path)
+    for name in (MODEL_META, WEIGHTS):
+        if not (path / name).is_file():
+            raise RunFolderError(f"Run folder {path} has no {name}: the run did not finish or the file was removed",
+                                 f"{name} in the run folder",
+                                 f"Resume it with `transferkit train --resume {path}` or train again")
+    try:
+        meta = json.loads((path / MODEL_META).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RunFolderError(f"{path / MODEL_META} is damaged", "valid JSON", "Train the run again") from None
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path / WEIGHTS))
+    except Exception as exc:
+        raise RunFolderError(f"{path / WEIGHTS} is damaged ({exc})", None, "Train the run again") from None
+    return meta, state

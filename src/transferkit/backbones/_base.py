@@ -1,0 +1,74 @@
+"""The one contract every backbone meets, whatever its source."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Backbone(nn.Module):
+    """A pretrained feature extractor: inputs → pooled features of size ``num_features``.
+
+    Args:
+        model: the network with its classifier removed (a timm model built with ``num_classes=0``).
+        spec: what rebuilds the architecture without weights (saved in ``model.json``).
+        pretrained_cfg: input size, mean, std, crop_pct, interpolation of the pretrained weights.
+        source_head: the source task's classifier (e.g. ImageNet), kept aside for LEEP/NCE.
+        name: the ``source:name`` the user asked for.
+    """
+
+    modality = "image"
+
+    def __init__(self, model: nn.Module, spec: dict[str, Any], pretrained_cfg: dict[str, Any],
+                 source_head: nn.Module | None = None, name: str = ""):
+        super().__init__()
+        self.model = model
+        self.spec = dict(spec)
+        self.pretrained_cfg = dict(pretrained_cfg)
+        self.name = name or spec.get("arch", "")
+        # Kept outside the module tree so it is neither trained nor saved with the new model.
+        self.__dict__["source_head"] = source_head
+
+    @property
+    def num_features(self) -> int:
+        return int(self.model.num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def stages(self) -> list[list[str]]:
+        """Parameter names grouped input → output (stem, stages…, head convs), for freezing and LR decay.
+
+        Names are relative to this module (they start with ``model.``).
+        """
+        from timm.models import group_parameters
+
+        groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
+        return [[f"model.{n}" for n in names] for _, names in sorted(groups.items())]
+
+    def fresh(self) -> "Backbone":
+        """The same architecture with random weights (the scratch baseline)."""
+        import timm
+
+        model = timm.create_model(self.spec["arch"], pretrained=False, num_classes=0)
+        return Backbone(model, self.spec, self.pretrained_cfg, None, f"random:{self.spec['arch']}")
+
+    def save_extra(self, run_dir) -> None:
+        """Save what rebuilding needs beyond the weights (text backbones: config and tokenizer)."""
+
+    def weights_hash(self) -> str:
+        """A content hash of the weights (part of the feature-cache key)."""
+        h = hashlib.sha1(self.spec.get("arch", "").encode())
+        for k, v in self.model.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def copy(self) -> "Backbone":
+        new = copy.deepcopy(self)
+        new.__dict__["source_head"] = self.source_head
+        return new

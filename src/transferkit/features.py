@@ -1,0 +1,146 @@
+"""Frozen-feature extraction with an on-disk cache, and fast linear heads fitted on it."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._runfolder import atomic_write
+from .data import ImageDataset, Items
+
+log = logging.getLogger("transferkit")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TRANSFERKIT_CACHE", Path.home() / ".cache" / "transferkit"))
+
+
+def _file_signature(items: Items) -> list:
+    sig = []
+    for p in items.inputs:
+        try:
+            st = os.stat(p)
+            sig.append((p, st.st_size, st.st_mtime_ns))
+        except OSError:
+            sig.append((p, None, None))  # texts, or vanished files
+    return sig
+
+
+def cache_key(backbone, transform, items: Items) -> str:
+    """Backbone weights + transform + file list (path, size, mtime): any change gives a new key."""
+    h = hashlib.sha1()
+    h.update(backbone.weights_hash().encode())
+    h.update(repr(transform).encode())
+    h.update(repr(_file_signature(items)).encode())
+    return h.hexdigest()[:24]
+
+
+def make_loader(dataset, batch_size: int, workers: int | None = None, collate_fn=None, **kw):
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if len(dataset) >= 64 else 0
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                       collate_fn=collate_fn, persistent_workers=False, **kw)
+
+
+@torch.inference_mode()
+def extract_features(backbone, items: Items, transform, batch_size: int = 32,
+                     cache_dir: str | Path | None = None, workers: int | None = None,
+                     device: torch.device | str = "cpu", progress=None, dataset=None) -> np.ndarray:
+    """Pooled features (N, D) float32 of ``items`` under ``transform``, from cache when possible.
+
+    Args:
+        dataset: a ready Dataset (text uses its own); default is an image dataset of ``items``.
+        progress: optional ``callable(n_items_just_done)``.
+    """
+    cache = Path(cache_dir or default_cache_dir()) / "features"
+    key = cache_key(backbone, transform, items)
+    path = cache / f"{key}.npy"
+    if path.is_file():
+        try:
+            feats = np.load(path)
+            if feats.shape[0] == len(items):
+                log.info("features: %d from cache %s", len(items), path.name)
+                return feats
+        except (OSError, ValueError):
+            pass  # damaged cache file: recompute
+    dataset = dataset if dataset is not None else ImageDataset(items, transform)
+    loader = make_loader(dataset, batch_size, workers, collate_fn=getattr(dataset, "collate_fn", None))
+    was_training = backbone.training
+    backbone.eval().to(device)
+    out, done = [], 0
+    for x, _ in loader:
+        x = x.to(device) if isinstance(x, torch.Tensor) else {k: v.to(device) for k, v in x.items()}
+        out.append(backbone(x).float().cpu())
+        done += len(out[-1])
+        if progress:
+            progress(len(out[-1]))
+    backbone.train(was_training)
+    feats = torch.cat(out).numpy() if out else np.zeros((0, backbone.num_features), np.float32)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda p: np.save(open(p, "wb"), feats))
+    except OSError as exc:  # a cache we cannot write is not a reason to fail the run
+        log.warning("feature cache not written (%s)", exc)
+    return feats
+
+
+def fit_logistic(feats: np.ndarray, labels: np.ndarray, num_classes: int, class_weight: str | None = None,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    """Multinomial logistic regression on standardised features, C by cross-validation on these data.
+
+    The standardisation is folded into the returned weights, so ``feats @ W.T + b`` gives logits.
+
+    Returns:
+        (W of shape (num_classes, D), b of shape (num_classes,), chosen C)
+    """
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.preprocessing import StandardScaler
+
+    labels = np.asarray(labels)
+    scaler = StandardScaler().fit(feats)
+    z = scaler.transform(feats)
+    min_count = np.bincount(labels, minlength=num_classes)[np.unique(labels)].min()
+    cw = "balanced" if class_weight == "auto" else None
+    folds = int(min(5, min_count))
+    if folds >= 2:
+        clf = LogisticRegressionCV(Cs=np.logspace(-3, 1, 5).tolist(), cv=folds, max_iter=2000,
+                                   class_weight=cw, random_state=seed, scoring="neg_log_loss").fit(z, labels)
+        c = float(np.atleast_1d(clf.C_)[0])
+    else:  # too few examples per class for cross-validation
+        c = 0.1
+        clf = LogisticRegression(C=c, max_iter=2000, class_weight=cw).fit(z, labels)
+    coef, intercept = clf.coef_, clf.intercept_
+    if coef.shape[0] == 1:  # binary: sklearn keeps one row; expand to two logits
+        coef = np.vstack([-coef / 2, coef / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    full_w = np.zeros((num_classes, feats.shape[1]))
+    full_b = np.full(num_classes, -1e4)  # classes absent from training can never be predicted
+    full_w[clf.classes_] = coef
+    full_b[clf.classes_] = intercept
+    scale = scaler.scale_
+    w = full_w / scale
+    b = full_b - (full_w * (scaler.mean_ / scale)).sum(1)
+    return w.astype(np.float32), b.astype(np.float32), c
+
+
+@torch.inference_mode()
+def infer_logits(model: torch.nn.Module, dataset, batch_size: int = 64, device: torch.device | str = "cpu",
+                 workers: int | None = None, progress=None) -> np.ndarray:
+    """Logits (N, C) of ``model`` in eval mode over ``dataset``."""
+    loader = make_loader(dataset, batch_size, workers, collate_fn=getattr(dataset, "collate_fn", None))
+    was_training = model.training
+    model.eval()
+    out, done = [], 0
+    for x, _ in loader:
+        x = x.to(device) if isinstance(x, torch.Tensor) else {k: v.to(device) for k, v in x.items()}
+        out.append(model(x).float().cpu())
+        done += len(out[-1])
+        if progress:
+            progress(len(out[-1]))
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)

@@ -1,0 +1,197 @@
+"""Transfer strategies: which parameters train, at which learning rate, when they unfreeze,
+and how BatchNorm behaves in frozen parts.
+
+Every strategy works for every backbone through the backbone contract (``stages()``). The
+training loop calls, in order: :meth:`Strategy.prepare` once, :meth:`Strategy.param_groups` once,
+then :meth:`Strategy.on_epoch_start` and :meth:`Strategy.train_mode` at the start of each epoch.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .config import RunConfig
+from .errors import ConfigError
+from .heads import TransferModel
+
+STRATEGIES = {
+    "linear-probe": "backbone frozen; features extracted once (cached); logistic-regression head",
+    "finetune": "everything trains; backbone lr = lr × backbone_lr_mult",
+    "partial:K": "only the last K backbone stages and the head train",
+    "gradual": "head only for freeze_epochs, then everything with layer-wise lr decay (fastai fine_tune)",
+    "lp-ft": "linear probe first, then fine-tune everything from the probed head (Kumar et al. 2022)",
+    "lora": "low-rank adapters (peft) on attention projections; backbone weights frozen",
+    "scratch": "same architecture from random init: the baseline transfer must beat",
+}
+
+
+def set_trainable(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+def apply_bn_policy(model: nn.Module, bn: str) -> None:
+    """Put BatchNorm layers whose parameters are all frozen into eval mode (frozen statistics).
+
+    With ``bn="train"`` frozen BatchNorm layers keep updating their running statistics.
+    """
+    if bn != "eval":
+        return
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            params = list(m.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                m.eval()
+
+
+class Strategy:
+    """Base strategy: everything trains, backbone at ``lr × backbone_lr_mult``."""
+
+    name = "finetune"
+    probe_first = False  # fit the head on cached features before the loop (linear-probe, lp-ft)
+    trains_backbone = True
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+
+    def prepare(self, model: TransferModel) -> None:
+        set_trainable(model, True)
+
+    def backbone_lr_mult(self) -> float:
+        return self.cfg.backbone_lr_mult
+
+    def head_lr(self) -> float:
+        return self.cfg.lr
+
+    def layer_decay(self) -> float | None:
+        return self.cfg.layer_decay
+
+    def param_groups(self, model: TransferModel) -> list[dict]:
+        """Head group at the head lr; backbone stages at the backbone lr, decayed toward the input."""
+        cfg = self.cfg
+        base = cfg.lr * self.backbone_lr_mult()
+        stages = model.backbone.stages()
+        named = dict(model.backbone.named_parameters())
+        groups, seen = [], set()
+        decay = self.layer_decay()
+        for i, names in enumerate(stages):
+            scale = decay ** (len(stages) - 1 - i) if decay else 1.0
+            params = [named[n] for n in names if n in named and n not in seen]
+            seen.update(names)
+            if params:
+                groups.append({"params": params, "lr": base * scale, "name": f"backbone.stage{i}"})
+        rest = [p for n, p in named.items() if n not in seen]  # anything the stage matcher missed
+        if rest:
+            groups.append({"params": rest, "lr": base, "name": "backbone.other"})
+        groups.append({"params": list(model.head.parameters()), "lr": self.head_lr(), "name": "head"})
+        return groups
+
+    def on_epoch_start(self, model: TransferModel, epoch: int) -> None:
+        """Change what trains at the start of ``epoch`` (0-based); called again on resume."""
+
+    def train_mode(self, model: TransferModel) -> None:
+        model.train()
+        apply_bn_policy(model, self.cfg.bn)
+
+
+class Finetune(Strategy):
+    name = "finetune"
+
+
+class Scratch(Strategy):
+    """Random init: every layer is new, so every layer gets the full learning rate."""
+
+    name = "scratch"
+
+    def backbone_lr_mult(self) -> float:
+        return 1.0
+
+    def layer_decay(self) -> float | None:
+        return None
+
+
+class LinearProbe(Strategy):
+    name = "linear-probe"
+    probe_first = True
+    trains_backbone = False
+
+    def prepare(self, model: TransferModel) -> None:
+        set_trainable(model.backbone, False)
+        set_trainable(model.head, True)
+
+
+class Partial(Strategy):
+    """Only the last K stages of the backbone (and the head) train."""
+
+    def __init__(self, cfg: RunConfig, k: int):
+        super().__init__(cfg)
+        self.k = k
+        self.name = f"partial:{k}"
+
+    def prepare(self, model: TransferModel) -> None:
+        stages = model.backbone.stages()
+        if not 1 <= self.k <= len(stages):
+            raise ConfigError(f"partial:{self.k} asks for {self.k} stages; the backbone has {len(stages)}",
+                              f"partial:K with 1 ≤ K ≤ {len(stages)}")
+        set_trainable(model, False)
+        set_trainable(model.head, True)
+        named = dict(model.backbone.named_parameters())
+        for names in stages[-self.k:]:
+            for n in names:
+                named[n].requires_grad_(True)
+
+
+class Gradual(Strategy):
+    """fastai's ``fine_tune``: head alone for ``freeze_epochs``, then all with discriminative lrs."""
+
+    name = "gradual"
+
+    def layer_decay(self) -> float | None:
+        return self.cfg.layer_decay or 0.75
+
+    def on_epoch_start(self, model: TransferModel, epoch: int) -> None:
+        set_trainable(model.backbone, epoch >= self.cfg.freeze_epochs)
+        set_trainable(model.head, True)
+
+
+class LPFT(Strategy):
+    """Probe the head on frozen features, then fine-tune all of it at the backbone's small lr."""
+
+    name = "lp-ft"
+    probe_first = True
+
+    def head_lr(self) -> float:
+        return self.cfg.lr * self.cfg.backbone_lr_mult
+
+
+class LoRA(Strategy):
+    """Low-rank adapters through peft; only the adapters and the head train."""
+
+    name = "lora"
+
+    def prepare(self, model: TransferModel) -> None:
+        from .backbones._lora import add_lora
+
+        add_lora(model.backbone, self.cfg)
+        set_trainable(model.head, True)
+
+    def backbone_lr_mult(self) -> float:
+        return 1.0  # adapters start at zero: they need the full learning rate
+
+    def param_groups(self, model: TransferModel) -> list[dict]:
+        adapters = [p for n, p in model.backbone.named_parameters() if p.requires_grad]
+        return [{"params": adapters, "lr": self.cfg.lr, "name": "lora"},
+                {"params": list(model.head.parameters()), "lr": self.cfg.lr, "name": "head"}]
+
+
+def get_strategy(cfg: RunConfig) -> Strategy:
+    """Strategy object for ``cfg.strategy``; unknown names list the valid ones."""
+    name = cfg.strategy
+    simple = {"finetune": Finetune, "scratch": Scratch, "linear-probe": LinearProbe, "gradual": Gradual,
+              "lp-ft": LPFT, "lora": LoRA}
+    if name in simple:
+        return simple[name](cfg)
+    if name.startswith("partial:") and name[8:].isdigit():
+        return Partial(cfg, int(name[8:]))
+    raise ConfigError(f"Unknown strategy '{name}'", f"one of {', '.join(STRATEGIES)}",
+                      "Run `transferkit train --help` for what each does")

@@ -1,0 +1,296 @@
+"""A whole run: data → backbone → strategy → loop → evaluation → run folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import _runfolder as rf
+from ..backbones import Backbone, create_backbone
+from ..config import RunConfig, load_config_file, resolve_config
+from ..data import LabelledData
+from ..errors import RunFolderError
+from ..evaluation import classification_metrics, format_metrics
+from ..features import extract_features, fit_logistic, infer_logits
+from ..heads import TransferModel, build_head
+from ..inputs import data_from_config, input_pipeline, make_dataset
+from ..strategies import get_strategy
+from ._loop import seed_everything, train_loop
+from ._progress import progress_bar
+
+log = logging.getLogger("transferkit")
+
+
+@dataclass
+class Run:
+    """A finished run folder and what it measured."""
+
+    path: Path
+    config: RunConfig
+    metrics: dict[str, Any]
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.metrics["accuracy"]
+
+
+def _run_name(cfg: RunConfig) -> str:
+    stem = Path(cfg.data.rstrip("/")).stem or "data"
+    bb = cfg.backbone.split(":", 1)[-1].split("/")[-1]
+    return f"{stem}-{cfg.strategy.replace(':', '')}-{bb}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _new_run_dir(cfg: RunConfig) -> Path:
+    out = Path(cfg.output)
+    if cfg.name:
+        path = out / cfg.name
+        if path.exists():
+            raise RunFolderError(f"Run folder {path} already exists", "a new run name",
+                                 f"Choose another --name, or continue it with --resume {path}")
+    else:
+        base = out / _run_name(cfg)
+        path, i = base, 1
+        while path.exists():
+            path, i = Path(f"{base}-{i}"), i + 1
+    path.mkdir(parents=True)
+    return path
+
+
+def _attach_log(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / rf.LOG, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def fit(data: LabelledData | str | None = None, *, config_file: str | Path | None = None,
+        resume: str | Path | None = None, on_epoch_end=None, **settings) -> Run:
+    """Train a model on ``data`` with a pretrained backbone and a strategy; write a run folder.
+
+    Args:
+        data: a dataset object or a path (image folder, CSV/TSV/JSONL).
+        config_file: YAML of settings; keyword ``settings`` override it (see :class:`RunConfig`).
+        resume: a run folder to continue from its last checkpoint.
+
+    Example:
+        >>> run = fit("photos/", backbone="packaged:efficientnet_lite0", strategy="lp-ft", epochs=5)
+        >>> run.metrics["accuracy"]
+    """
+    if resume is not None:
+        return _resume(Path(resume), on_epoch_end)
+    if isinstance(data, (str, Path)):
+        settings["data"] = str(data)
+        data = None
+    cfg = resolve_config(settings, config_file)
+    if data is None:
+        data = data_from_config(cfg)
+    else:
+        cfg.data = cfg.data or data.describe()
+    return _run(cfg, data, run_dir=None, resume_state=None, on_epoch_end=on_epoch_end)
+
+
+def _resume(run_dir: Path, on_epoch_end) -> Run:
+    rf.check_run_dir(run_dir)
+    if (run_dir / rf.METRICS).is_file():
+        raise RunFolderError(f"Run {run_dir} already finished (it has {rf.METRICS})", "an interrupted run",
+                             "Start a new run instead; a finished run is never overwritten")
+    if not (run_dir / rf.CHECKPOINT).is_file():
+        raise RunFolderError(f"Run {run_dir} has no {rf.CHECKPOINT} to resume from", "a run interrupted after its first epoch",
+                             "Start the run again")
+    cfg = resolve_config(load_config_file(run_dir / rf.CONFIG))
+    state = torch.load(run_dir / rf.CHECKPOINT, map_location="cpu", weights_only=True)
+    return _run(cfg, data_from_config(cfg), run_dir=run_dir, resume_state=state, on_epoch_end=on_epoch_end)
+
+
+def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state, on_epoch_end) -> Run:
+    t_start = time.time()
+    strategy = get_strategy(cfg)  # fail on a bad strategy name before any work
+    data.setup()
+    backbone: Backbone = create_backbone(cfg.backbone, arch=cfg.arch, max_length=cfg.max_length)
+    seed_everything(cfg.seed)
+    if strategy.name == "scratch":
+        backbone = backbone.fresh()
+    classes = data.classes_
+    train_tf, eval_tf, data_config = input_pipeline(backbone, cfg)
+    eval_split = data.eval_split
+    has_val = len(data.splits_["val"]) > 0
+    select_on_val = eval_split == "test" and has_val
+
+    fresh_dir = run_dir is None
+    run_dir = run_dir or _new_run_dir(cfg)
+    handler = _attach_log(run_dir)
+    try:
+        if fresh_dir:
+            cfg.save(run_dir / rf.CONFIG)
+            rf.write_json(run_dir / rf.LABELS, classes)
+            rf.write_json(run_dir / "splits.json", {k: {"inputs": v.inputs, "labels": v.labels}
+                                                    for k, v in data.splits_.items()})
+            bad = getattr(data, "bad_files_", [])
+            (run_dir / rf.BAD_FILES).write_text("".join(f"{p}\t{r}\n" for p, r in bad))
+        log.info("data: %s", data.summary())
+        if getattr(data, "bad_files_", None):
+            log.info("skipped %d bad file(s); listed in %s", len(data.bad_files_), run_dir / rf.BAD_FILES)
+        log.info("backbone %s (%d features), strategy %s, evaluating on %s%s", backbone.name,
+                 backbone.num_features, strategy.name, eval_split,
+                 "" if select_on_val else " (no test split: val is not used for model selection)")
+        device = torch.device("cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu")
+        model = TransferModel(backbone, build_head(cfg.head, backbone.num_features, len(classes)))
+        eval_items = data.splits_[eval_split]
+        eval_logits = None
+        probe_info: dict[str, Any] = {}
+        history: list[dict] = []
+
+        if strategy.probe_first and resume_state is None:
+            feats = _features(backbone, data, eval_tf, cfg, device, ["train", eval_split])
+            y = np.asarray(data.splits_["train"].labels)
+            t0 = time.time()
+            probe_info = _fit_probe_head(model, feats["train"], y, len(classes), cfg)
+            probe_info["head_seconds"] = round(time.time() - t0, 2)
+            log.info("probe head: %s", probe_info)
+            if not strategy.trains_backbone:
+                with torch.no_grad():
+                    eval_logits = model.head(torch.from_numpy(feats[eval_split])).numpy()
+
+        if strategy.trains_backbone:
+            train_ds = make_dataset(backbone, data.splits_["train"], train_tf)
+            val_ds = make_dataset(backbone, data.splits_["val"], eval_tf) if has_val else None
+            weights = _class_weights(data, len(classes)) if cfg.class_weights == "auto" else None
+            history = train_loop(model, strategy, train_ds, val_ds, cfg, run_dir, select_on_val,
+                                 weights, resume_state, on_epoch_end)
+            _write_history(run_dir, history)
+            model.to(device)
+            with progress_bar(f"evaluate {eval_split}", len(eval_items)) as update:
+                eval_logits = infer_logits(model, make_dataset(backbone, eval_items, eval_tf), cfg.batch_size * 2,
+                                           device, cfg.workers, progress=update)
+        metrics = _score(run_dir, eval_logits, eval_items, classes, eval_split)
+        metrics.update(strategy=strategy.name, backbone=cfg.backbone, selection="best val epoch" if select_on_val
+                       else "final epoch (val not used for selection)" if strategy.trains_backbone
+                       else "C by cross-validation on train", seconds=round(time.time() - t_start, 2),
+                       probe=probe_info or None, n_train=len(data.splits_["train"]))
+        model.cpu()
+        meta = {"backbone": backbone.spec, "backbone_name": cfg.backbone, "pretrained_cfg": backbone.pretrained_cfg,
+                "data_config": data_config, "head": cfg.head, "labels": classes, "modality": backbone.modality,
+                "strategy": strategy.name}
+        if strategy.name == "lora":
+            from ..backbones._lora import merge_lora
+
+            merge_lora(model.backbone)
+        backbone.save_extra(run_dir)
+        rf.save_model(run_dir, model, meta)
+        rf.write_json(run_dir / rf.METRICS, metrics)  # written last: its presence marks a finished run
+        for leftover in (rf.CHECKPOINT, "best.pt"):
+            (run_dir / leftover).unlink(missing_ok=True)
+        log.info("%s: %s", eval_split, format_metrics(metrics))
+        log.info("run folder: %s (%.1f s)", run_dir, time.time() - t_start)
+        run = Run(run_dir, cfg, metrics, history)
+        _write_report(run)
+        return run
+    except BaseException:
+        if fresh_dir and not (run_dir / rf.CHECKPOINT).exists():
+            handler.close()
+            log.removeHandler(handler)
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
+        raise
+    finally:
+        handler.close()
+        log.removeHandler(handler)
+
+
+def _features(backbone, data, transform, cfg, device, splits) -> dict[str, np.ndarray]:
+    out = {}
+    for split in dict.fromkeys(splits):
+        items = data.splits_[split]
+        with progress_bar(f"features {split}", len(items)) as update:
+            out[split] = extract_features(
+                backbone, items, transform, cfg.batch_size * 2, cfg.cache_dir, cfg.workers, device,
+                progress=update, dataset=make_dataset(backbone, items, transform))
+    return out
+
+
+def _fit_probe_head(model: TransferModel, feats: np.ndarray, y: np.ndarray, num_classes: int, cfg) -> dict:
+    """Fit the head on frozen features: logistic regression for a linear head, a short Adam run for an MLP."""
+    head = model.head
+    if len(head) == 1:
+        w, b, c = fit_logistic(feats, y, num_classes, cfg.class_weights, cfg.seed)
+        with torch.no_grad():
+            head[0].weight.copy_(torch.from_numpy(w))
+            head[0].bias.copy_(torch.from_numpy(b))
+        return {"head": "logistic regression", "C": c}
+    x, t = torch.from_numpy(feats), torch.from_numpy(y).long()
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-2)
+    head.train()
+    steps = 300
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(head((x - mu) / sd), t).backward()
+        opt.step()
+    with torch.no_grad():  # fold the standardisation into the first layer
+        first = head[0]
+        first.bias.sub_((first.weight * (mu / sd)).sum(1))
+        first.weight.div_(sd)
+    head.eval()
+    return {"head": "mlp trained on cached features", "steps": steps}
+
+
+def _class_weights(data, num_classes: int) -> torch.Tensor:
+    counts = np.bincount(data.splits_["train"].labels, minlength=num_classes).astype(float)
+    return torch.tensor(counts.sum() / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
+
+
+def _score(run_dir: Path, logits: np.ndarray, items, classes, split: str) -> dict:
+    probs = torch.from_numpy(logits).float().softmax(1).numpy()
+    pred = probs.argmax(1)
+    metrics = {"split": split, **classification_metrics(items.labels, pred, classes)}
+    with open(run_dir / rf.PREDICTIONS, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["input", "true", "pred", "confidence"])
+        for inp, t, p, pr in zip(items.inputs, items.labels, pred, probs):
+            w.writerow([inp, classes[t], classes[p], f"{pr[p]:.4f}"])
+    return metrics
+
+
+def _write_history(run_dir: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    with open(run_dir / rf.HISTORY, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+
+
+def _write_report(run: Run) -> None:
+    try:
+        from ..evaluation.report import write_run_report
+    except ImportError:
+        return
+    try:
+        write_run_report(run.path)
+    except Exception as exc:  # a report failure must not lose a finished run
+        log.warning("report not written: %s", exc)
+
+
+def load_run(path: str | Path) -> Run:
+    path = rf.check_run_dir(Path(path))
+    if not (path / rf.METRICS).is_file():
+        raise RunFolderError(f"Run {path} has not finished (no {rf.METRICS})", "a finished run",
+                             f"Resume it with `transferkit train --resume {path}`")
+    cfg = resolve_config(load_config_file(path / rf.CONFIG))
+    history = []
+    if (path / rf.HISTORY).is_file():
+        with open(path / rf.HISTORY) as fh:
+            history = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+    return Run(path, cfg, json.loads((path / rf.METRICS).read_text()), history)
