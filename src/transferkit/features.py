@@ -98,7 +98,8 @@ def fit_logistic(feats: np.ndarray, labels: np.ndarray, num_classes: int, class_
     Returns:
         (W of shape (num_classes, D), b of shape (num_classes,), chosen C)
     """
-    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    import warnings
+
     from sklearn.preprocessing import StandardScaler
 
     labels = np.asarray(labels)
@@ -107,13 +108,9 @@ def fit_logistic(feats: np.ndarray, labels: np.ndarray, num_classes: int, class_
     min_count = np.bincount(labels, minlength=num_classes)[np.unique(labels)].min()
     cw = "balanced" if class_weight == "auto" else None
     folds = int(min(5, min_count))
-    if folds >= 2:
-        clf = LogisticRegressionCV(Cs=np.logspace(-3, 1, 5).tolist(), cv=folds, max_iter=2000,
-                                   class_weight=cw, random_state=seed, scoring="neg_log_loss").fit(z, labels)
-        c = float(np.atleast_1d(clf.C_)[0])
-    else:  # too few examples per class for cross-validation
-        c = 0.1
-        clf = LogisticRegression(C=c, max_iter=2000, class_weight=cw).fit(z, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # sklearn's parameter-default transitions
+        clf, c = _logistic(z, labels, folds, cw, seed)
     coef, intercept = clf.coef_, clf.intercept_
     if coef.shape[0] == 1:  # binary: sklearn keeps one row; expand to two logits
         coef = np.vstack([-coef / 2, coef / 2])
@@ -144,3 +141,15 @@ def infer_logits(model: torch.nn.Module, dataset, batch_size: int = 64, device: 
             progress(len(out[-1]))
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def _logistic(z: np.ndarray, labels: np.ndarray, folds: int, class_weight, seed: int):
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+
+    if folds >= 2:
+        clf = LogisticRegressionCV(Cs=np.logspace(-3, 1, 5).tolist(), cv=folds, max_iter=2000,
+                                   class_weight=class_weight, random_state=seed, scoring="neg_log_loss")
+        clf.fit(z, labels)
+        return clf, float(np.atleast_1d(clf.C_)[0])
+    c = 0.1  # too few examples per class for cross-validation
+    return LogisticRegression(C=c, max_iter=2000, class_weight=class_weight).fit(z, labels), c

@@ -1,0 +1,220 @@
+"""The ``transferkit`` command: parse, call the library, print. Nothing imports this module."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from .errors import TransferkitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Transfer learning with PyTorch: pretrained backbone → new task, measured honestly.")
+out = Console()
+err = Console(stderr=True)
+
+# Options shared by train and compare. None means "not given": config file, then defaults, apply.
+O = typer.Option
+TRAIN_OPTIONS = dict(
+    backbone=O(None, help="source:name, e.g. packaged:efficientnet_lite0, timm:resnet50, file:w.safetensors"),
+    arch=O(None, help="timm architecture of a file: backbone"),
+    strategy=O(None, help="linear-probe | finetune | partial:K | gradual | lp-ft | lora | scratch"),
+    head=O(None, help="linear | mlp:<width>"),
+    epochs=O(None), batch_size=O(None), lr=O(None, help="head learning rate"),
+    backbone_lr_mult=O(None, help="backbone lr = lr × this (finetune, partial, gradual, lp-ft)"),
+    optimizer=O(None, help="adamw | sgd"), weight_decay=O(None), warmup_epochs=O(None),
+    label_smoothing=O(None), patience=O(None, help="early-stopping patience in epochs (0: off)"),
+    augment=O(None, help="none | light | standard"), image_size=O(None, help="override the input size"),
+    seed=O(None), split_seed=O(None), val_fraction=O(None), test_fraction=O(None),
+    shots=O(None, help="training examples per class (few-shot)"),
+    on_bad_file=O(None, help="skip | error"), bn=O(None, help="BatchNorm of frozen layers: eval | train"),
+    layer_decay=O(None, help="layer-wise lr decay r (e.g. 0.75)"), l2sp=O(None, help="L2-SP strength α"),
+    freeze_epochs=O(None, help="gradual: head-only epochs"), class_weights=O(None, help="none | auto"),
+    sampler=O(None, help="random | balanced"), workers=O(None), precision=O(None, help="no | bf16 | fp16"),
+    cpu=O(None, help="force the CPU"), output=O(None, help="folder for run folders (default runs)"),
+    name=O(None, help="run folder name"), cache_dir=O(None, help="feature cache (default ~/.cache/transferkit)"),
+    text_column=O(None), label_column=O(None), path_column=O(None), max_length=O(None),
+)
+
+
+def _settings(local: dict) -> dict:
+    return {k: local[k] for k in TRAIN_OPTIONS if local.get(k) is not None}
+
+
+def _setup_logging(verbose: bool = True) -> None:
+    log = logging.getLogger("transferkit")
+    if not any(isinstance(h, RichHandler) for h in log.handlers):
+        h = RichHandler(console=err, show_path=False, show_time=False, markup=False)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(h)
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _with_train_options(fn):
+    """Give ``fn`` the shared training options as keyword parameters (typer reads the signature)."""
+    import inspect
+
+    sig = inspect.signature(fn)
+    params = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
+    types = {"epochs": Optional[int], "batch_size": Optional[int], "lr": Optional[float],
+             "backbone_lr_mult": Optional[float], "weight_decay": Optional[float],
+             "warmup_epochs": Optional[float], "label_smoothing": Optional[float], "patience": Optional[int],
+             "image_size": Optional[int], "seed": Optional[int], "split_seed": Optional[int],
+             "val_fraction": Optional[float], "test_fraction": Optional[float], "shots": Optional[int],
+             "layer_decay": Optional[float], "l2sp": Optional[float], "freeze_epochs": Optional[int],
+             "workers": Optional[int], "cpu": Optional[bool], "max_length": Optional[int]}
+    for k, default in TRAIN_OPTIONS.items():
+        if k not in sig.parameters:
+            params.append(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                            annotation=types.get(k, Optional[str])))
+    fn.__signature__ = sig.replace(parameters=params)
+    return fn
+
+
+@app.command()
+@_with_train_options
+def train(data: Optional[str] = typer.Argument(None, help="image folder, or CSV/TSV/JSONL"),
+          config: Optional[Path] = O(None, help="YAML config; flags override it"),
+          resume: Optional[Path] = O(None, help="continue an interrupted run folder"),
+          **options) -> None:
+    """Train a model on DATA with a pretrained backbone and a strategy; writes a run folder."""
+    from .training import fit
+
+    _setup_logging()
+    if resume is not None:
+        run = fit(resume=resume)
+    else:
+        if data is None and config is None:
+            raise TransferkitError("No data given", "DATA (a folder of images or a CSV/TSV/JSONL file)",
+                                   "Run `transferkit train PATH`")
+        run = fit(data, config_file=config, **_settings(options))
+    _print_metrics(run.metrics)
+    out.print(f"run folder: [bold]{run.path}[/]")
+
+
+def _print_metrics(m: dict) -> None:
+    t = Table(title=f"{m.get('strategy', '')} on {m['split']} ({m['n']} items)")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    for name, r in m["per_class"].items():
+        t.add_row(name, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", str(r["support"]))
+    t.add_row("[bold]macro[/]", f"{m['macro_precision']:.3f}", f"{m['macro_recall']:.3f}",
+              f"[bold]{m['macro_f1']:.3f}[/]", str(m["n"]))
+    out.print(t)
+    out.print(f"accuracy [bold]{m['accuracy']:.1%}[/]" + (f"  ({m['seconds']:.1f} s)" if "seconds" in m else ""))
+
+
+@app.command()
+def evaluate(run: Path = typer.Argument(..., help="a finished run folder"),
+             data: Optional[str] = typer.Argument(None, help="new labelled data (default: the run's own eval split)"),
+             json_out: bool = O(False, "--json", help="print metrics as JSON")) -> None:
+    """Score a finished run on its evaluation split or on new labelled DATA."""
+    from .predict import evaluate as _evaluate
+
+    m = _evaluate(run, data)
+    if json_out:
+        out.print_json(json.dumps(m))
+    else:
+        _print_metrics(m)
+
+
+@app.command()
+def predict(run: Path = typer.Argument(..., help="a finished run folder"),
+            inputs: Optional[List[str]] = typer.Argument(None, help="images or folders of images"),
+            text: Optional[List[str]] = O(None, "--text", help="a text to classify (text runs; repeatable)"),
+            file: Optional[Path] = O(None, "--file", help="a file of texts, one per line (text runs)"),
+            topk: int = O(3, help="labels to show per input"),
+            json_out: bool = O(False, "--json", help="JSON lines"), csv_out: bool = O(False, "--csv", help="CSV")) -> None:
+    """Top-k labels with probabilities for images (or texts)."""
+    from .predict import load
+
+    items = list(inputs or []) + list(text or [])
+    if file is not None:
+        if not file.is_file():
+            raise TransferkitError(f"File {file} does not exist", "a text file with one input per line")
+        items += [ln for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not items:
+        raise TransferkitError("Nothing to predict", "image paths, folders, --text or --file")
+    preds = load(run).predict(items, topk=topk)
+    if json_out:
+        for p in preds:
+            out.print_json(json.dumps(p))
+    elif csv_out:
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(["input", "label", "probability"])
+        for p in preds:
+            w.writerow([p["input"], p["label"], f"{p['probability']:.4f}"])
+    else:
+        t = Table()
+        t.add_column("input")
+        for i in range(min(topk, len(preds[0]["topk"]))):
+            t.add_column(f"#{i + 1}")
+        for p in preds:
+            t.add_row(p["input"][-60:], *[f"{lab} {pr:.1%}" for lab, pr in p["topk"]])
+        out.print(t)
+
+
+@app.command()
+def models() -> None:
+    """List backbone sources and the packaged (offline) backbones."""
+    from .backbones import PACKAGED, sources
+
+    t = Table(title="backbone sources (--backbone source:name)")
+    t.add_column("source")
+    t.add_column("what")
+    for s, h in sources().items():
+        t.add_row(f"{s}:", h)
+    out.print(t)
+    t = Table(title="packaged backbones (work offline)")
+    for col in ("name", "modality", "installed", "what"):
+        t.add_column(col)
+    for m in PACKAGED.values():
+        how = "yes" if m.installed else f"no: pip install 'transferkit[{m.extra}]'"
+        t.add_row(f"packaged:{m.name}", m.modality, how, m.description)
+    out.print(t)
+
+
+@app.command()
+def demo(output: Path = O(Path("demo_runs"), help="where the demo writes its data and runs"),
+         epochs: int = O(3)) -> None:
+    """Offline demo: handwritten digits (from scikit-learn) with packaged EfficientNet-Lite0."""
+    from .demo import run_demo
+
+    _setup_logging()
+    run_demo(output, epochs=epochs, console=out)
+
+
+def main() -> None:
+    """Entry point: user errors are one line and exit 2; interrupted runs say how to resume."""
+    try:
+        app(standalone_mode=False)
+    except TransferkitError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted. A training run can be continued with `transferkit train --resume RUN_FOLDER`.")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

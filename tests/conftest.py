@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny synthetic image sets, a tiny backbone, and the optional ../shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TRANSFERKIT_QUIET", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TINY = "random:test_efficientnet"  # a timm test model: ~0.4M parameters, no download
+FAST = dict(backbone=TINY, image_size=32, epochs=2, batch_size=8, workers=0)
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared; the test is skipped when it is absent (a user's clone)."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not available")
+    return p
+
+
+def make_image(cls: int, rng: np.random.Generator, size: int = 24) -> Image.Image:
+    """A learnable synthetic image: class k is a bright bar at orientation k on noise."""
+    arr = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+    if cls % 3 == 0:
+        arr[size // 3: 2 * size // 3, :, :] = 230
+    elif cls % 3 == 1:
+        arr[:, size // 3: 2 * size // 3, :] = 230
+    else:
+        np.fill_diagonal(arr[:, :, 0], 230)
+        arr[np.arange(size), np.arange(size)] = 230
+    arr[..., cls % 3] = np.maximum(arr[..., cls % 3], 120)
+    return Image.fromarray(arr)
+
+
+def make_folder(root: Path, classes: int = 3, per_class: int = 12, seed: int = 0, split: bool = False) -> Path:
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        for i in range(per_class):
+            sub = root / (("train" if i < per_class * 2 // 3 else "val") if split else "") / f"class{c}"
+            sub.mkdir(parents=True, exist_ok=True)
+            make_image(c, rng).save(sub / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    return make_folder(tmp_path / "data")
+
+
+@pytest.fixture
+def run_kwargs(tmp_path: Path) -> dict:
+    return dict(FAST, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"))
