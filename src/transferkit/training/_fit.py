@@ -118,8 +118,8 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     t_start = time.time()
     strategy = get_strategy(cfg)  # fail on a bad strategy name before any work
     data.setup()
+    seed_everything(cfg.seed)  # random-init backbones and new heads start from the seed
     backbone: Backbone = create_backbone(cfg.backbone, arch=cfg.arch, max_length=cfg.max_length)
-    seed_everything(cfg.seed)
     if strategy.name == "scratch":
         backbone = backbone.fresh()
     classes = data.classes_
