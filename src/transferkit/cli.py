@@ -120,7 +120,7 @@ def evaluate(run: Path = typer.Argument(..., help="a finished run folder"),
 
     m = _evaluate(run, data)
     if json_out:
-        out.print_json(json.dumps(m))
+        print(json.dumps(m, indent=1))
     else:
         _print_metrics(m)
 
@@ -145,7 +145,7 @@ def predict(run: Path = typer.Argument(..., help="a finished run folder"),
     preds = load(run).predict(items, topk=topk)
     if json_out:
         for p in preds:
-            out.print_json(json.dumps(p))
+            print(json.dumps(p))
     elif csv_out:
         import csv
 
