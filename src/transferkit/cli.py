@@ -164,6 +164,49 @@ def predict(run: Path = typer.Argument(..., help="a finished run folder"),
 
 
 @app.command()
+@_with_train_options
+def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
+            strategies: str = O("scratch,linear-probe,finetune,lp-ft", help="comma-separated strategies"),
+            seeds: int = O(3, help="seeds per strategy (paired across strategies)"),
+            first_seed: int = O(0, help="first seed (to add seeds to an earlier comparison)"),
+            config: Optional[Path] = O(None, help="YAML config; flags override it"),
+            **options) -> None:
+    """Train several strategies on the same split and seeds; report the gain over scratch."""
+    from .compare import compare as _compare
+    from .config import load_config_file
+
+    _setup_logging()
+    settings = {**(load_config_file(config) if config else {}), **_settings(options)}
+    output = settings.pop("output", "runs")
+    run_name = settings.pop("name", None)
+    result = _compare(data, [s.strip() for s in strategies.split(",") if s.strip()], seeds=seeds,
+                      output=output, name=run_name, first_seed=first_seed, **settings)
+    t = Table(title=f"{result['backbone']} · {result['seeds']} seed(s) · {result['split']} ({result['n_eval']} items)")
+    for col in ("strategy", "accuracy", "macro-F1", "time/run", "gain over scratch [95% CI]"):
+        t.add_column(col, justify="left" if col == "strategy" else "right")
+    for r in result["rows"]:
+        g = r.get("gain")
+        gain = "" if not g else f"{g['mean']:+.1%}" + (f" [{g['low']:+.1%}, {g['high']:+.1%}]" if g["low"] is not None else "")
+        t.add_row(r["strategy"], f"{r['accuracy_mean']:.1%} ± {r['accuracy_std']:.1%}",
+                  f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f}", f"{r['seconds_mean']:.0f} s", gain)
+    out.print(t)
+    for w in result["warnings"]:
+        out.print(f"[bold red]{w}[/]")
+    out.print(f"comparison: [bold]{result['path']}[/] (compare.json, report.html)")
+
+
+@app.command()
+def report(run: Path = typer.Argument(..., help="a finished run folder")) -> None:
+    """(Re)write a run's report.html."""
+    from ._runfolder import check_run_dir
+    from .evaluation.report import write_run_report
+    from .training import load_run
+
+    load_run(check_run_dir(run))
+    out.print(f"report: [bold]{write_run_report(run)}[/]")
+
+
+@app.command()
 def models() -> None:
     """List backbone sources and the packaged (offline) backbones."""
     from .backbones import PACKAGED, sources

@@ -58,6 +58,11 @@ class LabelledData:
     def describe(self) -> str:
         raise NotImplementedError
 
+    @property
+    def location(self) -> str:
+        """The path the data was read from (saved as ``data`` in the run's config)."""
+        return str(getattr(self, "root", None) or getattr(self, "csv_path", None) or getattr(self, "path", ""))
+
     # -- shared ---------------------------------------------------------------------------------
     @property
     def is_setup(self) -> bool:

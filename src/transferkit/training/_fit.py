@@ -97,7 +97,7 @@ def fit(data: LabelledData | str | None = None, *, config_file: str | Path | Non
     if data is None:
         data = data_from_config(cfg)
     else:
-        cfg.data = cfg.data or data.describe()
+        cfg.data = cfg.data or data.location
     return _run(cfg, data, run_dir=None, resume_state=None, on_epoch_end=on_epoch_end)
 
 
@@ -273,10 +273,8 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
 
 
 def _write_report(run: Run) -> None:
-    try:
-        from ..evaluation.report import write_run_report
-    except ImportError:
-        return
+    from ..evaluation.report import write_run_report
+
     try:
         write_run_report(run.path)
     except Exception as exc:  # a report failure must not lose a finished run

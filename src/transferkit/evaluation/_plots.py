@@ -1,0 +1,91 @@
+"""Matplotlib figures for reports, returned as base64 PNG (reports are single offline files)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+
+
+def _fig():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def to_png64(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _fig().close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def learning_curves(history: list[dict], title: str = "") -> str | None:
+    if not history:
+        return None
+    plt = _fig()
+    epochs = [r["epoch"] for r in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for key, ax, label in (("loss", a, "loss"), ("acc", b, "accuracy")):
+        ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", label="train")
+        if f"val_{key}" in history[0]:
+            ax.plot(epochs, [r[f"val_{key}"] for r in history], "o-", label="val")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title or "learning curves")
+    return to_png64(fig)
+
+
+def confusion_heatmap(cm: list[list[int]], labels: list[str]) -> str:
+    plt = _fig()
+    cm = np.asarray(cm)
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(max(3.5, 0.55 * n + 2), max(3, 0.5 * n + 1.5)))
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(n), labels, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (colour: row share)")
+    return to_png64(fig)
+
+
+def per_class_f1(per_class: dict[str, dict]) -> str:
+    plt = _fig()
+    names = list(per_class)
+    f1 = [per_class[k]["f1"] for k in names]
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(names) + 2), 3))
+    bars = ax.bar(range(len(names)), f1, color=["#c0392b" if v < 0.7 else "#2e86c1" for v in f1])
+    ax.bar_label(bars, [f"{v:.2f}" for v in f1], fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("F1")
+    ax.set_title("per-class F1")
+    return to_png64(fig)
+
+
+def strategy_bars(rows: list[dict]) -> str:
+    """Accuracy mean ± std per strategy (comparison report)."""
+    plt = _fig()
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows) + 1), 3.2))
+    names = [r["strategy"] for r in rows]
+    means = [r["accuracy_mean"] for r in rows]
+    stds = [r["accuracy_std"] for r in rows]
+    colors = ["#7f8c8d" if n == "scratch" else "#2e86c1" for n in names]
+    bars = ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
+    ax.bar_label(bars, [f"{m:.1%}" for m in means], fontsize=8, padding=3)
+    ax.set_xticks(range(len(rows)), names)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("accuracy")
+    ax.set_title("accuracy by strategy (mean ± std over seeds; grey = scratch)")
+    return to_png64(fig)
