@@ -38,11 +38,19 @@ def test_partial_trains_only_last_stages_and_bn_policy():
     s.train_mode(m)
     expected = {f"backbone.{n}" for st in stages[-2:] for n in st} | {"head.0.weight", "head.0.bias"}
     assert _trainable(m) == expected
-    frozen_bn = m.backbone.model.bn1  # stem BatchNorm: frozen → eval
-    assert not frozen_bn.training
-    s_train = get_strategy(RunConfig(strategy="partial:2", bn="train"))
-    s_train.train_mode(m)
-    assert frozen_bn.training
+    frozen_bn = m.backbone.model.bn1  # stem BatchNorm: frozen → eval under every policy
+    trainable_bn = m.backbone.model.bn2  # last BatchNorm: trains
+    assert not frozen_bn.training and not trainable_bn.training  # auto = eval for a pretrained backbone
+    get_strategy(RunConfig(strategy="partial:2", bn="train")).train_mode(m)
+    assert not frozen_bn.training and trainable_bn.training
+
+
+def test_scratch_uses_batch_statistics():
+    m = _model()
+    s = get_strategy(RunConfig(strategy="scratch"))
+    s.prepare(m)
+    s.train_mode(m)
+    assert all(x.training for x in m.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm))
     with pytest.raises(ConfigError, match="partial:99"):
         get_strategy(RunConfig(strategy="partial:99")).prepare(_model())
 

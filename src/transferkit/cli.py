@@ -34,7 +34,7 @@ TRAIN_OPTIONS = dict(
     augment=O(None, help="none | light | standard"), image_size=O(None, help="override the input size"),
     seed=O(None), split_seed=O(None), val_fraction=O(None), test_fraction=O(None),
     shots=O(None, help="training examples per class (few-shot)"),
-    on_bad_file=O(None, help="skip | error"), bn=O(None, help="BatchNorm of frozen layers: eval | train"),
+    on_bad_file=O(None, help="skip | error"), bn=O(None, help="BatchNorm statistics: auto (eval for pretrained, train for scratch) | eval | train"),
     layer_decay=O(None, help="layer-wise lr decay r (e.g. 0.75)"), l2sp=O(None, help="L2-SP strength α"),
     freeze_epochs=O(None, help="gradual: head-only epochs"), class_weights=O(None, help="none | auto"),
     sampler=O(None, help="random | balanced"), workers=O(None), precision=O(None, help="no | bf16 | fp16"),

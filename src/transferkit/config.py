@@ -38,7 +38,7 @@ class RunConfig:
     test_fraction: float = 0.15
     shots: int | None = None  # training examples per class (few-shot), seeded
     on_bad_file: str = "skip"
-    bn: str = "eval"  # BatchNorm of frozen layers: eval (frozen statistics) or train
+    bn: str = "auto"  # BatchNorm statistics: auto (eval for pretrained, train for scratch) | eval | train
     layer_decay: float | None = None
     l2sp: float = 0.0
     freeze_epochs: int = 1  # gradual: head-only epochs before unfreezing
@@ -67,7 +67,7 @@ _CHOICES = {
     "optimizer": ("adamw", "sgd"),
     "augment": ("none", "light", "standard"),
     "on_bad_file": ("skip", "error"),
-    "bn": ("eval", "train"),
+    "bn": ("auto", "eval", "train"),
     "class_weights": ("none", "auto"),
     "sampler": ("random", "balanced"),
     "precision": ("no", "bf16", "fp16"),

@@ -40,8 +40,7 @@ def run_demo(output: Path, epochs: int = 3, console: Console | None = None,
     for s in strategies:
         t0 = time.time()
         runs[s] = fit(str(data), backbone=backbone, strategy=s, epochs=epochs, image_size=image_size,
-                      output=str(output / "runs"), val_fraction=0.2, test_fraction=0.2, augment="none",
-                      lr=3e-3 if s != "scratch" else 3e-3)
+                      output=str(output / "runs"), val_fraction=0.2, test_fraction=0.2, augment="none")
         runs[s].metrics["wall"] = time.time() - t0
     scratch = runs.get("scratch")
     t = Table(title=f"{backbone} on digits test split ({runs[strategies[0]].metrics['n']} images)")

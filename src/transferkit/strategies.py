@@ -31,16 +31,19 @@ def set_trainable(module: nn.Module, flag: bool) -> None:
 
 
 def apply_bn_policy(model: nn.Module, bn: str) -> None:
-    """Put BatchNorm layers whose parameters are all frozen into eval mode (frozen statistics).
+    """Decide which BatchNorm layers normalise with their running statistics (eval mode).
 
-    With ``bn="train"`` frozen BatchNorm layers keep updating their running statistics.
+    BatchNorm layers whose parameters are frozen always stay in eval mode: a frozen layer must not
+    drift. With ``bn="eval"`` every BatchNorm layer also keeps its pretrained running statistics
+    while its scale and shift train (the Keras fine-tuning recipe): small batches give noisy batch
+    statistics that differ from the pretrained ones, which measurably hurts fine-tuning on small
+    data. With ``bn="train"`` trainable BatchNorm layers use and update batch statistics.
     """
-    if bn != "eval":
-        return
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             params = list(m.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
+            frozen = bool(params) and not any(p.requires_grad for p in params)
+            if frozen or bn == "eval":
                 m.eval()
 
 
@@ -89,9 +92,13 @@ class Strategy:
     def on_epoch_start(self, model: TransferModel, epoch: int) -> None:
         """Change what trains at the start of ``epoch`` (0-based); called again on resume."""
 
+    def bn_policy(self) -> str:
+        """``auto``: pretrained BatchNorm statistics stay (eval); scratch has none worth keeping (train)."""
+        return self.cfg.bn if self.cfg.bn != "auto" else "eval"
+
     def train_mode(self, model: TransferModel) -> None:
         model.train()
-        apply_bn_policy(model, self.cfg.bn)
+        apply_bn_policy(model, self.bn_policy())
 
 
 class Finetune(Strategy):
@@ -108,6 +115,9 @@ class Scratch(Strategy):
 
     def layer_decay(self) -> float | None:
         return None
+
+    def bn_policy(self) -> str:
+        return self.cfg.bn if self.cfg.bn != "auto" else "train"
 
 
 class LinearProbe(Strategy):
