@@ -1,6 +1,6 @@
 """Pretrained backbones by ``source:name``: timm, random, packaged, file, run (and hf for text)."""
 
-from . import _file, _packaged, _timm  # noqa: F401  (register sources)
+from . import _file, _hf, _packaged, _timm  # noqa: F401  (register sources)
 from ._base import Backbone
 from ._file import backbone_from_spec, read_weights
 from ._packaged import lukemelas_to_timm, timm_block_names

