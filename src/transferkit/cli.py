@@ -196,6 +196,44 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
 
 
 @app.command()
+def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
+         backbones: str = O(..., help="comma-separated backbones, e.g. packaged:efficientnet_lite0,random:tf_efficientnet_lite0"),
+         metric: str = O("all", help="logme | leep | nce | hscore | knn | all (sorted by LogME)"),
+         image_size: Optional[int] = O(None), cache_dir: Optional[str] = O(None),
+         output: Path = O(Path("runs"), help="rank.json goes to OUTPUT/rank-<data>/"),
+         then_train: Optional[str] = O(None, help="train the best backbone with this strategy"),
+         shots: Optional[int] = O(None, help="score on N training examples per class")) -> None:
+    """Score backbones on frozen features before training (transferability); best first."""
+    from datetime import datetime
+
+    from .config import resolve_config
+    from .inputs import data_from_config
+    from .ranking import rank as _rank
+
+    _setup_logging()
+    ds = data_from_config(resolve_config({"data": data, "shots": shots}))
+    out_dir = output / f"rank-{Path(data).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    rows = _rank(ds, [b.strip() for b in backbones.split(",") if b.strip()], metric, cache_dir,
+                 image_size=image_size, output=out_dir)
+    keys = [k for k in ("logme", "leep", "nce", "hscore", "knn") if any(r.get(k) is not None for r in rows)]
+    t = Table(title=f"transferability on {ds.summary()}")
+    for col in ("#", "backbone", *keys, "features", "time"):
+        t.add_column(col, justify="left" if col == "backbone" else "right")
+    for i, r in enumerate(rows, 1):
+        t.add_row(str(i), r["backbone"], *["—" if r.get(k) is None else f"{r[k]:.4g}" for k in keys],
+                  str(r["num_features"]), f"{r['seconds']:.1f} s")
+    out.print(t)
+    out.print(f"rank.json: [bold]{out_dir / 'rank.json'}[/]")
+    if then_train:
+        from .training import fit
+
+        run = fit(ds, backbone=rows[0]["backbone"], strategy=then_train, data=data, image_size=image_size,
+                  output=str(output), cache_dir=cache_dir)
+        _print_metrics(run.metrics)
+        out.print(f"run folder: [bold]{run.path}[/]")
+
+
+@app.command()
 def report(run: Path = typer.Argument(..., help="a finished run folder")) -> None:
     """(Re)write a run's report.html."""
     from ._runfolder import check_run_dir
