@@ -227,7 +227,7 @@ def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
     if then_train:
         from .training import fit
 
-        run = fit(ds, backbone=rows[0]["backbone"], strategy=then_train, data=data, image_size=image_size,
+        run = fit(ds, backbone=rows[0]["backbone"], strategy=then_train, image_size=image_size,
                   output=str(output), cache_dir=cache_dir)
         _print_metrics(run.metrics)
         out.print(f"run folder: [bold]{run.path}[/]")
@@ -242,6 +242,37 @@ def report(run: Path = typer.Argument(..., help="a finished run folder")) -> Non
 
     load_run(check_run_dir(run))
     out.print(f"report: [bold]{write_run_report(run)}[/]")
+
+
+@app.command()
+def export(run: Path = typer.Argument(..., help="a finished run folder"),
+           format: str = O("onnx", "--format", help="onnx | torchscript | safetensors"),
+           out_dir: Optional[Path] = O(None, "--out", help="output folder (default RUN/export)"),
+           check: Optional[Path] = O(None, help="images (file or folder) for the parity check (default: the run's eval split)"),
+           max_check: int = O(64, help="at most this many images in the parity check")) -> None:
+    """Export a run and check the exported model against PyTorch on real inputs."""
+    from .export import export as _export
+
+    _setup_logging()
+    res = _export(run, format, out_dir, check, max_check)
+    out.print(f"exported: [bold]{res['path']}[/]")
+    p = res["parity"]
+    if p:
+        out.print(f"parity on {p['n']} inputs: max |Δlogit| {p['max_abs_diff']:.2e}, top-1 agreement {p['top1_agreement']:.1%}")
+
+
+@app.command()
+def serve(run: Path = typer.Argument(..., help="a finished run folder"),
+          host: str = O("127.0.0.1"), port: int = O(8000),
+          max_batch: int = O(16, help="largest batch of concurrent requests run together")) -> None:
+    """Serve a run over HTTP: POST /predict, GET /health, /labels, / (upload page), /docs."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise TransferkitError("serve needs fastapi and uvicorn", None, "pip install 'transferkit[serve]'") from None
+    from .serve import create_app
+
+    uvicorn.run(create_app(run, max_batch=max_batch), host=host, port=port, log_level="info")
 
 
 @app.command()

@@ -1,0 +1,117 @@
+"""Export a finished run to ONNX, TorchScript or safetensors, and check parity with PyTorch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _runfolder as rf
+from .errors import TransferkitError
+from .predict import Predictor, expand_image_inputs
+
+log = logging.getLogger("transferkit")
+FORMATS = ("onnx", "torchscript", "safetensors")
+
+
+def contract(pred: Predictor) -> dict[str, Any]:
+    """What a consumer needs besides the weights: preprocessing and labels."""
+    dc = pred.meta["data_config"]
+    return {"labels": pred.labels, "modality": pred.modality, "input_size": dc.get("input_size"),
+            "mean": dc.get("mean"), "std": dc.get("std"), "crop_pct": dc.get("crop_pct"),
+            "interpolation": dc.get("interpolation"), "layout": "NCHW float32, RGB, normalised",
+            "output": "logits (apply softmax for probabilities)"}
+
+
+def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, check: str | Path | None = None,
+           max_check: int = 64) -> dict[str, Any]:
+    """Write ``model.<ext>`` into ``out`` (default: RUN/export/) and check it against PyTorch.
+
+    Returns:
+        ``{"path", "format", "parity": {"n", "max_abs_diff", "top1_agreement"} or None}``
+    """
+    if fmt not in FORMATS:
+        raise TransferkitError(f"Unknown export format '{fmt}'", f"one of {', '.join(FORMATS)}")
+    pred = Predictor(run, device="cpu")
+    if pred.modality != "image" and fmt != "safetensors":
+        raise TransferkitError(f"--format {fmt} is available for image runs; this run is a {pred.modality} run",
+                               "an image run", "Use --format safetensors (weights + tokenizer + contract)")
+    out_dir = Path(out) if out else Path(run) / "export"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = pred.model.eval()
+    size = pred.meta["data_config"].get("input_size", [3, 224, 224])
+    example = torch.randn(2, *size)
+    meta = contract(pred)
+    if fmt == "onnx":
+        path = out_dir / "model.onnx"
+        _export_onnx(model, example, path, meta)
+    elif fmt == "torchscript":
+        path = out_dir / "model.pt"
+        with torch.no_grad():
+            traced = torch.jit.trace(model, example)
+        rf.atomic_write(path, lambda p: torch.jit.save(traced, str(p), _extra_files={"contract.json": json.dumps(meta)}))
+    else:
+        path = out_dir / "model.safetensors"
+        shutil.copy2(Path(run) / rf.WEIGHTS, path)
+        shutil.copy2(Path(run) / rf.MODEL_META, out_dir / "model.json")
+        if (Path(run) / "backbone").is_dir():
+            shutil.copytree(Path(run) / "backbone", out_dir / "backbone", dirs_exist_ok=True)
+    (out_dir / "contract.json").write_text(json.dumps(meta, indent=2))
+    parity = None
+    if fmt in ("onnx", "torchscript"):
+        parity = check_parity(pred, path, fmt, _check_inputs(run, check, max_check))
+    return {"path": str(path), "format": fmt, "parity": parity}
+
+
+def _export_onnx(model, example, path: Path, meta: dict) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise TransferkitError("ONNX export needs onnx and onnxruntime", None, "pip install 'transferkit[export]'") from None
+    tmp = path.with_suffix(".tmp.onnx")
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=["logits"],
+                      dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
+    proto = onnx.load(str(tmp))
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, json.dumps(v)
+    onnx.save(proto, str(path))
+    tmp.unlink(missing_ok=True)
+    for extra in path.parent.glob(tmp.name + "*.data"):
+        extra.unlink()
+
+
+def _check_inputs(run, check, max_check: int) -> list[str]:
+    if check is not None:
+        return expand_image_inputs([str(check)])[:max_check]
+    s = json.loads((Path(run) / "splits.json").read_text())
+    split = json.loads((Path(run) / rf.METRICS).read_text())["split"]
+    return s[split]["inputs"][:max_check]
+
+
+def check_parity(pred: Predictor, path: Path, fmt: str, inputs: list[str], batch_size: int = 16) -> dict[str, Any]:
+    """Run the exported model and PyTorch on the same real inputs; compare logits and top-1."""
+    ds = pred._dataset(inputs)
+    ref, got = [], []
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        run_exported = lambda x: sess.run(None, {"input": x.numpy()})[0]  # noqa: E731
+    else:
+        loaded = torch.jit.load(str(path))
+        run_exported = lambda x: loaded(x).detach().numpy()  # noqa: E731
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size)
+    with torch.no_grad():
+        for x, _ in loader:
+            ref.append(pred.model(x).numpy())
+            got.append(run_exported(x))
+    ref_a, got_a = np.concatenate(ref), np.concatenate(got)
+    return {"n": len(ref_a), "max_abs_diff": float(np.abs(ref_a - got_a).max()),
+            "top1_agreement": float((ref_a.argmax(1) == got_a.argmax(1)).mean())}

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import transferkit as tk
+
+from conftest import FAST, make_folder, shared_path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("exp")
+    data = make_folder(tmp / "d", classes=3, per_class=10)
+    return tk.fit(data, strategy="finetune", **dict(FAST, epochs=1, output=str(tmp / "runs"))), data
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_parity(tiny_run, fmt):
+    pytest.importorskip("onnxruntime")
+    run, data = tiny_run
+    res = tk_export(run.path, fmt, check=data / "class1")
+    p = res["parity"]
+    assert p["n"] == 10 and p["top1_agreement"] == 1.0 and p["max_abs_diff"] < 1e-4
+    if fmt == "onnx":
+        import onnx
+        import onnxruntime as ort
+
+        meta = {m.key: json.loads(m.value) for m in onnx.load(res["path"]).metadata_props}
+        assert meta["labels"] == ["class0", "class1", "class2"] and meta["input_size"] == [3, 32, 32]
+        sess = ort.InferenceSession(res["path"])
+        out = sess.run(None, {"input": np.zeros((5, 3, 32, 32), np.float32)})[0]  # dynamic batch
+        assert out.shape == (5, 3)
+
+
+def tk_export(*a, **k):
+    from transferkit.export import export
+
+    return export(*a, **k)
+
+
+@pytest.mark.slow
+def test_onnx_parity_on_real_photos_with_packaged_lite0(tmp_path):
+    pytest.importorskip("onnxruntime")
+    val = shared_path("data", "hymenoptera", "val")
+    root = tmp_path / "few"
+    for cls in ("ants", "bees"):
+        for split, n in (("train", 4), ("val", 2)):
+            (root / split / cls).mkdir(parents=True)
+            for f in sorted((val.parent / split / cls).glob("*.jpg"))[:n]:
+                (root / split / cls / f.name).symlink_to(f)
+    run = tk.fit(root, strategy="linear-probe", image_size=160, output=str(tmp_path / "r"),
+                 cache_dir=str(tmp_path / "c"))
+    res = tk_export(run.path, "onnx", check=val / "bees", max_check=6)
+    assert res["parity"]["top1_agreement"] == 1.0 and res["parity"]["max_abs_diff"] < 1e-3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run):
+    uvicorn = pytest.importorskip("uvicorn")
+    from transferkit.serve import create_app
+
+    run, data = tiny_run
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(run.path, max_batch=8), host="127.0.0.1", port=port,
+                                        log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", data
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def _png(color="red", size=(20, 20)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_server_answers_and_rejects_bad_uploads(server):
+    import httpx
+
+    url, data = server
+    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+    assert httpx.get(f"{url}/labels").json() == ["class0", "class1", "class2"]
+    assert "<form" in httpx.get(f"{url}/").text and httpx.get(f"{url}/openapi.json").status_code == 200
+    img = (data / "class0" / "0.png").read_bytes()
+    r = httpx.post(f"{url}/predict", files={"file": ("a.png", img, "image/png")})
+    assert r.status_code == 200 and r.json()["label"] in ("class0", "class1", "class2")
+    assert abs(sum(t["probability"] for t in r.json()["topk"]) - 1) < 1e-4
+    bad = [
+        ({"file": ("a.txt", b"hello", "text/plain")}, 415),
+        ({"file": ("a.png", b"not really a png", "image/png")}, 400),
+        ({"file": ("a.png", b"", "image/png")}, 400),
+        ({"file": ("a.png", _png()[:40], "image/png")}, 400),  # truncated
+        ({"other": ("a.png", img, "image/png")}, 422),
+    ]
+    for files, code in bad:
+        r = httpx.post(f"{url}/predict", files=files)
+        assert r.status_code == code, (files, r.text)
+        assert r.json()["detail"]
+    assert httpx.post(f"{url}/predict", json={"text": "hi"}).status_code == 415
+    r = httpx.post(f"{url}/predict", files={"file": ("big.png", b"0" * (11 * 2**20), "image/png")})
+    assert r.status_code == 413
+    assert httpx.get(f"{url}/health").status_code == 200  # still up
+
+
+def test_bounded_load_has_no_failures(server):
+    import httpx
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, data = server
+    img = (data / "class1" / "0.png").read_bytes()
+
+    def one(_):
+        t0 = time.perf_counter()
+        r = httpx.post(f"{url}/predict", files={"file": ("a.png", img, "image/png")}, timeout=60)
+        return r.status_code, time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(200)))
+    wall = time.perf_counter() - t0
+    codes = [c for c, _ in results]
+    lat = np.array([t for _, t in results]) * 1000
+    print(f"\n200 requests, 8 clients: {200 / wall:.0f} req/s, p50 {np.percentile(lat, 50):.0f} ms, "
+          f"p95 {np.percentile(lat, 95):.0f} ms, p99 {np.percentile(lat, 99):.0f} ms")
+    assert codes.count(200) == 200
