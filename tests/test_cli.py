@@ -22,7 +22,8 @@ def tk(*args, cwd=None):
 def one_clear_error(res, *fragments):
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr + res.stdout
-    assert res.stderr.startswith("error:")
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and res.stderr.strip().splitlines()[-1] == errors[0], res.stderr
     for f in fragments:
         assert f in " ".join(res.stderr.split()), res.stderr
 

@@ -310,7 +310,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except TransferkitError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted. A training run can be continued with `transferkit train --resume RUN_FOLDER`.")
