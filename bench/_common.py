@@ -1,0 +1,57 @@
+"""Shared pieces of the speed benchmarks: the images, the model, a bare PyTorch loop."""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+import torch
+
+HYM = Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera"
+
+
+def hymenoptera_items(split: str = "train"):
+    """(paths, labels) of the usable images of one split (the GIF placeholder left out)."""
+    from transferkit.data import ImageFolderData
+
+    data = ImageFolderData(HYM).setup()
+    return data.splits_[split], data.classes_
+
+
+def lite0_model(num_classes: int = 2):
+    from transferkit.backbones import create_backbone
+    from transferkit.heads import TransferModel, build_head
+
+    b = create_backbone("packaged:efficientnet_lite0")
+    return TransferModel(b, build_head("linear", b.num_features, num_classes))
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def workers() -> int:
+    return min(2, os.cpu_count() or 1)
+
+
+def bare_train_steps(model, loader, steps: int, lr: float = 3e-4) -> tuple[int, float]:
+    """The plain PyTorch step: forward, cross-entropy, backward, AdamW. Returns (images, seconds)."""
+    import time
+
+    import torch.nn.functional as F
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    n, t0, done = 0, time.perf_counter(), 0
+    while done < steps:
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n += len(y)
+            done += 1
+            if done >= steps:
+                break
+    return n, time.perf_counter() - t0
