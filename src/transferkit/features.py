@@ -69,18 +69,10 @@ def extract_features(backbone, items: Items, transform, batch_size: int = 32,
         except (OSError, ValueError):
             pass  # damaged cache file: recompute
     dataset = dataset if dataset is not None else ImageDataset(items, transform)
-    loader = make_loader(dataset, batch_size, workers, collate_fn=getattr(dataset, "collate_fn", None))
-    was_training = backbone.training
-    backbone.eval().to(device)
-    out, done = [], 0
-    for x, _ in loader:
-        x = x.to(device) if isinstance(x, torch.Tensor) else {k: v.to(device) for k, v in x.items()}
-        out.append(backbone(x).float().cpu())
-        done += len(out[-1])
-        if progress:
-            progress(len(out[-1]))
-    backbone.train(was_training)
-    feats = torch.cat(out).numpy() if out else np.zeros((0, backbone.num_features), np.float32)
+    backbone.to(device)
+    feats = infer_logits(backbone, dataset, batch_size, device, workers, progress)
+    if not len(feats):
+        feats = np.zeros((0, backbone.num_features), np.float32)
     try:
         cache.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda p: np.save(open(p, "wb"), feats))
@@ -129,15 +121,14 @@ def fit_logistic(feats: np.ndarray, labels: np.ndarray, num_classes: int, class_
 @torch.inference_mode()
 def infer_logits(model: torch.nn.Module, dataset, batch_size: int = 64, device: torch.device | str = "cpu",
                  workers: int | None = None, progress=None) -> np.ndarray:
-    """Logits (N, C) of ``model`` in eval mode over ``dataset``."""
+    """Outputs (N, C) of ``model`` in eval mode over ``dataset`` (logits, or features for a backbone)."""
     loader = make_loader(dataset, batch_size, workers, collate_fn=getattr(dataset, "collate_fn", None))
     was_training = model.training
     model.eval()
-    out, done = [], 0
+    out = []
     for x, _ in loader:
         x = x.to(device) if isinstance(x, torch.Tensor) else {k: v.to(device) for k, v in x.items()}
         out.append(model(x).float().cpu())
-        done += len(out[-1])
         if progress:
             progress(len(out[-1]))
     model.train(was_training)

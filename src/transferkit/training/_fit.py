@@ -91,7 +91,7 @@ def fit(data: LabelledData | str | None = None, *, config_file: str | Path | Non
     if resume is not None:
         return _resume(Path(resume), on_epoch_end)
     if isinstance(data, (str, Path)):
-        settings["data"] = str(data)
+        settings["data"] = str(Path(data).resolve())  # absolute: --resume and evaluate work from any folder
         data = None
     cfg = resolve_config(settings, config_file)
     if data is None:
