@@ -25,6 +25,7 @@ def test_fit_writes_a_complete_run_folder(image_folder, run_kwargs, strategy):
     assert sum(map(sum, m["confusion_matrix"])) == 9
     cfg = yaml.safe_load((run.path / "config.yaml").read_text())
     assert cfg["strategy"] == strategy and cfg["epochs"] == 2
+    assert cfg["lr"] == 3e-3 and cfg["backbone_lr_mult"] == 0.1  # image defaults, resolved and saved
     if strategy != "linear-probe":
         assert (run.path / "history.csv").read_text().count("\n") == 3  # header + 2 epochs
 

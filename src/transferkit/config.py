@@ -23,8 +23,8 @@ class RunConfig:
     head: str = "linear"
     epochs: int = 5
     batch_size: int = 16
-    lr: float = 3e-3  # the head's learning rate; the backbone's is lr * backbone_lr_mult
-    backbone_lr_mult: float = 0.1
+    lr: float | None = None  # the head's learning rate (None: per modality, see MODALITY_DEFAULTS)
+    backbone_lr_mult: float | None = None  # backbone lr = lr * this (None: per modality)
     optimizer: str = "adamw"
     weight_decay: float = 0.01
     warmup_epochs: float = 0.5
@@ -72,6 +72,19 @@ _CHOICES = {
     "sampler": ("random", "balanced"),
     "precision": ("no", "bf16", "fp16"),
 }
+
+
+# Defaults that depend on the backbone's modality, filled in once the backbone is known. Text
+# transformers fine-tune at far smaller learning rates than convolutional image backbones.
+MODALITY_DEFAULTS = {"image": {"lr": 3e-3, "backbone_lr_mult": 0.1},
+                     "text": {"lr": 1e-3, "backbone_lr_mult": 0.05}}
+
+
+def fill_modality_defaults(cfg: RunConfig, modality: str) -> RunConfig:
+    for key, value in MODALITY_DEFAULTS.get(modality, MODALITY_DEFAULTS["image"]).items():
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, value)
+    return cfg
 
 
 def valid_keys() -> list[str]:
@@ -131,5 +144,5 @@ def validate(cfg: RunConfig) -> None:
             f"val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction} leave no training data",
             "fractions in [0, 1) that add up to less than 1",
         )
-    if cfg.lr <= 0:
+    if cfg.lr is not None and cfg.lr <= 0:
         raise ConfigError(f"lr={cfg.lr} is not positive", "a learning rate such as 1e-3")

@@ -17,7 +17,7 @@ import torch
 
 from .. import _runfolder as rf
 from ..backbones import Backbone, create_backbone
-from ..config import RunConfig, load_config_file, resolve_config
+from ..config import RunConfig, fill_modality_defaults, load_config_file, resolve_config
 from ..data import LabelledData
 from ..errors import ConfigError, RunFolderError
 from ..evaluation import classification_metrics, format_metrics
@@ -124,6 +124,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         raise ConfigError(f"Backbone {cfg.backbone} takes {backbone.modality} inputs, but {data.describe()} holds {data.kind}s",
                           f"a {data.kind} backbone", "Use packaged:minilm or hf:<model> for text, "
                           "packaged:efficientnet_lite0 or timm:<model> for images")
+    fill_modality_defaults(cfg, backbone.modality)
     if strategy.name == "scratch":
         backbone = backbone.fresh()
     classes = data.classes_

@@ -81,6 +81,9 @@ def train_loop(model, strategy: Strategy, train_ds, val_ds, cfg: RunConfig, run_
     """
     from accelerate import Accelerator
 
+    from ..config import fill_modality_defaults
+
+    fill_modality_defaults(cfg, model.backbone.modality)
     accelerator = Accelerator(cpu=cfg.cpu or not torch.cuda.is_available(), mixed_precision=cfg.precision)
     device = accelerator.device
     strategy.prepare(model)
