@@ -35,14 +35,22 @@ def workers() -> int:
     return min(2, os.cpu_count() or 1)
 
 
-def bare_train_steps(model, loader, steps: int, lr: float = 3e-4) -> tuple[int, float]:
-    """The plain PyTorch step: forward, cross-entropy, backward, AdamW. Returns (images, seconds)."""
+def bare_train_steps(model, loader, steps: int, lr: float = 3e-4, bn_eval: bool = True) -> tuple[int, float]:
+    """The plain PyTorch step: forward, cross-entropy, backward, AdamW. Returns (images, seconds).
+
+    ``bn_eval`` keeps BatchNorm on its running statistics, as transferkit's default policy does for a
+    pretrained backbone, so both loops do the same arithmetic.
+    """
     import time
 
     import torch.nn.functional as F
 
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
+    if bn_eval:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
     n, t0, done = 0, time.perf_counter(), 0
     while done < steps:
         for x, y in loader:

@@ -35,10 +35,11 @@ def variant(name: str, epochs: int, size: int, batch: int) -> dict:
     tf = train_transform(resolve_data_config(model.backbone.pretrained_cfg, size), "light")
     ds = ImageDataset(items, tf)
     steps = len(items) // batch
-    if name == "bare":
+    if name.startswith("bare"):
         loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers())
-        bare_train_steps(model, loader, steps)  # warm-up epoch
-        n, secs = bare_train_steps(model, loader, steps * (epochs - 1))
+        bn_eval = name == "bare"  # "bare-bn-train": BatchNorm on batch statistics, the textbook default
+        bare_train_steps(model, loader, steps, bn_eval=bn_eval)  # warm-up epoch
+        n, secs = bare_train_steps(model, loader, steps * (epochs - 1), bn_eval=bn_eval)
     else:
         cfg = RunConfig(strategy="finetune", epochs=epochs, batch_size=batch, workers=workers(), lr=3e-3,
                         backbone_lr_mult=0.1)
@@ -62,7 +63,7 @@ def main() -> None:
         print(json.dumps(variant(a.variant, a.epochs, a.image_size, a.batch_size)))
         return
     res = {}
-    for v in ("bare", "transferkit"):
+    for v in ("bare", "bare-bn-train", "transferkit"):
         out = subprocess.run([sys.executable, __file__, "--variant", v, "--epochs", str(a.epochs), "--image-size",
                               str(a.image_size), "--batch-size", str(a.batch_size)], capture_output=True, text=True,
                              check=True)
@@ -71,7 +72,9 @@ def main() -> None:
     print(f"fine-tune, packaged Lite0, {a.image_size} px, batch {a.batch_size}, hymenoptera train, epoch 2 onward")
     print("| loop | images/s | peak RSS (MiB) |")
     print("| --- | --- | --- |")
-    print(f"| bare PyTorch | {b['images_per_s']:.1f} | {b['peak_rss_mib']:.0f} |")
+    print(f"| bare PyTorch, BatchNorm on running statistics (as transferkit) | {b['images_per_s']:.1f} | {b['peak_rss_mib']:.0f} |")
+    bt = res["bare-bn-train"]
+    print(f"| bare PyTorch, BatchNorm on batch statistics | {bt['images_per_s']:.1f} | {bt['peak_rss_mib']:.0f} |")
     print(f"| transferkit train_loop | {t['images_per_s']:.1f} | {t['peak_rss_mib']:.0f} |")
     print(f"throughput ratio transferkit / bare: {t['images_per_s'] / b['images_per_s']:.2f} (goal ≥ 0.9); "
           f"peak-memory ratio: {t['peak_rss_mib'] / b['peak_rss_mib']:.2f}")
