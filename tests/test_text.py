@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import json
 
 import pytest
 
 import transferkit as tk
 from transferkit.errors import DataError
 
-from conftest import shared_path
 
 pytest.importorskip("transformers")
 

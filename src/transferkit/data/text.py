@@ -52,11 +52,9 @@ class TextData(LabelledData):
         if not path.is_file():
             raise DataError(f"File {path} does not exist", "a CSV/TSV/JSONL file of texts", "Check the path")
         rows = read_jsonl(path) if path.suffix.lower() in (".jsonl", ".json") else read_table(path)
-        if not rows and path.suffix.lower() in (".tsv", ".tab"):
-            rows = []
-        header = list(rows[0].keys()) if rows else []
         if not rows:
             raise DataError(f"{path} has no rows", "a header line and one row per text")
+        header = list(rows[0].keys())
         if self.text_column not in header or self.label_column not in header:
             raise DataError(f"{path} has no column '{self.text_column if self.text_column not in header else self.label_column}'"
                             f" (columns: {', '.join(map(str, header))})",

@@ -204,8 +204,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         return run
     except BaseException:
         if fresh_dir and not (run_dir / rf.CHECKPOINT).exists():
-            handler.close()
-            log.removeHandler(handler)
+            handler.close()  # release train.log before the folder goes
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
         raise
     finally:
