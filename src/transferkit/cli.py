@@ -37,7 +37,9 @@ TRAIN_OPTIONS = dict(
     on_bad_file=O(None, help="skip | error"), bn=O(None, help="BatchNorm statistics: auto (eval for pretrained, train for scratch) | eval | train"),
     layer_decay=O(None, help="layer-wise lr decay r (e.g. 0.75)"), l2sp=O(None, help="L2-SP strength α"),
     freeze_epochs=O(None, help="gradual: head-only epochs"), class_weights=O(None, help="none | auto"),
-    sampler=O(None, help="random | balanced"), workers=O(None), precision=O(None, help="no | bf16 | fp16"),
+    sampler=O(None, help="random | balanced"), workers=O(None), precision=O(None, help="auto | no | bf16 | fp16 (auto: bf16 on a GPU, else no)"),
+    channels_last=O(None, help="NHWC memory format for image models (default on)"),
+    image_cache_mb=O(None, help="decoded-image cache bound in MiB (default: RAM/4 up to 4096; 0: off)"),
     cpu=O(None, help="force the CPU"), output=O(None, help="folder for run folders (default runs)"),
     name=O(None, help="run folder name"), cache_dir=O(None, help="feature cache (default ~/.cache/transferkit)"),
     text_column=O(None), label_column=O(None), path_column=O(None), max_length=O(None),
@@ -69,7 +71,8 @@ def _with_train_options(fn):
              "image_size": Optional[int], "seed": Optional[int], "split_seed": Optional[int],
              "val_fraction": Optional[float], "test_fraction": Optional[float], "shots": Optional[int],
              "layer_decay": Optional[float], "l2sp": Optional[float], "freeze_epochs": Optional[int],
-             "workers": Optional[int], "cpu": Optional[bool], "max_length": Optional[int]}
+             "workers": Optional[int], "cpu": Optional[bool], "max_length": Optional[int],
+             "channels_last": Optional[bool], "image_cache_mb": Optional[int]}
     for k, default in TRAIN_OPTIONS.items():
         if k not in sig.parameters:
             params.append(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=default,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,26 +32,73 @@ def _file_signature(items: Items) -> list:
     return sig
 
 
-def cache_key(backbone, transform, items: Items) -> str:
-    """Backbone weights + transform + file list (path, size, mtime): any change gives a new key."""
+def cache_key(backbone, transform, items: Items, precision: str = "no") -> str:
+    """Backbone weights + transform + precision + file list (path, size, mtime): any change gives a new key."""
     h = hashlib.sha1()
+    if precision != "no":
+        h.update(precision.encode())
     h.update(backbone.weights_hash().encode())
     h.update(repr(transform).encode())
     h.update(repr(_file_signature(items)).encode())
     return h.hexdigest()[:24]
 
 
+def auto_workers(dataset) -> int:
+    """DataLoader worker processes matched to the machine.
+
+    None for small datasets (start-up costs more than it saves). On a GPU every core may feed it (up to
+    8). On CPU the model needs the cores itself: up to 2 workers decode while it computes, and none once
+    the images are all held presized in memory (bench/step_throughput.py measured the CPU choices).
+    """
+    cores = os.cpu_count() or 1
+    if len(dataset) < 64:
+        return 0
+    if torch.cuda.is_available():
+        return min(8, cores)
+    held = getattr(dataset, "held", None)
+    if held is not None and all(h is not None for h in held):
+        return 0
+    return min(2, cores)
+
+
 def make_loader(dataset, batch_size: int, workers: int | None = None, collate_fn=None, **kw):
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1) if len(dataset) >= 64 else 0
+    workers = auto_workers(dataset) if workers is None else workers
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                       collate_fn=collate_fn, persistent_workers=False, **kw)
+                                       collate_fn=collate_fn, persistent_workers=False,
+                                       pin_memory=torch.cuda.is_available(), **kw)
 
 
-@torch.inference_mode()
+def to_device(x, device, channels_last: bool = False):
+    """A batch (tensor, or dict of tensors for text) on ``device``; 4-d images NHWC if ``channels_last``."""
+    if isinstance(x, torch.Tensor):
+        fmt = torch.channels_last if channels_last and x.dim() == 4 else torch.preserve_format
+        return x.to(device, memory_format=fmt, non_blocking=True)
+    return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+
+
+@contextmanager
+def memory_format(model: torch.nn.Module, channels_last: bool):
+    """Run ``model`` channels-last inside the block (convolutional image models), back to contiguous after."""
+    if not channels_last or torch.is_inference_mode_enabled():  # converting there would make inference tensors
+        yield False
+        return
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield True
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
+def autocast(device, precision: str):
+    """bf16/fp16 autocast on ``device`` for ``precision`` in (bf16, fp16); a no-op for ``no``."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None)
+
+
 def extract_features(backbone, items: Items, transform, batch_size: int = 32,
                      cache_dir: str | Path | None = None, workers: int | None = None,
-                     device: torch.device | str = "cpu", progress=None, dataset=None) -> np.ndarray:
+                     device: torch.device | str = "cpu", progress=None, dataset=None, precision: str = "no",
+                     channels_last: bool = True) -> np.ndarray:
     """Pooled features (N, D) float32 of ``items`` under ``transform``, from cache when possible.
 
     Args:
@@ -58,7 +106,7 @@ def extract_features(backbone, items: Items, transform, batch_size: int = 32,
         progress: optional ``callable(n_items_just_done)``.
     """
     cache = Path(cache_dir or default_cache_dir()) / "features"
-    key = cache_key(backbone, transform, items)
+    key = cache_key(backbone, transform, items, precision)
     path = cache / f"{key}.npy"
     if path.is_file():
         try:
@@ -70,7 +118,7 @@ def extract_features(backbone, items: Items, transform, batch_size: int = 32,
             pass  # damaged cache file: recompute
     dataset = dataset if dataset is not None else ImageDataset(items, transform)
     backbone.to(device)
-    feats = infer_logits(backbone, dataset, batch_size, device, workers, progress)
+    feats = infer_logits(backbone, dataset, batch_size, device, workers, progress, precision, channels_last)
     if not len(feats):
         feats = np.zeros((0, backbone.num_features), np.float32)
     try:
@@ -118,19 +166,22 @@ def fit_logistic(feats: np.ndarray, labels: np.ndarray, num_classes: int, class_
     return w.astype(np.float32), b.astype(np.float32), c
 
 
-@torch.inference_mode()
 def infer_logits(model: torch.nn.Module, dataset, batch_size: int = 64, device: torch.device | str = "cpu",
-                 workers: int | None = None, progress=None) -> np.ndarray:
+                 workers: int | None = None, progress=None, precision: str = "no",
+                 channels_last: bool = True) -> np.ndarray:
     """Outputs (N, C) of ``model`` in eval mode over ``dataset`` (logits, or features for a backbone)."""
     loader = make_loader(dataset, batch_size, workers, collate_fn=getattr(dataset, "collate_fn", None))
     was_training = model.training
     model.eval()
     out = []
-    for x, _ in loader:
-        x = x.to(device) if isinstance(x, torch.Tensor) else {k: v.to(device) for k, v in x.items()}
-        out.append(model(x).float().cpu())
-        if progress:
-            progress(len(out[-1]))
+    image = getattr(dataset, "transform", None) is not None
+    with memory_format(model, channels_last and image) as nhwc, torch.inference_mode():
+        for x, _ in loader:
+            with autocast(device, precision):
+                logits = model(to_device(x, device, nhwc))
+            out.append(logits.float().cpu())
+            if progress:
+                progress(len(out[-1]))
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .data import CsvImageData, ImageDataset, ImageFolderData, Items, LabelledData, read_table
-from .data import eval_transform, resolve_data_config, train_transform
+from .data import eval_transform, resolve_data_config, shared_cache, train_transform
 from .errors import DataError
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".json")
@@ -54,9 +54,16 @@ def input_pipeline(backbone, cfg: RunConfig):
     return train_transform(dc, cfg.augment), eval_transform(dc), dc
 
 
-def make_dataset(backbone, items: Items, transform):
+def make_dataset(backbone, items: Items, transform, cfg: RunConfig | None = None, fill: bool = False,
+                 progress=None):
+    """The backbone's dataset of ``items``. With a run's ``cfg``, image datasets use the process-wide
+    decoded-image cache (bounded by ``cfg.image_cache_mb``); ``fill`` decodes the missing images into
+    it now — worth it for data read every epoch."""
     if backbone.modality == "text":
         from .data.text import TextDataset
 
         return TextDataset(items, backbone.tokenizer, backbone.max_length)
-    return ImageDataset(items, transform)
+    cache = None
+    if cfg is not None and cfg.image_cache_mb != 0:
+        cache = shared_cache(None if cfg.image_cache_mb is None else cfg.image_cache_mb << 20)
+    return ImageDataset(items, transform, cache=cache, fill=fill and cache is not None, progress=progress)

@@ -231,14 +231,28 @@ def read_table(path: Path) -> list[dict[str, str]]:
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """(path, label) items → (transformed image tensor, label)."""
+    """(path, label) items → (transformed image tensor, label).
 
-    def __init__(self, items: Items, transform):
+    Args:
+        cache: an ``ImageCache``; with an ``ImageTransform`` the presized images it holds are used
+            instead of decoding again (the tensors are identical either way).
+        fill: decode and store the missing images in ``cache`` now (worth it when the dataset is
+            read more than once, e.g. every epoch).
+        progress: ``callable(n)`` advanced while filling.
+    """
+
+    def __init__(self, items: Items, transform, cache=None, fill: bool = False, progress=None):
         self.items = items
         self.transform = transform
+        presize = getattr(transform, "presize", None)
+        self.held = None
+        if cache is not None and presize is not None:
+            self.held = cache.take(list(items.inputs), presize, fill=fill, progress=progress)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int):
+        if self.held is not None and self.held[i] is not None:
+            return self.transform.tensor_ops(self.held[i]), self.items.labels[i]
         return self.transform(load_rgb(self.items.inputs[i])), self.items.labels[i]

@@ -1,14 +1,34 @@
-"""Preprocessing from the backbone's pretrained config, and augmentation presets."""
+"""Preprocessing from the backbone's pretrained config, and augmentation presets.
+
+Every image transform here runs in two stages:
+
+1. ``Presize``: decode-time work done once per image — resize the short side and store the result as a
+   uint8 (3, H, W) tensor. It is deterministic, so its output can be cached (``ImageCache``).
+2. tensor ops: the random crop / flip / colour augmentation (or the centre crop), then scaling to
+   float and normalising, on the small uint8 tensor.
+
+``ImageTransform`` chains both and is callable on a PIL image, so cached and uncached inputs give
+identical tensors. The eval pipeline is timm's (resize short side to size / crop_pct, centre crop),
+bit for bit.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import torch
+from PIL import Image
 from torchvision import transforms as T
 
 _INTERP = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC,
            "nearest": T.InterpolationMode.NEAREST}
+_PIL_INTERP = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+               "nearest": Image.Resampling.NEAREST}
+# Smallest crop area (fraction of the image) of each augmentation preset.
+_MIN_SCALE = {"light": 0.5, "standard": 0.25}
 
 
 def resolve_data_config(pretrained: dict[str, Any], image_size: int | None = None) -> dict[str, Any]:
@@ -23,28 +43,72 @@ def resolve_data_config(pretrained: dict[str, Any], image_size: int | None = Non
     }
 
 
-def eval_transform(dc: dict[str, Any]) -> T.Compose:
+@dataclass(frozen=True)
+class Presize:
+    """Resize the short side to ``short_side`` (only ever down if ``shrink_only``) → uint8 (3, H, W)."""
+
+    short_side: int
+    interpolation: str
+    shrink_only: bool = False
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        w, h = img.size
+        short = min(w, h)
+        if short != self.short_side and not (self.shrink_only and short < self.short_side):
+            # torchvision's Resize(int) arithmetic, so the eval pipeline matches timm's exactly.
+            if w <= h:
+                size = (self.short_side, int(self.short_side * h / w))
+            else:
+                size = (int(self.short_side * w / h), self.short_side)
+            img = img.resize(size, _PIL_INTERP[self.interpolation])
+        return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
+
+
+class ToFloat(torch.nn.Module):
+    """uint8 [0, 255] → float32 [0, 1], the same arithmetic as ``ToTensor``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(dtype=torch.float32).div(255)
+
+
+class ImageTransform:
+    """``presize`` (cacheable, once per image) then ``tensor_ops`` (per use); callable on a PIL image."""
+
+    def __init__(self, presize: Presize, tensor_ops: T.Compose):
+        self.presize = presize
+        self.tensor_ops = tensor_ops
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return self.tensor_ops(self.presize(img))
+
+    def __repr__(self) -> str:
+        return f"ImageTransform({self.presize!r}, {self.tensor_ops!r})"
+
+
+def _finish(dc: dict[str, Any]) -> list:
+    return [ToFloat(), T.Normalize(dc["mean"], dc["std"])]
+
+
+def eval_transform(dc: dict[str, Any]) -> ImageTransform:
     """Resize the short side to size / crop_pct, centre-crop, normalise (timm's eval pipeline)."""
     size = dc["input_size"][-1]
-    interp = _INTERP[dc["interpolation"]]
-    return T.Compose([
-        T.Resize(int(math.floor(size / dc["crop_pct"])), interpolation=interp),
-        T.CenterCrop(size),
-        T.ToTensor(),
-        T.Normalize(dc["mean"], dc["std"]),
-    ])
+    presize = Presize(int(math.floor(size / dc["crop_pct"])), dc["interpolation"])
+    return ImageTransform(presize, T.Compose([T.CenterCrop(size), *_finish(dc)]))
 
 
-def train_transform(dc: dict[str, Any], augment: str) -> T.Compose:
-    """Augmentation presets: ``none`` (the eval pipeline), ``light``, ``standard``."""
+def train_transform(dc: dict[str, Any], augment: str) -> ImageTransform:
+    """Augmentation presets: ``none`` (the eval pipeline), ``light``, ``standard``.
+
+    The presize keeps enough pixels that the smallest random crop is not upsampled:
+    short side size / sqrt(min crop area), and never enlarges an image.
+    """
     if augment == "none":
         return eval_transform(dc)
     size = dc["input_size"][-1]
     interp = _INTERP[dc["interpolation"]]
-    if augment == "light":
-        ops = [T.RandomResizedCrop(size, scale=(0.5, 1.0), interpolation=interp), T.RandomHorizontalFlip()]
-    else:  # standard
-        ops = [T.RandomResizedCrop(size, scale=(0.25, 1.0), interpolation=interp), T.RandomHorizontalFlip(),
-               T.RandomRotation(10, interpolation=T.InterpolationMode.BILINEAR),
-               T.ColorJitter(0.2, 0.2, 0.2, 0.02)]
-    return T.Compose(ops + [T.ToTensor(), T.Normalize(dc["mean"], dc["std"])])
+    scale = (_MIN_SCALE[augment], 1.0)
+    presize = Presize(int(math.ceil(size / math.sqrt(scale[0]))), dc["interpolation"], shrink_only=True)
+    ops = [T.RandomResizedCrop(size, scale=scale, interpolation=interp, antialias=True), T.RandomHorizontalFlip()]
+    if augment == "standard":
+        ops += [T.RandomRotation(10, interpolation=T.InterpolationMode.BILINEAR), T.ColorJitter(0.2, 0.2, 0.2, 0.02)]
+    return ImageTransform(presize, T.Compose(ops + _finish(dc)))

@@ -17,7 +17,7 @@ import torch
 
 from .. import _runfolder as rf
 from ..backbones import Backbone, create_backbone
-from ..config import RunConfig, fill_modality_defaults, load_config_file, resolve_config
+from ..config import RunConfig, fill_modality_defaults, load_config_file, resolve_config, resolve_precision
 from ..data import LabelledData
 from ..errors import ConfigError, RunFolderError
 from ..evaluation import classification_metrics, format_metrics
@@ -133,6 +133,8 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     has_val = len(data.splits_["val"]) > 0
     select_on_val = eval_split == "test" and has_val
 
+    device = torch.device("cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu")
+    cfg.precision = resolve_precision(cfg.precision, device)
     fresh_dir = run_dir is None
     run_dir = run_dir or _new_run_dir(cfg)
     handler = _attach_log(run_dir)
@@ -150,7 +152,6 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         log.info("backbone %s (%d features), strategy %s, evaluating on %s%s", backbone.name,
                  backbone.num_features, strategy.name, eval_split,
                  "" if select_on_val else " (no test split: val is not used for model selection)")
-        device = torch.device("cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu")
         model = TransferModel(backbone, build_head(cfg.head, backbone.num_features, len(classes)))
         eval_items = data.splits_[eval_split]
         eval_logits = None
@@ -169,16 +170,17 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
                     eval_logits = model.head(torch.from_numpy(feats[eval_split])).numpy()
 
         if strategy.trains_backbone:
-            train_ds = make_dataset(backbone, data.splits_["train"], train_tf)
-            val_ds = make_dataset(backbone, data.splits_["val"], eval_tf) if has_val else None
+            train_ds = _epoch_dataset(backbone, data.splits_["train"], train_tf, cfg, "train")
+            val_ds = _epoch_dataset(backbone, data.splits_["val"], eval_tf, cfg, "val") if has_val else None
             weights = _class_weights(data, len(classes)) if cfg.class_weights == "auto" else None
             history = train_loop(model, strategy, train_ds, val_ds, cfg, run_dir, select_on_val,
                                  weights, resume_state, on_epoch_end)
             _write_history(run_dir, history)
             model.to(device)
             with progress_bar(f"evaluate {eval_split}", len(eval_items)) as update:
-                eval_logits = infer_logits(model, make_dataset(backbone, eval_items, eval_tf), cfg.batch_size * 2,
-                                           device, cfg.workers, progress=update)
+                eval_logits = infer_logits(model, make_dataset(backbone, eval_items, eval_tf, cfg), cfg.batch_size * 2,
+                                           device, cfg.workers, progress=update, precision=cfg.precision,
+                                           channels_last=cfg.channels_last)
         metrics = _score(run_dir, eval_logits, eval_items, classes, eval_split)
         metrics.update(strategy=strategy.name, backbone=cfg.backbone, selection="best val epoch" if select_on_val
                        else "final epoch (val not used for selection)" if strategy.trains_backbone
@@ -219,8 +221,22 @@ def _features(backbone, data, transform, cfg, device, splits) -> dict[str, np.nd
         with progress_bar(f"features {split}", len(items)) as update:
             out[split] = extract_features(
                 backbone, items, transform, cfg.batch_size * 2, cfg.cache_dir, cfg.workers, device,
-                progress=update, dataset=make_dataset(backbone, items, transform))
+                progress=update, dataset=make_dataset(backbone, items, transform, cfg), precision=cfg.precision,
+                channels_last=cfg.channels_last)
     return out
+
+
+def _epoch_dataset(backbone, items, transform, cfg, split: str):
+    """A dataset read every epoch: its images are decoded and presized once, into the image cache."""
+    if backbone.modality != "image":
+        return make_dataset(backbone, items, transform, cfg)
+    with progress_bar(f"decode {split}", len(items)) as update:
+        ds = make_dataset(backbone, items, transform, cfg, fill=True, progress=update)
+    if ds.held is not None:
+        held = [h for h in ds.held if h is not None]
+        log.info("image cache: %d/%d %s images held presized (%.0f MiB)", len(held), len(items), split,
+                 sum(h.numel() for h in held) / 2**20)
+    return ds
 
 
 def _fit_probe_head(model: TransferModel, feats: np.ndarray, y: np.ndarray, num_classes: int, cfg) -> dict:

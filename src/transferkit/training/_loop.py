@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .._runfolder import CHECKPOINT, atomic_write
 from ..config import RunConfig
-from ..features import make_loader
+from ..features import make_loader, to_device
 from ..strategies import Strategy
 from ._progress import progress_bar
 
@@ -53,15 +53,14 @@ def epoch_sampler(cfg: RunConfig, labels: list[int], generator: torch.Generator)
 
 
 @torch.inference_mode()
-def evaluate_loss_acc(model, loader, device) -> tuple[float, float]:
+def evaluate_loss_acc(model, loader, device, nhwc: bool = False) -> tuple[float, float]:
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     n = 0
     for x, y in loader:
-        x = x.to(device) if isinstance(x, torch.Tensor) else {k: v.to(device) for k, v in x.items()}
         y = torch.as_tensor(y, device=device)
-        logits = model(x).float()
+        logits = model(to_device(x, device, nhwc)).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
         n += len(y)
@@ -81,12 +80,18 @@ def train_loop(model, strategy: Strategy, train_ds, val_ds, cfg: RunConfig, run_
     """
     from accelerate import Accelerator
 
-    from ..config import fill_modality_defaults
+    from ..config import fill_modality_defaults, resolve_precision
 
     fill_modality_defaults(cfg, model.backbone.modality)
-    accelerator = Accelerator(cpu=cfg.cpu or not torch.cuda.is_available(), mixed_precision=cfg.precision)
+    cpu = cfg.cpu or not torch.cuda.is_available()
+    accelerator = Accelerator(cpu=cpu, mixed_precision=resolve_precision(cfg.precision, "cpu" if cpu else "cuda"))
     device = accelerator.device
     strategy.prepare(model)
+    # NHWC: 1.15-1.35x faster fine-tuning steps for Lite0 on CPU (bench/step_throughput.py), and the layout
+    # tensor cores want. Parameters go back to the contiguous layout before the function returns.
+    nhwc = cfg.channels_last and model.backbone.modality == "image"
+    if nhwc:
+        model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, strategy.param_groups(model))
     labels = list(train_ds.items.labels)
     steps_per_epoch = max(1, len(labels) // cfg.batch_size)  # drop_last keeps BatchNorm away from 1-item batches
@@ -120,8 +125,8 @@ def train_loop(model, strategy: Strategy, train_ds, val_ds, cfg: RunConfig, run_
         t0, loss_sum, correct, seen = time.time(), torch.zeros((), device=device), torch.zeros((), device=device), 0
         with progress_bar(f"epoch {epoch + 1}/{cfg.epochs}", len(loader)) as update:
             for x, y in loader:
-                x = x.to(device) if isinstance(x, torch.Tensor) else {k: v.to(device) for k, v in x.items()}
-                y = torch.as_tensor(y, device=device)
+                x = to_device(x, device, nhwc)
+                y = torch.as_tensor(y).to(device, non_blocking=True)
                 with accelerator.autocast():
                     logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, weight=weight, label_smoothing=cfg.label_smoothing)
@@ -142,7 +147,7 @@ def train_loop(model, strategy: Strategy, train_ds, val_ds, cfg: RunConfig, run_
                "train_acc": (correct / max(seen, 1)).item(), "lr": scheduler.get_last_lr()[-1],
                "seconds": round(time.time() - t0, 2)}
         if val_loader is not None:
-            row["val_loss"], row["val_acc"] = evaluate_loss_acc(model, val_loader, device)
+            row["val_loss"], row["val_acc"] = evaluate_loss_acc(model, val_loader, device, nhwc)
         history.append(row)
         stop = False
         if select_on_val and val_loader is not None:
@@ -167,6 +172,8 @@ def train_loop(model, strategy: Strategy, train_ds, val_ds, cfg: RunConfig, run_
             break
 
     model = accelerator.unwrap_model(model)
+    if nhwc:
+        model.to(memory_format=torch.contiguous_format)
     if best is not None and (run_dir / "best.pt").is_file():
         model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True))
         log.info("kept the best epoch by val accuracy: %d", best["epoch"])

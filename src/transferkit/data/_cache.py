@@ -1,0 +1,121 @@
+"""Decoded, pre-resized images held in memory, so each file is decoded and resized once per process.
+
+A fine-tune over E epochs otherwise decodes and resizes every JPEG E times (plus once per epoch for
+the validation split). The cache stores the output of a transform's ``Presize`` stage (uint8, short
+side a little above the training size) keyed by (path, size, mtime, presize), so runs in one process
+(``compare``: strategies × seeds) share it. It holds at most ``max_bytes``; least recently used
+entries of other datasets make room, and images that still do not fit are decoded per use, with the
+same result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from ._images import load_rgb
+from ._transforms import Presize
+
+log = logging.getLogger("transferkit")
+
+
+def default_cache_bytes() -> int:
+    """A quarter of physical memory, at most 4 GiB."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return int(min(4 << 30, total // 4))
+
+
+class ImageCache:
+    """LRU store of presized uint8 images, bounded in bytes."""
+
+    def __init__(self, max_bytes: int | None = None):
+        self.max_bytes = default_cache_bytes() if max_bytes is None else int(max_bytes)
+        self._store: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    @staticmethod
+    def _key(path: str, presize: Presize) -> tuple:
+        st = os.stat(path)
+        return (os.fspath(path), st.st_size, st.st_mtime_ns, presize)
+
+    def take(self, paths: list[str], presize: Presize, fill: bool = True, progress=None) -> list[torch.Tensor | None]:
+        """The held image of each path (``None`` where not held), decoding missing ones first if ``fill``."""
+        keys = []
+        for p in paths:
+            try:
+                keys.append(self._key(p, presize))
+            except OSError:
+                keys.append(None)  # vanished file: the dataset's own decode reports it
+        held: list[torch.Tensor | None] = [None] * len(paths)
+        for i, k in enumerate(keys):
+            if k is not None and k in self._store:
+                self._store.move_to_end(k)
+                held[i] = self._store[k]
+        missing = [i for i, k in enumerate(keys) if k is not None and held[i] is None]
+        if fill and missing and self.max_bytes > 0:
+            self._fill(paths, keys, held, missing, set(k for k in keys if k is not None), presize, progress)
+        elif progress:
+            progress(len(paths))
+        return held
+
+    def _fill(self, paths, keys, held, missing, protected, presize, progress) -> None:
+        if progress:
+            progress(len(paths) - len(missing))
+        full = False
+
+        def decode(i):
+            return i, presize(load_rgb(paths[i]))
+
+        # PIL releases the GIL while decoding and resizing, so threads use every core.
+        with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+            for i, img in pool.map(decode, missing):
+                if progress:
+                    progress(1)
+                if full:
+                    continue
+                size = img.numel()
+                while self.nbytes + size > self.max_bytes and self._evict_one(protected):
+                    pass
+                if self.nbytes + size > self.max_bytes:
+                    full = True
+                    continue
+                self._store[keys[i]] = held[i] = img
+                self.nbytes += size
+        if full:
+            n = sum(h is not None for h in held)
+            log.info("image cache full (%.0f MiB): %d of %d images held, the rest decoded per use",
+                     self.max_bytes / 2**20, n, len(paths))
+
+    def _evict_one(self, protected: set) -> bool:
+        for k in self._store:
+            if k not in protected:
+                self.nbytes -= self._store.pop(k).numel()
+                return True
+        return False
+
+    def clear(self) -> None:
+        self._store.clear()
+        self.nbytes = 0
+
+
+_SHARED: ImageCache | None = None
+
+
+def shared_cache(max_bytes: int | None = None) -> ImageCache:
+    """The process-wide cache, bounded by ``max_bytes`` (default: ``default_cache_bytes()``) from now on."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = ImageCache(max_bytes)
+    else:
+        _SHARED.max_bytes = default_cache_bytes() if max_bytes is None else int(max_bytes)
+    return _SHARED
