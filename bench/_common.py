@@ -35,17 +35,29 @@ def workers() -> int:
     return min(2, os.cpu_count() or 1)
 
 
-def bare_train_steps(model, loader, steps: int, lr: float = 3e-4, bn_eval: bool = True) -> tuple[int, float]:
+def plain_train_transform(size: int, mean, std, scale=(0.5, 1.0)):
+    """What a user writes with torchvision: random-resized crop of the full decoded image, flip, normalise."""
+    from torchvision import transforms as T
+
+    return T.Compose([T.RandomResizedCrop(size, scale=scale, interpolation=T.InterpolationMode.BICUBIC),
+                      T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
+
+
+def bare_train_steps(model, loader, steps: int, lr: float = 3e-4, bn_eval: bool = True,
+                     channels_last: bool = False, bf16: bool = False) -> tuple[int, float]:
     """The plain PyTorch step: forward, cross-entropy, backward, AdamW. Returns (images, seconds).
 
     ``bn_eval`` keeps BatchNorm on its running statistics, as transferkit's default policy does for a
-    pretrained backbone, so both loops do the same arithmetic.
+    pretrained backbone, so both loops do the same arithmetic. ``channels_last`` / ``bf16``: the same
+    step in NHWC layout / under bf16 autocast.
     """
     import time
 
     import torch.nn.functional as F
 
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     model.train()
     if bn_eval:
         for m in model.modules():
@@ -54,7 +66,11 @@ def bare_train_steps(model, loader, steps: int, lr: float = 3e-4, bn_eval: bool 
     n, t0, done = 0, time.perf_counter(), 0
     while done < steps:
         for x, y in loader:
-            loss = F.cross_entropy(model(x), y)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(x)
+            loss = F.cross_entropy(out.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
