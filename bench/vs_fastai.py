@@ -8,7 +8,9 @@ All on ../shared/data/hymenoptera (train → val), the packaged EfficientNet-Lit
 - fastai: ``vision_learner(dls, arch, cut=-2).fine_tune(4, freeze_epochs=1)`` (5 epochs in all);
 - transferkit: ``linear-probe`` and ``finetune`` with their defaults.
 
-    pip install 'transferkit[bench]'; python bench/vs_fastai.py [--skip fastai]
+    pip install 'transferkit[bench]'; python bench/vs_fastai.py [--skip fastai] [--seeds 3]
+
+With ``--seeds N`` every method runs N times (seeds 0..N-1) and the table shows mean ± sd.
 """
 
 from __future__ import annotations
@@ -29,14 +31,24 @@ from _common import HYM, hymenoptera_items, workers  # noqa: E402
 EPOCHS, BATCH = 5, 16
 
 
-def textbook() -> float:
+def seed_all(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def textbook(seed: int) -> float:
     import torch.nn.functional as F
     from torchvision import transforms as T
 
     from transferkit.backbones import create_backbone
     from transferkit.data import ImageDataset
 
-    torch.manual_seed(0)
+    seed_all(seed)
     b = create_backbone("packaged:efficientnet_lite0").eval()
     for p in b.parameters():
         p.requires_grad_(False)
@@ -63,13 +75,13 @@ def textbook() -> float:
     return correct / len(va)
 
 
-def fastai_run() -> float:
+def fastai_run(seed: int) -> float:
     from fastai.vision.all import (ImageDataLoaders, Normalize, Resize, accuracy, aug_transforms,
                                    vision_learner)
 
     from transferkit.backbones import create_backbone
 
-    torch.manual_seed(0)
+    seed_all(seed)
     dls = ImageDataLoaders.from_folder(HYM, train="train", valid="val", item_tfms=Resize(224), bs=BATCH,
                                        batch_tfms=[*aug_transforms(), Normalize.from_stats([0.5] * 3, [0.5] * 3)],
                                        num_workers=workers())
@@ -83,36 +95,44 @@ def fastai_run() -> float:
     return float(learn.validate()[1])
 
 
-def transferkit_run(strategy: str) -> float:
+def transferkit_run(strategy: str, seed: int) -> float:
     import transferkit as tk
 
     with tempfile.TemporaryDirectory() as tmp:
         return tk.fit(str(HYM), strategy=strategy, epochs=EPOCHS, batch_size=BATCH, output=f"{tmp}/r",
-                      cache_dir=f"{tmp}/c").accuracy
+                      cache_dir=f"{tmp}/c", seed=seed).accuracy
 
 
 def main() -> None:
+    import numpy as np
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip", default="", help="comma-separated: textbook,fastai,linear-probe,finetune")
-    skip = set(ap.parse_args().skip.split(","))
-    contenders = {"textbook (frozen, SGD, backbone re-run each epoch)": textbook,
-                  "fastai vision_learner.fine_tune(4, freeze_epochs=1)": fastai_run,
-                  "transferkit linear-probe": lambda: transferkit_run("linear-probe"),
-                  "transferkit finetune": lambda: transferkit_run("finetune")}
-    keys = {"textbook": 0, "fastai": 1, "linear-probe": 2, "finetune": 3}
+    ap.add_argument("--seeds", type=int, default=1)
+    a = ap.parse_args()
+    skip = set(a.skip.split(","))
+    contenders = {"textbook": ("textbook (frozen, SGD, backbone re-run each epoch)", textbook),
+                  "fastai": ("fastai vision_learner.fine_tune(4, freeze_epochs=1)", fastai_run),
+                  "linear-probe": ("transferkit linear-probe", lambda s: transferkit_run("linear-probe", s)),
+                  "finetune": ("transferkit finetune", lambda s: transferkit_run("finetune", s))}
     rows = []
-    for i, (name, fn) in enumerate(contenders.items()):
-        if any(keys.get(s) == i for s in skip):
+    for key, (name, fn) in contenders.items():
+        if key in skip:
             continue
-        t0 = time.perf_counter()
-        acc = fn()
-        rows.append((name, acc, time.perf_counter() - t0))
-        print(f"  {name}: {acc:.1%} in {rows[-1][2]:.0f} s", flush=True)
-    ref = next((t for n, _, t in rows if n.startswith("fastai")), None)
-    print("| method | val accuracy | wall | time / fastai |")
+        accs, secs = [], []
+        for seed in range(a.seeds):
+            t0 = time.perf_counter()
+            accs.append(fn(seed))
+            secs.append(time.perf_counter() - t0)
+            print(f"  {name}, seed {seed}: {accs[-1]:.1%} in {secs[-1]:.0f} s", flush=True)
+        rows.append((key, name, np.array(accs), float(np.mean(secs))))
+    ref = next((t for k, _, _, t in rows if k == "fastai"), None)
+    print(f"hymenoptera train → val, Lite0, {EPOCHS} epochs, batch {BATCH}, {a.seeds} seed(s)")
+    print("| method | val accuracy | wall per run | time / fastai |")
     print("| --- | --- | --- | --- |")
-    for name, acc, secs in rows:
-        print(f"| {name} | {acc:.1%} | {secs:.0f} s | {secs / ref:.2f} |" if ref else f"| {name} | {acc:.1%} | {secs:.0f} s | |")
+    for _, name, accs, secs in rows:
+        acc = f"{accs.mean():.1%} ± {accs.std():.1%}" if len(accs) > 1 else f"{accs[0]:.1%}"
+        print(f"| {name} | {acc} | {secs:.0f} s | {secs / ref:.2f} |" if ref else f"| {name} | {acc} | {secs:.0f} s | |")
 
 
 if __name__ == "__main__":

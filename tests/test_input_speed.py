@@ -107,6 +107,27 @@ def test_cache_bound_eviction_and_changed_files(tmp_path):
     assert fresh is not None and int(fresh[0].float().mean()) > 240
 
 
+def test_fill_stops_decoding_at_the_bound_and_leaves_broken_files_to_the_usual_error(tmp_path, monkeypatch):
+    from transferkit.data import _cache
+
+    items = _photos(tmp_path, [(32, 32)] * 200)
+    tf = eval_transform(resolve_data_config({}, 28))
+    calls = []
+    real = _cache.load_rgb
+    monkeypatch.setattr(_cache, "load_rgb", lambda p: calls.append(p) or real(p))
+    ds = ImageDataset(items, tf, cache=ImageCache(max_bytes=3 * 32 * 32 * 3), fill=True)
+    assert sum(h is not None for h in ds.held) == 3
+    assert len(calls) < len(items.inputs)  # no full decoding pass for images that cannot be held
+
+    Path(items.inputs[1]).write_bytes(b"not an image any more")
+    ds = ImageDataset(Items(items.inputs[:3], items.labels[:3]), tf, cache=ImageCache(1 << 30), fill=True)
+    assert ds.held[1] is None and ds.held[0] is not None
+    from PIL import UnidentifiedImageError
+
+    with pytest.raises(UnidentifiedImageError):  # what an uncached dataset raises for it, as before
+        ds[1]
+
+
 def test_auto_workers_follow_the_device_and_the_cache(tmp_path):
     from transferkit.features import auto_workers
 

@@ -71,30 +71,42 @@ class ImageCache:
     def _fill(self, paths, keys, held, missing, protected, presize, progress) -> None:
         if progress:
             progress(len(paths) - len(missing))
-        full = False
 
         def decode(i):
-            return i, presize(load_rgb(paths[i]))
+            try:
+                return i, presize(load_rgb(paths[i]))
+            except Exception:  # changed since the scan: left to the per-use decode, which reports it
+                return i, None
 
-        # PIL releases the GIL while decoding and resizing, so threads use every core.
-        with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
-            for i, img in pool.map(decode, missing):
+        workers = max(1, min(8, os.cpu_count() or 1))
+        chunk = 16 * workers
+        done, full = 0, False
+        # PIL releases the GIL while decoding and resizing, so threads use every core. Chunks, so that
+        # decoding stops as soon as the bound is reached.
+        with ThreadPoolExecutor(workers) as pool:
+            while done < len(missing):
+                batch = missing[done:done + chunk]
+                done += len(batch)
+                for i, img in pool.map(decode, batch):
+                    if img is None:
+                        continue
+                    size = img.numel()
+                    while self.nbytes + size > self.max_bytes and self._evict_one(protected):
+                        pass
+                    if self.nbytes + size > self.max_bytes:
+                        full = True
+                        continue
+                    self._store[keys[i]] = held[i] = img
+                    self.nbytes += size
                 if progress:
-                    progress(1)
+                    progress(len(batch))
                 if full:
-                    continue
-                size = img.numel()
-                while self.nbytes + size > self.max_bytes and self._evict_one(protected):
-                    pass
-                if self.nbytes + size > self.max_bytes:
-                    full = True
-                    continue
-                self._store[keys[i]] = held[i] = img
-                self.nbytes += size
-        if full:
-            n = sum(h is not None for h in held)
+                    break
+        if done < len(missing) or full:
+            if progress:
+                progress(len(missing) - done)
             log.info("image cache full (%.0f MiB): %d of %d images held, the rest decoded per use",
-                     self.max_bytes / 2**20, n, len(paths))
+                     self.max_bytes / 2**20, sum(h is not None for h in held), len(paths))
 
     def _evict_one(self, protected: set) -> bool:
         for k in self._store:
