@@ -183,3 +183,57 @@ def test_channels_last_changes_layout_not_results(image_folder, tmp_path):
         assert all(p.is_contiguous() for p in m.parameters())  # saved weights are in the usual layout
         results[cl] = [h["train_loss"] for h in hist]
     np.testing.assert_allclose(results[True], results[False], rtol=1e-3)
+
+
+def test_batchnorm_folding_is_exact_and_leaves_the_model_alone():
+    from transferkit._fold import fold_batchnorm
+    from transferkit.backbones import create_backbone
+
+    torch.manual_seed(0)
+    b = create_backbone(TINY)
+    for m in b.modules():  # non-trivial running statistics, as a trained network has
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    b.train()
+    before = {k: v.clone() for k, v in b.state_dict().items()}
+    x = torch.randn(4, 3, 32, 32)
+    folded, n = fold_batchnorm(b, x[:2])
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in b.modules())
+    assert n == n_bn > 0 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert b.training and all(torch.equal(v, before[k]) for k, v in b.state_dict().items())
+    b.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), b(x), rtol=1e-4, atol=1e-5)
+
+
+def test_batchnorm_folding_refuses_when_the_convolution_output_is_used_twice():
+    from transferkit._fold import fold_batchnorm
+
+    class Residual(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(3)
+            self.bn.running_mean.fill_(0.5)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y  # folding bn into conv would change the second term
+
+    m = Residual()
+    folded, n = fold_batchnorm(m, torch.randn(2, 3, 8, 8))
+    assert n == 0 and folded is m
+
+
+def test_inference_with_folding_matches_the_plain_model(image_folder):
+    from transferkit.backbones import create_backbone
+    from transferkit.features import infer_logits
+
+    items = Items(sorted(str(p) for p in image_folder.rglob("*.png")), [0] * 36)
+    ds = ImageDataset(items, eval_transform(resolve_data_config({}, 32)))
+    torch.manual_seed(0)
+    b = create_backbone(TINY)
+    plain = infer_logits(b, ds, 8, fold_bn=False, channels_last=False)
+    fast = infer_logits(b, ds, 8, fold_bn=True, channels_last=True)
+    np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 from contextlib import contextmanager
@@ -168,22 +169,37 @@ def fit_logistic(feats: np.ndarray, labels: np.ndarray, num_classes: int, class_
 
 def infer_logits(model: torch.nn.Module, dataset, batch_size: int = 64, device: torch.device | str = "cpu",
                  workers: int | None = None, progress=None, precision: str = "no",
-                 channels_last: bool = True) -> np.ndarray:
-    """Outputs (N, C) of ``model`` in eval mode over ``dataset`` (logits, or features for a backbone)."""
+                 channels_last: bool = True, fold_bn: bool | None = None) -> np.ndarray:
+    """Outputs (N, C) of ``model`` in eval mode over ``dataset`` (logits, or features for a backbone).
+
+    Image models run channels-last, and (``fold_bn``; default: for 64 inputs or more, where the one-off
+    copy pays) on a copy with BatchNorm folded into the convolutions, checked on the first batch.
+    """
+    from ._fold import fold_batchnorm
+
     loader = make_loader(dataset, batch_size, workers, collate_fn=getattr(dataset, "collate_fn", None))
+    image = getattr(dataset, "transform", None) is not None
+    batches = iter(loader)
+    first = next(batches, None)
+    if first is None:
+        return np.zeros((0, 0), np.float32)
     was_training = model.training
     model.eval()
+    runner = model
+    if image and (len(dataset) >= 64 if fold_bn is None else fold_bn):
+        runner, n = fold_batchnorm(model, to_device(first[0][:2], device))
+        if n:
+            log.debug("inference with %d BatchNorm layers folded into their convolutions", n)
     out = []
-    image = getattr(dataset, "transform", None) is not None
-    with memory_format(model, channels_last and image) as nhwc, torch.inference_mode():
-        for x, _ in loader:
+    with memory_format(runner, channels_last and image) as nhwc, torch.inference_mode():
+        for x, _ in itertools.chain([first], batches):
             with autocast(device, precision):
-                logits = model(to_device(x, device, nhwc))
+                logits = runner(to_device(x, device, nhwc))
             out.append(logits.float().cpu())
             if progress:
                 progress(len(out[-1]))
     model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+    return torch.cat(out).numpy()
 
 
 def _logistic(z: np.ndarray, labels: np.ndarray, folds: int, class_weight, seed: int):
