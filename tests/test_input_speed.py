@@ -148,6 +148,13 @@ def test_precision_auto_resolves_per_device_and_is_recorded(image_folder, run_kw
     import transferkit as tk
     from transferkit.config import resolve_precision
 
+    from transferkit.config import resolve_config
+    from transferkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="image_cache_mb=-1"):
+        resolve_config({"image_cache_mb": -1})
+    with pytest.raises(ConfigError, match="precision='fp8'"):
+        resolve_config({"precision": "fp8"})
     assert resolve_precision("auto", "cpu") == "no"
     assert resolve_precision("bf16", "cpu") == "bf16"
     run = tk.fit(str(image_folder), **{**run_kwargs, "strategy": "finetune", "epochs": 1, "cpu": True})

@@ -160,5 +160,7 @@ def validate(cfg: RunConfig) -> None:
             f"val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction} leave no training data",
             "fractions in [0, 1) that add up to less than 1",
         )
+    if cfg.image_cache_mb is not None and cfg.image_cache_mb < 0:
+        raise ConfigError(f"image_cache_mb={cfg.image_cache_mb} is negative", "a size in MiB, or 0 to turn the cache off")
     if cfg.lr is not None and cfg.lr <= 0:
         raise ConfigError(f"lr={cfg.lr} is not positive", "a learning rate such as 1e-3")
