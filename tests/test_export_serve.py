@@ -22,6 +22,22 @@ def tiny_run(tmp_path_factory):
     return tk.fit(data, strategy="finetune", **dict(FAST, epochs=1, output=str(tmp / "runs"))), data
 
 
+def test_serving_model_is_folded_channels_last_and_gives_the_same_logits(tiny_run):
+    import torch
+
+    run, data = tiny_run
+    pred = tk.load(run.path)
+    fast = pred.fast_model()
+    assert fast is not pred.model and fast is pred.fast_model()  # built once
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in pred.model.modules())  # the loaded model untouched
+    x = torch.stack([pred.transform(Image.open(p).convert("RGB")) for p in sorted((data / "class1").iterdir())])
+    with torch.inference_mode():
+        want = pred.model(x)
+        got = fast(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_parity(tiny_run, fmt):
     pytest.importorskip("onnxruntime")

@@ -35,6 +35,19 @@ class Predictor:
         self.model.to(self.device).eval()
         self.transform = eval_transform(meta["data_config"]) if self.modality == "image" else None
 
+    def fast_model(self) -> torch.nn.Module:
+        """The model as serving runs it: BatchNorm folded (checked on a random batch), channels-last for
+        images. Built once; feed it ``x.contiguous(memory_format=torch.channels_last)``."""
+        if getattr(self, "_fast", None) is None:
+            from ._fold import fold_batchnorm
+
+            self._fast = self.model
+            if self.modality == "image":
+                example = torch.randn(2, *self.meta["data_config"]["input_size"], device=self.device)
+                self._fast, _ = fold_batchnorm(self.model, example)
+                self._fast.to(memory_format=torch.channels_last)
+        return self._fast
+
     def _dataset(self, inputs: Sequence[str], labels: Sequence[int] | None = None):
         items = Items(list(map(str, inputs)), list(labels) if labels is not None else [0] * len(inputs))
         return make_dataset(self.model.backbone, items, self.transform)

@@ -29,6 +29,7 @@ class Batcher:
 
     def __init__(self, predictor: Predictor, max_batch: int = 16, max_wait_ms: float = 5.0):
         self.predictor = predictor
+        self.model = predictor.fast_model()  # BatchNorm folded, channels-last: built once, before serving
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.queue: asyncio.Queue = asyncio.Queue()
@@ -69,7 +70,8 @@ class Batcher:
                 batch, _ = ds.collate_fn([ds[i] for i in range(len(ds))])
                 logits = pred.model({k: v.to(pred.device) for k, v in batch.items()})
             else:
-                logits = pred.model(torch.stack(xs).to(pred.device))
+                x = torch.stack(xs).to(pred.device).contiguous(memory_format=torch.channels_last)
+                logits = self.model(x)
         return logits.float().softmax(1).cpu().numpy()
 
 
