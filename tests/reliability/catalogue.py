@@ -227,4 +227,6 @@ CASES = [
     Case("predict_non_image", "predict on a file that is not an image", "error", "Cannot read", _predict_non_image),
     Case("bad_choice", "an invalid option value", "error", "augment='heavy'",
          lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--augment", "heavy"]),
+    Case("negative_cache_bound", "a negative image-cache bound", "error", "image_cache_mb=-1",
+         lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--image-cache-mb", "-1"]),
 ]
