@@ -6,7 +6,6 @@ import hashlib
 import itertools
 import logging
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +35,7 @@ def _file_signature(items: Items) -> list:
 def cache_key(backbone, transform, items: Items, precision: str = "no") -> str:
     """Backbone weights + transform + precision + file list (path, size, mtime): any change gives a new key."""
     h = hashlib.sha1()
-    if precision != "no":
-        h.update(precision.encode())
+    h.update(precision.encode())
     h.update(backbone.weights_hash().encode())
     h.update(repr(transform).encode())
     h.update(repr(_file_signature(items)).encode())
@@ -75,19 +73,6 @@ def to_device(x, device, channels_last: bool = False):
         fmt = torch.channels_last if channels_last and x.dim() == 4 else torch.preserve_format
         return x.to(device, memory_format=fmt, non_blocking=True)
     return {k: v.to(device, non_blocking=True) for k, v in x.items()}
-
-
-@contextmanager
-def memory_format(model: torch.nn.Module, channels_last: bool):
-    """Run ``model`` channels-last inside the block (convolutional image models), back to contiguous after."""
-    if not channels_last or torch.is_inference_mode_enabled():  # converting there would make inference tensors
-        yield False
-        return
-    model.to(memory_format=torch.channels_last)
-    try:
-        yield True
-    finally:
-        model.to(memory_format=torch.contiguous_format)
 
 
 def autocast(device, precision: str):
@@ -172,13 +157,14 @@ def infer_logits(model: torch.nn.Module, dataset, batch_size: int = 64, device: 
                  channels_last: bool = True, fold_bn: bool | None = None) -> np.ndarray:
     """Outputs (N, C) of ``model`` in eval mode over ``dataset`` (logits, or features for a backbone).
 
-    Image models run channels-last, and (``fold_bn``; default: for 64 inputs or more, where the one-off
-    copy pays) on a copy with BatchNorm folded into the convolutions, checked on the first batch.
+    Image batches go in channels-last. With ``fold_bn`` (default: for 64 inputs or more, where the one-off
+    copy pays) they run on ``_fold.inference_copy``: BatchNorm folded, checked on the first batch, NHWC.
+    ``model`` itself is never changed.
     """
-    from ._fold import fold_batchnorm
+    from ._fold import inference_copy
 
     loader = make_loader(dataset, batch_size, workers, collate_fn=getattr(dataset, "collate_fn", None))
-    image = getattr(dataset, "transform", None) is not None
+    nhwc = channels_last and getattr(dataset, "transform", None) is not None
     batches = iter(loader)
     first = next(batches, None)
     if first is None:
@@ -186,12 +172,10 @@ def infer_logits(model: torch.nn.Module, dataset, batch_size: int = 64, device: 
     was_training = model.training
     model.eval()
     runner = model
-    if image and (len(dataset) >= 64 if fold_bn is None else fold_bn):
-        runner, n = fold_batchnorm(model, to_device(first[0][:2], device))
-        if n:
-            log.debug("inference with %d BatchNorm layers folded into their convolutions", n)
+    if nhwc and (len(dataset) >= 64 if fold_bn is None else fold_bn):
+        runner = inference_copy(model, to_device(first[0][:2], device))
     out = []
-    with memory_format(runner, channels_last and image) as nhwc, torch.inference_mode():
+    with torch.inference_mode():
         for x, _ in itertools.chain([first], batches):
             with autocast(device, precision):
                 logits = runner(to_device(x, device, nhwc))

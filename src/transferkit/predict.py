@@ -36,16 +36,15 @@ class Predictor:
         self.transform = eval_transform(meta["data_config"]) if self.modality == "image" else None
 
     def fast_model(self) -> torch.nn.Module:
-        """The model as serving runs it: BatchNorm folded (checked on a random batch), channels-last for
-        images. Built once; feed it ``x.contiguous(memory_format=torch.channels_last)``."""
+        """The model as predict and serve run it (``_fold.inference_copy``: BatchNorm folded, checked on a
+        random batch, channels-last for images). Built once; feed it channels-last batches."""
         if getattr(self, "_fast", None) is None:
-            from ._fold import fold_batchnorm
+            from ._fold import inference_copy
 
             self._fast = self.model
             if self.modality == "image":
                 example = torch.randn(2, *self.meta["data_config"]["input_size"], device=self.device)
-                self._fast, _ = fold_batchnorm(self.model, example)
-                self._fast.to(memory_format=torch.channels_last)
+                self._fast = inference_copy(self.model, example)
         return self._fast
 
     def _dataset(self, inputs: Sequence[str], labels: Sequence[int] | None = None):
@@ -54,7 +53,7 @@ class Predictor:
 
     def predict_proba(self, inputs: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Class probabilities (N, C) for image paths (or texts, for a text model)."""
-        logits = infer_logits(self.model, self._dataset(inputs), batch_size, self.device)
+        logits = infer_logits(self.fast_model(), self._dataset(inputs), batch_size, self.device, fold_bn=False)
         return torch.from_numpy(logits).softmax(1).numpy()
 
     def predict(self, inputs: Sequence[str] | str, topk: int = 3, batch_size: int = 32) -> list[dict[str, Any]]:
@@ -129,5 +128,6 @@ def evaluate(path: str | Path, data: str | None = None, batch_size: int = 32) ->
         rows = [(i, ds.classes_[lab]) for part in ds.splits_.values() for i, lab in zip(part.inputs, part.labels)]
         items = Items([i for i, _ in rows], [pred.labels.index(lab) for _, lab in rows])
         split = f"data {data}"
-    logits = infer_logits(pred.model, pred._dataset(items.inputs, items.labels), batch_size, pred.device)
+    logits = infer_logits(pred.fast_model(), pred._dataset(items.inputs, items.labels), batch_size, pred.device,
+                          fold_bn=False)
     return {"split": split, **classification_metrics(items.labels, logits.argmax(1), pred.labels)}

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .features import to_device
 from .predict import Predictor
 
 log = logging.getLogger("transferkit")
@@ -70,8 +71,7 @@ class Batcher:
                 batch, _ = ds.collate_fn([ds[i] for i in range(len(ds))])
                 logits = pred.model({k: v.to(pred.device) for k, v in batch.items()})
             else:
-                x = torch.stack(xs).to(pred.device).contiguous(memory_format=torch.channels_last)
-                logits = self.model(x)
+                logits = self.model(to_device(torch.stack(xs), pred.device, channels_last=True))
         return logits.float().softmax(1).cpu().numpy()
 
 
