@@ -115,10 +115,6 @@ class ImageCache:
                 return True
         return False
 
-    def clear(self) -> None:
-        self._store.clear()
-        self.nbytes = 0
-
 
 _SHARED: ImageCache | None = None
 
@@ -127,7 +123,6 @@ def shared_cache(max_bytes: int | None = None) -> ImageCache:
     """The process-wide cache, bounded by ``max_bytes`` (default: ``default_cache_bytes()``) from now on."""
     global _SHARED
     if _SHARED is None:
-        _SHARED = ImageCache(max_bytes)
-    else:
-        _SHARED.max_bytes = default_cache_bytes() if max_bytes is None else int(max_bytes)
+        _SHARED = ImageCache()
+    _SHARED.max_bytes = default_cache_bytes() if max_bytes is None else int(max_bytes)
     return _SHARED

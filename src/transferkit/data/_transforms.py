@@ -22,11 +22,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms as T
+from torchvision.transforms import functional as TF
 
 _INTERP = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC,
            "nearest": T.InterpolationMode.NEAREST}
-_PIL_INTERP = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
-               "nearest": Image.Resampling.NEAREST}
 # Smallest crop area (fraction of the image) of each augmentation preset.
 _MIN_SCALE = {"light": 0.5, "standard": 0.25}
 
@@ -52,15 +51,8 @@ class Presize:
     shrink_only: bool = False
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        w, h = img.size
-        short = min(w, h)
-        if short != self.short_side and not (self.shrink_only and short < self.short_side):
-            # torchvision's Resize(int) arithmetic, so the eval pipeline matches timm's exactly.
-            if w <= h:
-                size = (self.short_side, int(self.short_side * h / w))
-            else:
-                size = (int(self.short_side * w / h), self.short_side)
-            img = img.resize(size, _PIL_INTERP[self.interpolation])
+        if not (self.shrink_only and min(img.size) <= self.short_side):
+            img = TF.resize(img, self.short_side, interpolation=_INTERP[self.interpolation])  # timm's eval resize
         return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
 
 
