@@ -17,7 +17,7 @@ from pathlib import Path
 from scipy.stats import kendalltau
 
 import transferkit as tk
-from transferkit.inputs import data_from_config
+from transferkit.modalities import data_for
 from transferkit.config import resolve_config
 from transferkit.ranking import METRICS, rank
 
@@ -40,7 +40,7 @@ def main() -> None:
     for name in args.datasets.split(","):
         path = SHARED / name
         shots = None if name == "hymenoptera" else args.shots
-        data = data_from_config(resolve_config({"data": str(path), "shots": shots, "val_fraction": 0.15,
+        data = data_for(resolve_config({"data": str(path), "shots": shots, "val_fraction": 0.15,
                                                 "test_fraction": 0.15}))
         t0 = time.time()
         rows = {r["backbone"]: r for r in rank(data, BACKBONES, image_size=args.image_size,

@@ -50,7 +50,7 @@ def variant(name: str, epochs: int, size: int, batch: int) -> dict:
 
     from transferkit.config import RunConfig
     from transferkit.data import resolve_data_config, train_transform
-    from transferkit.inputs import make_dataset
+    from transferkit.modalities import get_modality
     from transferkit.strategies import get_strategy
     from transferkit.training import train_loop
 
@@ -73,7 +73,7 @@ def variant(name: str, epochs: int, size: int, batch: int) -> dict:
         cfg = RunConfig(strategy="finetune", epochs=epochs, batch_size=batch, lr=3e-3, backbone_lr_mult=0.1,
                         image_cache_mb=0 if name.endswith("no-cache") else None,
                         channels_last=not name.endswith("nchw"), workers=2 if name.endswith("workers2") else None)
-        ds = make_dataset(model.backbone, items, train_transform(dc, "light"), cfg, fill=True)
+        ds = get_modality("image").dataset(model.backbone, items, train_transform(dc, "light"), cfg, fill=True)
         with tempfile.TemporaryDirectory() as tmp:
             from pathlib import Path
 

@@ -23,6 +23,8 @@ err = Console(stderr=True)
 # Options shared by train and compare. None means "not given": config file, then defaults, apply.
 O = typer.Option
 TRAIN_OPTIONS = dict(
+    task=O(None, help="classify (default)"),
+    modality=O(None, help="image | text | audio (default: detected from the data: file types, table columns)"),
     backbone=O(None, help="source:name, e.g. packaged:efficientnet_lite0, timm:resnet50, file:w.safetensors"),
     arch=O(None, help="timm architecture of a file: backbone"),
     strategy=O(None, help="linear-probe | finetune | partial:K | gradual | lp-ft | lora | scratch"),
@@ -34,6 +36,8 @@ TRAIN_OPTIONS = dict(
     augment=O(None, help="none | light | standard"), image_size=O(None, help="override the input size"),
     seed=O(None), split_seed=O(None), val_fraction=O(None), test_fraction=O(None),
     shots=O(None, help="training examples per class (few-shot)"),
+    group_by=O(None, help="regex over file names; its first group (speaker, patient…) never spans two splits"),
+    clip_seconds=O(None, help="audio clip length in seconds (default: 95th percentile of the training clips)"),
     on_bad_file=O(None, help="skip | error"), bn=O(None, help="BatchNorm statistics: auto (eval for pretrained, train for scratch) | eval | train"),
     layer_decay=O(None, help="layer-wise lr decay r (e.g. 0.75)"), l2sp=O(None, help="L2-SP strength α"),
     freeze_epochs=O(None, help="gradual: head-only epochs"), class_weights=O(None, help="none | auto"),
@@ -72,7 +76,7 @@ def _with_train_options(fn):
              "val_fraction": Optional[float], "test_fraction": Optional[float], "shots": Optional[int],
              "layer_decay": Optional[float], "l2sp": Optional[float], "freeze_epochs": Optional[int],
              "workers": Optional[int], "cpu": Optional[bool], "max_length": Optional[int],
-             "channels_last": Optional[bool], "image_cache_mb": Optional[int]}
+             "channels_last": Optional[bool], "image_cache_mb": Optional[int], "clip_seconds": Optional[float]}
     for k, default in TRAIN_OPTIONS.items():
         if k not in sig.parameters:
             params.append(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=default,
@@ -205,16 +209,17 @@ def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
          image_size: Optional[int] = O(None), cache_dir: Optional[str] = O(None),
          output: Path = O(Path("runs"), help="rank.json goes to OUTPUT/rank-<data>/"),
          then_train: Optional[str] = O(None, help="train the best backbone with this strategy"),
+         modality: Optional[str] = O(None, help="image | text | audio (default: detected from the data)"),
          shots: Optional[int] = O(None, help="score on N training examples per class")) -> None:
     """Score backbones on frozen features before training (transferability); best first."""
     from datetime import datetime
 
     from .config import resolve_config
-    from .inputs import data_from_config
+    from .modalities import data_for
     from .ranking import rank as _rank
 
     _setup_logging()
-    ds = data_from_config(resolve_config({"data": data, "shots": shots}))
+    ds = data_for(resolve_config({"data": data, "shots": shots, "modality": modality}))
     out_dir = output / f"rank-{Path(data).stem}-{datetime.now():%Y%m%d-%H%M%S}"
     rows = _rank(ds, [b.strip() for b in backbones.split(",") if b.strip()], metric, cache_dir,
                  image_size=image_size, output=out_dir)

@@ -13,7 +13,8 @@ import numpy as np
 from ._runfolder import write_json
 from .config import resolve_config
 from .data import LabelledData
-from .inputs import data_from_config
+from .modalities import data_for, modality_of
+from .tasks import get_task
 from .training import fit
 
 log = logging.getLogger("transferkit")
@@ -59,7 +60,7 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
         scratch with its interval), warnings, and the run folders.
     """
     if isinstance(data, (str, Path)):
-        data = data_from_config(resolve_config({**settings, "data": str(data)}))
+        data = data_for(resolve_config({**settings, "data": str(data)}))
     settings.pop("data", None)
     data.setup()  # scan once: every run shares the split
     out_dir = Path(output) / (name or f"compare-{Path(data.location).stem}-{datetime.now():%Y%m%d-%H%M%S}")
@@ -72,19 +73,23 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
             run = fit(data, strategy=s, seed=seed, output=str(out_dir / "runs"), name=f"{s.replace(':', '')}-seed{seed}",
                       **settings)
             results[s].append((run, time.time() - t0))
+    task = get_task(settings.get("task", "classify"))
+    metric_names = task.compare_metrics
+    headline = metric_names[0]
     rows = []
-    scratch = [r.metrics["accuracy"] for r, _ in results.get("scratch", [])]
+    scratch = [r.metrics[headline] for r, _ in results.get("scratch", [])]
     for s, runs in results.items():
-        acc = [r.metrics["accuracy"] for r, _ in runs]
-        f1 = [r.metrics["macro_f1"] for r, _ in runs]
-        row = {"strategy": s, "accuracy": acc, "accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
-               "macro_f1_mean": float(np.mean(f1)), "macro_f1_std": float(np.std(f1)),
-               "seconds_mean": float(np.mean([t for _, t in runs])), "runs": [str(r.path) for r, _ in runs]}
+        row: dict[str, Any] = {"strategy": s}
+        for m in metric_names:
+            vals = [r.metrics[m] for r, _ in runs]
+            row.update({m: vals, f"{m}_mean": float(np.mean(vals)), f"{m}_std": float(np.std(vals))})
+        row.update(seconds_mean=float(np.mean([t for _, t in runs])), runs=[str(r.path) for r, _ in runs])
         if scratch and s != "scratch":
-            row["gain"] = paired_gain(acc, scratch)
+            row["gain"] = paired_gain(row[headline], scratch)
         rows.append(row)
-    if data.kind == "text":
-        rows.append(tfidf_baseline(data))
+    baseline = modality_of(data).baseline_features(data.splits_["train"], data.splits_[data.eval_split])
+    if baseline is not None:
+        rows.append(no_transfer_row(task, data, *baseline))
     first = next(iter(results.values()))[0][0]
     result = {"data": data.location, "backbone": first.config.backbone,
               "seeds": seeds, "split": first.metrics["split"], "n_eval": first.metrics["n"], "rows": rows,
@@ -99,18 +104,17 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
     return result
 
 
-def tfidf_baseline(data: LabelledData) -> dict[str, Any]:
-    """The classic no-transfer text baseline: TF-IDF (word 1–2-grams) + logistic regression."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
+def no_transfer_row(task, data: LabelledData, name: str, x_train, x_eval, seconds: float) -> dict[str, Any]:
+    """The modality's classic no-transfer line (TF-IDF for text, MFCC statistics for audio) + logistic regression."""
     from sklearn.linear_model import LogisticRegression
-
-    from .evaluation import classification_metrics
 
     t0 = time.time()
     tr, ev = data.splits_["train"], data.splits_[data.eval_split]
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
-    clf = LogisticRegression(C=10, max_iter=2000, class_weight="balanced").fit(vec.fit_transform(tr.inputs), tr.labels)
-    m = classification_metrics(ev.labels, clf.predict(vec.transform(ev.inputs)), data.classes_)
-    return {"strategy": "tfidf+logreg (no transfer)", "accuracy": [m["accuracy"]], "accuracy_mean": m["accuracy"],
-            "accuracy_std": 0.0, "macro_f1_mean": m["macro_f1"], "macro_f1_std": 0.0,
-            "seconds_mean": time.time() - t0, "runs": []}
+    clf = LogisticRegression(C=10, max_iter=2000, class_weight="balanced").fit(x_train, tr.labels)
+    scores = np.eye(len(data.classes_))[clf.predict(x_eval)]
+    m = task.rescore(scores, ev.labels, data.classes_)
+    row: dict[str, Any] = {"strategy": f"{name} + logreg (no transfer)"}
+    for k in task.compare_metrics:
+        row.update({k: [m[k]], f"{k}_mean": m[k], f"{k}_std": 0.0})
+    row.update(seconds_mean=seconds + time.time() - t0, runs=[])
+    return row

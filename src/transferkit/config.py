@@ -21,9 +21,11 @@ class RunConfig:
     arch: str | None = None  # timm architecture for file: backbones
     strategy: str = "linear-probe"
     head: str = "linear"
+    task: str = "classify"
+    modality: str | None = None  # None: detected from the data (file types, table columns)
     epochs: int = 5
     batch_size: int = 16
-    lr: float | None = None  # the head's learning rate (None: per modality, see MODALITY_DEFAULTS)
+    lr: float | None = None  # the head's learning rate (None: the modality's default)
     backbone_lr_mult: float | None = None  # backbone lr = lr * this (None: per modality)
     optimizer: str = "adamw"
     weight_decay: float = 0.01
@@ -37,6 +39,7 @@ class RunConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     shots: int | None = None  # training examples per class (few-shot), seeded
+    group_by: str | None = None  # regex over file names whose first group keeps a group on one side of the split
     on_bad_file: str = "skip"
     bn: str = "auto"  # BatchNorm statistics: auto (eval for pretrained, train for scratch) | eval | train
     layer_decay: float | None = None
@@ -56,6 +59,7 @@ class RunConfig:
     label_column: str = "label"
     path_column: str = "path"
     max_length: int = 128
+    clip_seconds: float | None = None  # audio clip length (None: the 95th percentile of training clips)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,14 +80,9 @@ _CHOICES = {
 }
 
 
-# Defaults that depend on the backbone's modality, filled in once the backbone is known. Text
-# transformers fine-tune at far smaller learning rates than convolutional image backbones.
-MODALITY_DEFAULTS = {"image": {"lr": 3e-3, "backbone_lr_mult": 0.1},
-                     "text": {"lr": 1e-3, "backbone_lr_mult": 0.05}}
-
-
-def fill_modality_defaults(cfg: RunConfig, modality: str) -> RunConfig:
-    for key, value in MODALITY_DEFAULTS.get(modality, MODALITY_DEFAULTS["image"]).items():
+def fill_defaults(cfg: RunConfig, defaults: dict[str, Any]) -> RunConfig:
+    """Fill the settings the user left unset (``None``) from ``defaults`` (a modality's)."""
+    for key, value in defaults.items():
         if getattr(cfg, key) is None:
             setattr(cfg, key, value)
     return cfg
@@ -162,5 +161,7 @@ def validate(cfg: RunConfig) -> None:
         )
     if cfg.image_cache_mb is not None and cfg.image_cache_mb < 0:
         raise ConfigError(f"image_cache_mb={cfg.image_cache_mb} is negative", "a size in MiB, or 0 to turn the cache off")
+    if cfg.clip_seconds is not None and not 0 < cfg.clip_seconds <= 30:
+        raise ConfigError(f"clip_seconds={cfg.clip_seconds} is out of range", "a clip length in seconds, in (0, 30]")
     if cfg.lr is not None and cfg.lr <= 0:
         raise ConfigError(f"lr={cfg.lr} is not positive", "a learning rate such as 1e-3")

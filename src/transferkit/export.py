@@ -13,18 +13,16 @@ import torch
 
 from . import _runfolder as rf
 from .errors import TransferkitError
-from .predict import Predictor, expand_image_inputs
+from .predict import Predictor
 
 log = logging.getLogger("transferkit")
 FORMATS = ("onnx", "torchscript", "safetensors")
 
 
 def contract(pred: Predictor) -> dict[str, Any]:
-    """What a consumer needs besides the weights: preprocessing and labels."""
-    dc = pred.meta["data_config"]
-    return {"labels": pred.labels, "modality": pred.modality, "input_size": dc.get("input_size"),
-            "mean": dc.get("mean"), "std": dc.get("std"), "crop_pct": dc.get("crop_pct"),
-            "interpolation": dc.get("interpolation"), "layout": "NCHW float32, RGB, normalised",
+    """What a consumer needs besides the weights: the modality's preprocessing, and the labels."""
+    return {"labels": pred.labels, "task": pred.task.name, "modality": pred.modality.name,
+            **pred.modality.contract(pred.meta["data_config"]),
             "output": "logits (apply softmax for probabilities)"}
 
 
@@ -38,14 +36,13 @@ def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, ch
     if fmt not in FORMATS:
         raise TransferkitError(f"Unknown export format '{fmt}'", f"one of {', '.join(FORMATS)}")
     pred = Predictor(run, device="cpu")
-    if pred.modality != "image" and fmt != "safetensors":
-        raise TransferkitError(f"--format {fmt} is available for image runs; this run is a {pred.modality} run",
-                               "an image run", "Use --format safetensors (weights + tokenizer + contract)")
+    example = pred.modality.example_input(pred.meta["data_config"])
+    if example is None and fmt != "safetensors":
+        raise TransferkitError(f"--format {fmt} is not available for {pred.modality.name} runs",
+                               "a run whose model takes one tensor", "Use --format safetensors (weights + tokenizer + contract)")
     out_dir = Path(out) if out else Path(run) / "export"
     out_dir.mkdir(parents=True, exist_ok=True)
     model = pred.model.eval()
-    size = pred.meta["data_config"].get("input_size", [3, 224, 224])
-    example = torch.randn(2, *size)
     meta = contract(pred)
     if fmt == "onnx":
         path = out_dir / "model.onnx"
@@ -64,7 +61,7 @@ def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, ch
     (out_dir / "contract.json").write_text(json.dumps(meta, indent=2))
     parity = None
     if fmt in ("onnx", "torchscript"):
-        parity = check_parity(pred, path, fmt, _check_inputs(run, check, max_check))
+        parity = check_parity(pred, path, fmt, _check_inputs(pred, run, check, max_check))
     return {"path": str(path), "format": fmt, "parity": parity}
 
 
@@ -87,9 +84,9 @@ def _export_onnx(model, example, path: Path, meta: dict) -> None:
         extra.unlink()
 
 
-def _check_inputs(run, check, max_check: int) -> list[str]:
+def _check_inputs(pred: Predictor, run, check, max_check: int) -> list[str]:
     if check is not None:
-        return expand_image_inputs([str(check)])[:max_check]
+        return pred.modality.expand_inputs([str(check)])[:max_check]
     s = json.loads((Path(run) / "splits.json").read_text())
     split = json.loads((Path(run) / rf.METRICS).read_text())["split"]
     return s[split]["inputs"][:max_check]

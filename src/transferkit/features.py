@@ -32,12 +32,16 @@ def _file_signature(items: Items) -> list:
     return sig
 
 
-def cache_key(backbone, transform, items: Items, precision: str = "no") -> str:
-    """Backbone weights + transform + precision + file list (path, size, mtime): any change gives a new key."""
+def cache_key(backbone, transform, items: Items, precision: str = "no", preprocessing: str | None = None) -> str:
+    """Backbone weights + preprocessing + precision + file list (path, size, mtime): any change gives a new key.
+
+    ``preprocessing`` is the modality's description of everything that changes the inputs (its
+    ``feature_key``); without it, the transform's repr.
+    """
     h = hashlib.sha1()
     h.update(precision.encode())
     h.update(backbone.weights_hash().encode())
-    h.update(repr(transform).encode())
+    h.update((preprocessing if preprocessing is not None else repr(transform)).encode())
     h.update(repr(_file_signature(items)).encode())
     return h.hexdigest()[:24]
 
@@ -84,7 +88,7 @@ def autocast(device, precision: str):
 def extract_features(backbone, items: Items, transform, batch_size: int = 32,
                      cache_dir: str | Path | None = None, workers: int | None = None,
                      device: torch.device | str = "cpu", progress=None, dataset=None, precision: str = "no",
-                     channels_last: bool = True) -> np.ndarray:
+                     channels_last: bool = True, preprocessing: str | None = None) -> np.ndarray:
     """Pooled features (N, D) float32 of ``items`` under ``transform``, from cache when possible.
 
     Args:
@@ -92,7 +96,7 @@ def extract_features(backbone, items: Items, transform, batch_size: int = 32,
         progress: optional ``callable(n_items_just_done)``.
     """
     cache = Path(cache_dir or default_cache_dir()) / "features"
-    key = cache_key(backbone, transform, items, precision)
+    key = cache_key(backbone, transform, items, precision, preprocessing)
     path = cache / f"{key}.npy"
     if path.is_file():
         try:
@@ -157,18 +161,18 @@ def infer_logits(model: torch.nn.Module, dataset, batch_size: int = 64, device: 
                  channels_last: bool = True, fold_bn: bool | None = None) -> np.ndarray:
     """Outputs (N, C) of ``model`` in eval mode over ``dataset`` (logits, or features for a backbone).
 
-    Image batches go in channels-last. With ``fold_bn`` (default: for 64 inputs or more, where the one-off
-    copy pays) they run on ``_fold.inference_copy``: BatchNorm folded, checked on the first batch, NHWC.
-    ``model`` itself is never changed.
+    With ``channels_last``, 4-d batches go in channels-last; with ``fold_bn`` (default: for 64 inputs or
+    more, where the one-off copy pays) tensor batches run on ``_fold.inference_copy``: BatchNorm folded,
+    checked on the first batch, NHWC. ``model`` itself is never changed.
     """
     from ._fold import inference_copy
 
     loader = make_loader(dataset, batch_size, workers, collate_fn=getattr(dataset, "collate_fn", None))
-    nhwc = channels_last and getattr(dataset, "transform", None) is not None
     batches = iter(loader)
     first = next(batches, None)
     if first is None:
         return np.zeros((0, 0), np.float32)
+    nhwc = channels_last and isinstance(first[0], torch.Tensor)
     was_training = model.training
     model.eval()
     runner = model

@@ -19,7 +19,7 @@ from .backbones import Backbone, create_backbone
 from .data import LabelledData
 from .errors import ConfigError
 from .features import extract_features
-from .inputs import input_pipeline, make_dataset
+from .modalities import modality_of
 
 log = logging.getLogger("transferkit")
 METRICS = ("logme", "leep", "nce", "hscore", "knn")
@@ -147,7 +147,7 @@ def score_features(features: np.ndarray, labels: np.ndarray, source_probs: np.nd
 
 def rank(data: LabelledData, backbones: list[str | Backbone], metric: str = "all", cache_dir: str | Path | None = None,
          batch_size: int = 64, image_size: int | None = None, output: str | Path | None = None,
-         max_length: int = 128) -> list[dict[str, Any]]:
+         max_length: int = 128, clip_seconds: float | None = None) -> list[dict[str, Any]]:
     """Score each backbone on the training split's frozen features; best first (by ``metric``, LogME for all).
 
     Example:
@@ -159,9 +159,10 @@ def rank(data: LabelledData, backbones: list[str | Backbone], metric: str = "all
     if any(m not in METRICS for m in metrics):
         raise ConfigError(f"Unknown metric '{metric}'", f"one of {', '.join(METRICS)} or all")
     data.setup()
+    modality = modality_of(data)
     items = data.splits_["train"]
     y = np.asarray(items.labels)
-    cfg = RunConfig(image_size=image_size, augment="none", max_length=max_length)
+    cfg = RunConfig(image_size=image_size, augment="none", max_length=max_length, clip_seconds=clip_seconds)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = []
     for spec in backbones:
@@ -169,9 +170,11 @@ def rank(data: LabelledData, backbones: list[str | Backbone], metric: str = "all
         torch.manual_seed(0)
         b = spec if isinstance(spec, Backbone) else create_backbone(spec, max_length=max_length)
         name = b.name if isinstance(spec, Backbone) else spec
-        _, eval_tf, _ = input_pipeline(b, cfg)
+        modality.check_backbone(b, name)
+        _, eval_tf, dc = modality.pipeline(b, cfg, data)
         feats = extract_features(b, items, eval_tf, batch_size, cache_dir, device=device,
-                                 dataset=make_dataset(b, items, eval_tf))
+                                 dataset=modality.dataset(b, items, eval_tf),
+                                 preprocessing=modality.feature_key(eval_tf, dc))
         probs = None
         if b.source_head is not None:
             with torch.no_grad():

@@ -2,7 +2,7 @@
 
 
 import asyncio
-import io
+import html
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import DataError
 from .features import to_device
 from .predict import Predictor
 
@@ -19,7 +20,7 @@ log = logging.getLogger("transferkit")
 UPLOAD_PAGE = """<!doctype html><html lang=en><head><meta charset=utf-8><title>transferkit · {name}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:640px;margin:3rem auto;padding:0 1rem}}
 #out{{margin-top:1rem;white-space:pre}}</style></head><body><h1>{name}</h1>
-<p>{n} classes: {labels}</p><form id=f><input type=file name=file accept="image/*" required>
+<p>{n} classes: {labels}</p><form id=f><input type=file name=file accept="{accept}" required>
 <button>Predict</button></form><div id=out></div><p><a href="/docs">API docs</a></p>
 <script>f.onsubmit=async e=>{{e.preventDefault();const r=await fetch('/predict',{{method:'POST',body:new FormData(f)}});
 out.textContent=JSON.stringify(await r.json(),null,1)}}</script></body></html>"""
@@ -65,23 +66,16 @@ class Batcher:
 
     def _infer(self, xs: list) -> np.ndarray:
         pred = self.predictor
+        batch = pred.modality.collate(pred.model.backbone, xs)
         with torch.inference_mode():
-            if pred.modality == "text":
-                ds = pred._dataset(xs)
-                batch, _ = ds.collate_fn([ds[i] for i in range(len(ds))])
-                logits = pred.model({k: v.to(pred.device) for k, v in batch.items()})
-            else:
-                logits = self.model(to_device(torch.stack(xs), pred.device, channels_last=True))
-        return logits.float().softmax(1).cpu().numpy()
+            outputs = self.model(to_device(batch, pred.device, channels_last=pred.modality.channels_last(None)))
+        return outputs.float().cpu().numpy()
 
 
 def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, max_bytes: int = 10 * 2**20):
     """The FastAPI app for a run folder (``uvicorn`` serves it; tests call it over real HTTP)."""
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import HTMLResponse
-    from PIL import Image, UnidentifiedImageError
-
-    from .data import to_rgb
 
     predictor = Predictor(run)
     batcher = Batcher(predictor, max_batch, max_wait_ms)
@@ -93,17 +87,20 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
         task.cancel()
 
     name = Path(run).name
+    modality = predictor.modality
     app = FastAPI(title=f"transferkit · {name}", lifespan=lifespan,
-                  description=f"Classifies {predictor.modality} inputs into {len(predictor.labels)} classes.")
+                  description=f"{predictor.task.name} on {modality.name} inputs; {len(predictor.labels)} labels.")
 
-    def answer(p: np.ndarray, topk: int = 3) -> dict:
-        order = np.argsort(-p)[:topk]
-        return {"label": predictor.labels[order[0]], "probability": float(p[order[0]]),
-                "topk": [{"label": predictor.labels[i], "probability": float(p[i])} for i in order]}
+    def answer(outputs: np.ndarray, topk: int = 3) -> dict:
+        d = predictor.task.decode(outputs[None], predictor.labels, topk)[0]
+        if "topk" in d:
+            d["topk"] = [{"label": lab, "probability": p} for lab, p in d["topk"]]
+        return d
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "run": name, "modality": predictor.modality, "classes": len(predictor.labels)}
+        return {"status": "ok", "run": name, "task": predictor.task.name, "modality": modality.name,
+                "classes": len(predictor.labels)}
 
     @app.get("/labels")
     def labels() -> list[str]:
@@ -111,43 +108,42 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
-        return UPLOAD_PAGE.format(name=name, n=len(predictor.labels), labels=", ".join(predictor.labels[:20]))
+        esc = html.escape
+        return UPLOAD_PAGE.format(name=esc(name), n=len(predictor.labels),
+                                  labels=esc(", ".join(predictor.labels[:20])), accept=f"{modality.name}/*")
 
     @app.post("/predict")
     async def predict(request: Request) -> dict:
         ctype = request.headers.get("content-type", "")
         if int(request.headers.get("content-length") or 0) > max_bytes:
-            raise HTTPException(413, f"Upload larger than {max_bytes // 2**20} MiB; send a smaller image")
-        if predictor.modality == "text":
+            raise HTTPException(413, f"Upload larger than {max_bytes // 2**20} MiB; send a smaller file")
+        if modality.request_kind == "json":
             if not ctype.startswith("application/json"):
-                raise HTTPException(415, 'Send JSON {"text": "..."} with Content-Type application/json')
+                raise HTTPException(415, f"Send {modality.request_help}")
             try:
-                body = await request.json()
+                payload = await request.json()
             except Exception:
-                raise HTTPException(400, 'Body is not valid JSON; expected {"text": "..."}') from None
-            text = body.get("text") if isinstance(body, dict) else None
-            if not isinstance(text, str) or not text.strip():
-                raise HTTPException(422, 'Expected {"text": "<non-empty string>"}')
-            return answer(await batcher.submit(text))
-        if not ctype.startswith("multipart/form-data"):
-            raise HTTPException(415, "Send the image as multipart/form-data in a field named 'file'")
-        form = await request.form()
-        upload = form.get("file")
-        if upload is None or not hasattr(upload, "read"):
-            raise HTTPException(422, "No file field in the form; send the image as field 'file'")
-        if upload.content_type and not upload.content_type.startswith("image/") and upload.content_type != "application/octet-stream":
-            raise HTTPException(415, f"Content type {upload.content_type} is not an image; send a JPEG/PNG/WebP file")
-        data = await upload.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise HTTPException(413, f"Upload larger than {max_bytes // 2**20} MiB; send a smaller image")
-        if not data:
-            raise HTTPException(400, "Empty upload; send an image file")
+                raise HTTPException(400, f"Body is not valid JSON; send {modality.request_help}") from None
+        else:
+            if not ctype.startswith("multipart/form-data"):
+                raise HTTPException(415, f"Send {modality.request_help}")
+            form = await request.form()
+            upload = form.get("file")
+            if upload is None or not hasattr(upload, "read"):
+                raise HTTPException(422, f"No file field in the form; send {modality.request_help}")
+            utype = upload.content_type or ""
+            if utype and not utype.startswith(f"{modality.name}/") and utype != "application/octet-stream":
+                raise HTTPException(415, f"Content type {utype} is not {modality.name}; send {modality.request_help}")
+            payload = await upload.read(max_bytes + 1)
+            if len(payload) > max_bytes:
+                raise HTTPException(413, f"Upload larger than {max_bytes // 2**20} MiB; send a smaller file")
+            if not payload:
+                raise HTTPException(400, f"Empty upload; send {modality.request_help}")
         try:
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                rgb = to_rgb(img)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise HTTPException(400, f"Cannot decode the upload as an image ({type(exc).__name__}); send a JPEG/PNG/WebP file") from None
-        return answer(await batcher.submit(predictor.transform(rgb)))
+            x = modality.decode_request(payload, predictor.transform)
+        except DataError as exc:
+            status = 422 if modality.request_kind == "json" else 400
+            raise HTTPException(status, str(exc)) from None
+        return answer(await batcher.submit(x))
 
     return app

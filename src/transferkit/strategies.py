@@ -1,9 +1,10 @@
 """Transfer strategies: which parameters train, at which learning rate, when they unfreeze,
 and how BatchNorm behaves in frozen parts.
 
-Every strategy works for every backbone through the backbone contract (``stages()``). The
-training loop calls, in order: :meth:`Strategy.prepare` once, :meth:`Strategy.param_groups` once,
-then :meth:`Strategy.on_epoch_start` and :meth:`Strategy.train_mode` at the start of each epoch.
+Every strategy works for every backbone through the backbone contract (``stages()``). A run calls
+:meth:`Strategy.prepare_backbone` before the head is attached and :meth:`Strategy.finish` before the
+model is saved; the training loop calls :meth:`Strategy.prepare` once, :meth:`Strategy.param_groups`
+once, then :meth:`Strategy.on_epoch_start` and :meth:`Strategy.train_mode` at the start of each epoch.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ class Strategy:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
 
+    def prepare_backbone(self, backbone):
+        """The backbone this strategy starts from (the pretrained one, as loaded)."""
+        return backbone
+
+    def finish(self, model: TransferModel) -> None:
+        """Make the trained model a plain network before it is saved."""
+
     def prepare(self, model: TransferModel) -> None:
         set_trainable(model, True)
 
@@ -109,6 +117,9 @@ class Scratch(Strategy):
     """Random init: every layer is new, so every layer gets the full learning rate."""
 
     name = "scratch"
+
+    def prepare_backbone(self, backbone):
+        return backbone.fresh()
 
     def backbone_lr_mult(self) -> float:
         return 1.0
@@ -184,6 +195,12 @@ class LoRA(Strategy):
 
         add_lora(model.backbone, self.cfg)
         set_trainable(model.head, True)
+
+    def finish(self, model: TransferModel) -> None:
+        """Merge the adapters into their base weights: predict needs no peft."""
+        from .backbones._lora import merge_lora
+
+        merge_lora(model.backbone)
 
     def backbone_lr_mult(self) -> float:
         return 1.0  # adapters start at zero: they need the full learning rate

@@ -40,6 +40,17 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Unpooled features (for a CNN: the last stage's map, B × C × H × W), as timm's ``forward_features``."""
+        return self.model.forward_features(x)
+
+    def feature_info(self) -> list[dict]:
+        """Channels, stride and module of each stage's output, input → output (timm's ``feature_info``):
+        what a dense head (an FPN for detection) attaches to."""
+        info = getattr(self.model, "feature_info", None) or []
+        return [{"num_chs": int(f["num_chs"]), "reduction": int(f["reduction"]), "module": f"model.{f['module']}"}
+                for f in info]
+
     def stages(self) -> list[list[str]]:
         """Parameter names grouped input → output (stem, stages…, head convs), for freezing and LR decay.
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..errors import BackboneError
 from ._base import Backbone
-from ._registry import register_source
+from ._registry import backbone_from_spec, register_kind, register_source
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -135,15 +135,8 @@ def load_run_backbone(name: str, **_) -> Backbone:
     return backbone
 
 
-def backbone_from_spec(spec: dict, pretrained_cfg: dict, run_dir: Path | None = None) -> Backbone:
-    """Rebuild a backbone's architecture (random weights) from the spec saved in ``model.json``."""
-    if spec["kind"] == "timm":
-        import timm
+@register_kind("timm")
+def timm_from_spec(spec: dict, pretrained_cfg: dict, run_dir: Path | None = None) -> Backbone:
+    import timm
 
-        model = timm.create_model(spec["arch"], pretrained=False, num_classes=0)
-        return Backbone(model, spec, pretrained_cfg)
-    if spec["kind"] == "hf":
-        from ._hf import hf_from_run
-
-        return hf_from_run(spec, pretrained_cfg, run_dir)
-    raise BackboneError(f"Unknown backbone kind {spec['kind']!r} in model.json", "timm or hf")
+    return Backbone(timm.create_model(spec["arch"], pretrained=False, num_classes=0), spec, pretrained_cfg)

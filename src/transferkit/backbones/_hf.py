@@ -11,7 +11,7 @@ import torch
 
 from ..errors import BackboneError
 from ._base import Backbone
-from ._registry import register_source
+from ._registry import register_kind, register_packaged_loader, register_source
 
 
 class HFBackbone(Backbone):
@@ -39,6 +39,14 @@ class HFBackbone(Backbone):
         if self.spec.get("normalize"):
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
         return pooled
+
+    def forward_features(self, batch: dict) -> torch.Tensor:
+        """Unpooled token states (B, tokens, hidden)."""
+        keys = ("input_ids", "attention_mask", "token_type_ids")
+        return self.model(**{k: v for k, v in batch.items() if k in keys}).last_hidden_state
+
+    def feature_info(self) -> list[dict]:
+        return [{"num_chs": self.num_features, "reduction": 1, "module": "model"}]
 
     def stages(self) -> list[list[str]]:
         """Embeddings, then one stage per transformer layer, then anything after (pooler)."""
@@ -78,7 +86,7 @@ def _sentence_transformers_pooling(folder: Path) -> tuple[str, bool]:
     return pooling, normalize
 
 
-def load_hf(name: str, max_length: int = 128, **_) -> HFBackbone:
+def load_hf(name: str, max_length: int = 128, **_) -> Backbone:
     try:
         from transformers import AutoModel, AutoTokenizer
     except ImportError:
@@ -86,6 +94,12 @@ def load_hf(name: str, max_length: int = 128, **_) -> HFBackbone:
                             "pip install 'transferkit[text]'") from None
     local = Path(name).is_dir()
     try:
+        from transformers import AutoConfig
+
+        if AutoConfig.from_pretrained(name).model_type == "whisper":  # a speech encoder, not a text one
+            from ._whisper import whisper_from_hf
+
+            return whisper_from_hf(AutoModel.from_pretrained(name))
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModel.from_pretrained(name)
     except Exception as exc:
@@ -94,16 +108,18 @@ def load_hf(name: str, max_length: int = 128, **_) -> HFBackbone:
             f"Could not load hf:{name} ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})"
             + ("; the hub is unreachable (offline?) or the model does not exist" if offline and not local else ""),
             "a Hugging Face model id (with internet) or a local model folder",
-            "Work offline with packaged:minilm or a local folder saved with save_pretrained()",
+            "Work offline with packaged:minilm (text), packaged:whisper_base (audio) or a local folder saved "
+            "with save_pretrained()",
         ) from None
     pooling, normalize = _sentence_transformers_pooling(Path(name)) if local else ("mean", False)
     spec = {"kind": "hf", "arch": model.config.model_type, "pooling": pooling, "normalize": normalize}
     return HFBackbone(model, tokenizer, spec, max_length)
 
 
-register_source("hf", "a Hugging Face transformers encoder by model id (needs internet) or local folder")(load_hf)
+register_source("hf", "a Hugging Face encoder by model id (needs internet) or local folder: text encoders, Whisper")(load_hf)
 
 
+@register_packaged_loader("sentence-transformers")
 def load_packaged_text(entry, max_length: int = 128, **_) -> HFBackbone:
     import importlib
 
@@ -112,6 +128,7 @@ def load_packaged_text(entry, max_length: int = 128, **_) -> HFBackbone:
     return load_hf(str(folder), max_length=max_length)
 
 
+@register_kind("hf")
 def hf_from_run(spec: dict, pretrained_cfg: dict, run_dir: Path | None) -> HFBackbone:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 

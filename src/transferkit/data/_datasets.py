@@ -14,7 +14,7 @@ import torch
 
 from ..errors import DataError
 from ._images import check_image, load_rgb
-from ._split import sample_shots, stratified_split
+from ._split import grouped_split, sample_shots, stratified_split
 
 log = logging.getLogger("transferkit")
 SPLITS = ("train", "val", "test")
@@ -41,14 +41,22 @@ class LabelledData:
     """
 
     kind = "image"
+    #: ``check(path) -> None | reason``: decodes one file and says why it is unusable
+    check = staticmethod(check_image)
+    #: what a good input is, for error messages
+    wanted = "only decodable images"
+    #: inputs are file paths (``--group-by`` then reads the file name)
+    inputs_are_files = True
 
     def __init__(self, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
-                 on_bad_file: str = "skip", shots: int | None = None):
+                 on_bad_file: str = "skip", shots: int | None = None, group_by: str | None = None):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.seed = seed
         self.on_bad_file = on_bad_file
         self.shots = shots
+        self.group_by = group_by
+        self.row_groups_: dict[str, str] = {}  # input → group, from a table's ``group`` column
 
     # -- subclasses fill these ---------------------------------------------------------------
     def _collect(self) -> tuple[dict[str, list[tuple[str, str]]] | None, list[tuple[str, str]]]:
@@ -84,8 +92,12 @@ class LabelledData:
         index = {n: i for i, n in enumerate(names)}
         if presplit is None:
             items = Items([p for p, _ in flat], [index[lab] for _, lab in flat])
-            parts = stratified_split(items.labels, self.val_fraction, self.test_fraction,
-                                     self.seed, names)
+            groups = self._groups(items.inputs)
+            if groups is None:
+                parts = stratified_split(items.labels, self.val_fraction, self.test_fraction, self.seed, names)
+            else:
+                parts = grouped_split(items.labels, groups, self.val_fraction, self.test_fraction, self.seed)
+                self.split_groups_ = {k: sorted({groups[i] for i in v}) for k, v in parts.items()}
             self.splits_ = {k: items.subset(v) for k, v in parts.items()}
             self.presplit_ = False
         else:
@@ -100,6 +112,30 @@ class LabelledData:
             tr = self.splits_["train"]
             self.splits_["train"] = tr.subset(sample_shots(np.asarray(tr.labels), self.shots, self.seed))
         return self
+
+    def _groups(self, inputs: list[str]) -> list[str] | None:
+        """The group of each input (``--group-by`` over the file name, or the table's group column)."""
+        if self.group_by:
+            import re
+
+            try:
+                pattern = re.compile(self.group_by)
+            except re.error as exc:
+                raise DataError(f"--group-by {self.group_by!r} is not a valid regular expression ({exc})",
+                                "a regular expression with one capture group, e.g. '^\\d+_([a-z]+)_'") from None
+            found = [pattern.search(Path(i).name if self.inputs_are_files else i) for i in inputs]
+            unmatched = [i for i, m in zip(inputs, found) if m is None]
+            if len(unmatched) == len(inputs):
+                raise DataError(f"--group-by {self.group_by!r} matches none of the {len(inputs)} file names "
+                                f"(e.g. {Path(inputs[0]).name})", "a regular expression that matches the file names",
+                                "Check the pattern; its first capture group (or the whole match) names the group")
+            if unmatched:
+                log.warning("%d input(s) do not match --group-by; each is its own group (e.g. %s)",
+                            len(unmatched), unmatched[0])
+            return [(m.group(1) if m.groups() else m.group(0)) if m else f"<{i}>" for i, m in zip(inputs, found)]
+        if self.row_groups_:
+            return [self.row_groups_.get(i) or f"<{i}>" for i in inputs]
+        return None
 
     def summary(self) -> str:
         self.setup()
@@ -120,12 +156,12 @@ class LabelledData:
     def _filter_bad(self, paths: list[Path]) -> list[Path]:
         """Decode every file once; list and drop bad ones (or stop, with on_bad_file=error)."""
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-            reasons = list(pool.map(check_image, paths))
+            reasons = list(pool.map(self.check, paths))
         bad = [(str(p), r) for p, r in zip(paths, reasons) if r is not None]
         self.bad_files_ = getattr(self, "bad_files_", []) + bad
         if bad and self.on_bad_file == "error":
             p, r = bad[0]
-            raise DataError(f"Bad file {p}: {r}", "only decodable images",
+            raise DataError(f"Bad file {p}: {r}", self.wanted,
                             f"Remove it ({len(bad)} bad file(s) in all), or use --on-bad-file skip")
         for p, r in bad:
             log.warning("skipped %s: %s", p, r)
@@ -151,7 +187,7 @@ class ImageFolderData(LabelledData):
         self.root = root
 
     def describe(self) -> str:
-        return f"image folder {self.root}"
+        return f"{self.kind} folder {self.root}"
 
     def _collect(self):
         root = Path(self.root)
@@ -170,7 +206,7 @@ class ImageFolderData(LabelledData):
         for cdir in classes:
             good = self._filter_bad(_class_files(cdir))
             if not good:
-                log.warning("class folder %s has no usable images; the class is left out", cdir)
+                log.warning("class folder %s has no usable %s files; the class is left out", cdir, self.kind)
             rows.extend((str(p), cdir.name) for p in good)
         return rows
 
@@ -205,9 +241,11 @@ class CsvImageData(LabelledData):
             p = Path(r[self.path_column])
             p = p if p.is_absolute() else base / p
             if not p.exists():
-                raise DataError(f"{path}:{i}: image {p} does not exist", "paths to existing image files",
+                raise DataError(f"{path}:{i}: {self.kind} {p} does not exist", f"paths to existing {self.kind} files",
                                 "Fix the path (relative paths are taken from the CSV's folder)")
             resolved.append((p, r[self.label_column], (r.get("split") or "").strip().lower()))
+            if (r.get("group") or "").strip():
+                self.row_groups_[str(p)] = r["group"].strip()
         good = set(self._filter_bad([p for p, _, _ in resolved]))
         kept = [(str(p), lab, s) for p, lab, s in resolved if p in good]
         if "split" in header:
@@ -231,7 +269,7 @@ def read_table(path: Path) -> list[dict[str, str]]:
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """(path, label) items → (transformed image tensor, label).
+    """(path, label) items → (transformed tensor, label); ``load`` decodes a path (images by default).
 
     Args:
         cache: an ``ImageCache``; with an ``ImageTransform`` the presized images it holds are used
@@ -241,13 +279,14 @@ class ImageDataset(torch.utils.data.Dataset):
         progress: ``callable(n)`` advanced while filling.
     """
 
-    def __init__(self, items: Items, transform, cache=None, fill: bool = False, progress=None):
+    def __init__(self, items: Items, transform, cache=None, fill: bool = False, progress=None, load=None):
         self.items = items
         self.transform = transform
+        self.load = load
         presize = getattr(transform, "presize", None)
         self.held = None
         if cache is not None and presize is not None:
-            self.held = cache.take(list(items.inputs), presize, fill=fill, progress=progress)
+            self.held = cache.take(list(items.inputs), presize, fill=fill, progress=progress, load=load)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -255,4 +294,4 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         if self.held is not None and self.held[i] is not None:
             return self.transform.tensor_ops(self.held[i]), self.items.labels[i]
-        return self.transform(load_rgb(self.items.inputs[i])), self.items.labels[i]
+        return self.transform((self.load or load_rgb)(self.items.inputs[i])), self.items.labels[i]

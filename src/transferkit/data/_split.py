@@ -54,3 +54,45 @@ def sample_shots(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
         idx = np.flatnonzero(labels == c)
         keep.extend(rng.choice(idx, size=min(shots, len(idx)), replace=False))
     return np.sort(np.asarray(keep, dtype=np.int64))
+
+
+def grouped_split(
+    labels: list[int] | np.ndarray,
+    groups: list[str],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Split so that no group (speaker, patient, object…) is on two sides; stratified where possible.
+
+    scikit-learn's ``StratifiedGroupKFold`` picks the folds: one fold of about ``test_fraction`` is the
+    test split, then one fold of the rest of about ``val_fraction`` is val. With few groups a fold is
+    at least one whole group, so the fractions are approximate.
+
+    Returns:
+        ``{"train": idx, "val": idx, "test": idx}`` (sorted index arrays).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = np.asarray(labels)
+    groups_arr = np.asarray(groups, dtype=object)
+    out = {"train": np.arange(len(labels)), "val": np.zeros(0, np.int64), "test": np.zeros(0, np.int64)}
+
+    def carve(idx: np.ndarray, fraction: float, salt: int) -> tuple[np.ndarray, np.ndarray]:
+        n_groups = len(set(groups_arr[idx]))
+        if n_groups < 2:
+            raise DataError(f"Only {n_groups} group(s) left to split off {fraction:.0%} by group",
+                            "at least 2 groups (e.g. speakers) for each held-out split",
+                            "Use fewer held-out splits (--val-fraction 0 or --test-fraction 0), or a coarser grouping")
+        k = int(min(n_groups, max(2, round(1 / fraction))))
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed + salt)
+        keep, held = next(splitter.split(np.zeros(len(idx)), labels[idx], groups_arr[idx]))
+        return idx[keep], idx[held]
+
+    rest = out["train"]
+    if test_fraction > 0:
+        rest, out["test"] = carve(rest, test_fraction, 0)
+    if val_fraction > 0:
+        rest, out["val"] = carve(rest, val_fraction / max(1e-9, 1 - test_fraction), 1)
+    out["train"] = rest
+    return {k: np.sort(v.astype(np.int64)) for k, v in out.items()}

@@ -37,6 +37,7 @@ class TextData(LabelledData):
     """
 
     kind = "text"
+    inputs_are_files = False
 
     def __init__(self, path: str | Path, text_column: str = "text", label_column: str = "label", **kwargs):
         super().__init__(**kwargs)
@@ -68,6 +69,8 @@ class TextData(LabelledData):
                 empty.append(f"{path}:{i}")
                 continue
             kept.append((text, label, str(r.get("split") or "").strip().lower()))
+            if str(r.get("group") or "").strip():
+                self.row_groups_[text] = str(r["group"]).strip()
         self.bad_files_ = [(loc, "empty text or label") for loc in empty]
         if empty:
             log.warning("skipped %d row(s) with an empty text or label: %s%s", len(empty), ", ".join(empty[:5]),

@@ -89,3 +89,10 @@ def strategy_bars(rows: list[dict]) -> str:
     ax.set_ylabel("accuracy")
     ax.set_title("accuracy by strategy (mean ± std over seeds; grey = scratch)")
     return to_png64(fig)
+
+
+def img(b64: str | None, alt: str) -> str:
+    """An embedded PNG plot (nothing when the plot could not be drawn)."""
+    import html
+
+    return f'<img class=plot alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">' if b64 else ""

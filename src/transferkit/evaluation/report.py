@@ -16,8 +16,9 @@ h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;bor
 .sub{color:#666;margin-top:0}table{border-collapse:collapse;margin:.5rem 0}td,th{padding:.3rem .7rem;border-bottom:1px solid #eee;text-align:right}
 th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}.warn{background:#fdecea;border-left:4px solid #c0392b;padding:.6rem 1rem;margin:.5rem 0}
 .note{background:#eef6fc;border-left:4px solid #2e86c1;padding:.6rem 1rem;margin:.5rem 0}.ok{color:#1e8449}.bad{color:#c0392b}
-img.plot{max-width:100%}.grid{display:flex;flex-wrap:wrap;gap:.6rem}.cell{width:150px;font-size:.8rem;text-align:center}
-.cell img{width:150px;height:150px;object-fit:cover;border-radius:4px}pre{background:#f6f8fa;padding:.8rem;overflow:auto;font-size:.8rem}
+img.plot{max-width:100%}.grid{display:flex;flex-wrap:wrap;gap:.6rem}.cell{width:230px;font-size:.8rem;text-align:center}
+.cell img{width:150px;height:150px;object-fit:cover;border-radius:4px}.cell audio{width:220px;height:32px}.cell img.spec{width:220px;height:120px;object-fit:fill}
+.cell .text{text-align:left;max-height:9rem;overflow:auto;background:#f6f8fa;padding:.3rem}pre{background:#f6f8fa;padding:.8rem;overflow:auto;font-size:.8rem}
 .big{font-size:2rem;font-weight:600}.kpis{display:flex;gap:2.5rem}.kpis div span{display:block;color:#666;font-size:.85rem}
 """
 
@@ -25,59 +26,6 @@ img.plot{max-width:100%}.grid{display:flex;flex-wrap:wrap;gap:.6rem}.cell{width:
 def _page(title: str, body: str) -> str:
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body>{body}</body></html>")
-
-
-def _img(b64: str | None, alt: str) -> str:
-    return f'<img class=plot alt="{alt}" src="data:image/png;base64,{b64}">' if b64 else ""
-
-
-def _thumb(path: str, size: int = 150) -> str | None:
-    import base64
-    import io
-
-    from ..data import load_rgb
-
-    try:
-        img = load_rgb(path)
-        img.thumbnail((size * 2, size * 2))
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=80)
-        return base64.b64encode(buf.getvalue()).decode()
-    except Exception:
-        return None
-
-
-def _mistakes(run_dir: Path, modality: str, limit: int = 16) -> str:
-    path = run_dir / rf.PREDICTIONS
-    if not path.is_file():
-        return ""
-    with open(path, encoding="utf-8") as fh:
-        wrong = [r for r in csv.DictReader(fh) if r["true"] != r["pred"]]
-    if not wrong:
-        return "<p class=ok>No mistakes on this split.</p>"
-    wrong.sort(key=lambda r: -float(r["confidence"]))
-    head = f"<p>{len(wrong)} mistake(s); the most confident first.</p>"
-    if modality == "text":
-        rows = "".join(f"<tr><td style='text-align:left;max-width:650px'>{html.escape(r['input'][:300])}</td>"
-                       f"<td>{html.escape(r['true'])}</td><td class=bad>{html.escape(r['pred'])}</td>"
-                       f"<td>{float(r['confidence']):.0%}</td></tr>" for r in wrong[:limit])
-        return head + f"<table><tr><th>text</th><th>true</th><th>predicted</th><th>confidence</th></tr>{rows}</table>"
-    cells = []
-    for r in wrong[:limit]:
-        b64 = _thumb(r["input"])
-        img = f'<img alt="{html.escape(Path(r["input"]).name)}" src="data:image/jpeg;base64,{b64}">' if b64 else "(image unavailable)"
-        cells.append(f"<div class=cell>{img}<br>true <b>{html.escape(r['true'])}</b><br>"
-                     f"predicted <b class=bad>{html.escape(r['pred'])}</b> {float(r['confidence']):.0%}<br>"
-                     f"<small>{html.escape(Path(r['input']).name)}</small></div>")
-    return head + f"<div class=grid>{''.join(cells)}</div>"
-
-
-def _metric_table(m: dict) -> str:
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v['precision']:.3f}</td><td>{v['recall']:.3f}</td>"
-                   f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>" for k, v in m["per_class"].items())
-    return ("<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
-            f"{rows}<tr><th>macro</th><th>{m['macro_precision']:.3f}</th><th>{m['macro_recall']:.3f}</th>"
-            f"<th>{m['macro_f1']:.3f}</th><th>{m['n']}</th></tr></table>")
 
 
 def write_run_report(run_dir: str | Path) -> Path:
@@ -91,21 +39,18 @@ def write_run_report(run_dir: str | Path) -> Path:
             history = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
     bad = (run_dir / rf.BAD_FILES).read_text().splitlines() if (run_dir / rf.BAD_FILES).is_file() else []
     config = (run_dir / rf.CONFIG).read_text() if (run_dir / rf.CONFIG).is_file() else ""
+    from ..modalities import get_modality
+    from ..tasks import get_task
+
+    task, modality = get_task(meta.get("task", "classify")), get_modality(meta.get("modality", "image"))
     body = [f"<h1>{html.escape(run_dir.name)}</h1>",
-            f"<p class=sub>{html.escape(m.get('strategy', ''))} · {html.escape(meta.get('backbone_name', ''))} · "
+            f"<p class=sub>{html.escape(task.name)} · {html.escape(modality.name)} · "
+            f"{html.escape(m.get('strategy', ''))} · {html.escape(meta.get('backbone_name', ''))} · "
             f"{len(meta['labels'])} classes · {m.get('n_train', '?')} training items · evaluated on "
             f"<b>{html.escape(m['split'])}</b> ({m['n']} items)</p>",
-            "<div class=kpis>"
-            f"<div><span>accuracy</span><div class=big>{m['accuracy']:.1%}</div></div>"
-            f"<div><span>macro-F1</span><div class=big>{m['macro_f1']:.3f}</div></div>"
-            f"<div><span>wall time</span><div class=big>{m.get('seconds', 0):.0f} s</div></div></div>",
-            f"<p class=note>Model selection: {html.escape(str(m.get('selection', '')))}.</p>",
-            "<h2>Per-class metrics</h2>", _metric_table(m),
-            _img(_plots.per_class_f1(m["per_class"]), "per-class F1"),
-            "<h2>Confusion matrix</h2>", _img(_plots.confusion_heatmap(m["confusion_matrix"], m["labels"]), "confusion matrix")]
+            *task.report_sections(run_dir, m, meta, modality)]
     if history:
-        body += ["<h2>Learning curves</h2>", _img(_plots.learning_curves(history), "learning curves")]
-    body += ["<h2>Mistakes</h2>", _mistakes(run_dir, meta.get("modality", "image"))]
+        body += ["<h2>Learning curves</h2>", _plots.img(_plots.learning_curves(history), "learning curves")]
     if bad:
         body += [f"<h2>Skipped inputs ({len(bad)})</h2><pre>{html.escape(chr(10).join(bad[:200]))}</pre>"]
     body += ["<h2>Resolved config</h2>", f"<pre>{html.escape(config)}</pre>"]
@@ -134,7 +79,7 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
             f"<th>gain over scratch [95% CI]</th></tr>{''.join(tr)}</table>",
             "<p class=note>Gain over scratch is paired by seed; the interval is a t-interval over seeds. "
             "A transfer strategy whose interval reaches 0 or below is flagged.</p>",
-            _img(_plots.strategy_bars(rows), "accuracy by strategy"), "<h2>Runs</h2><ul>"]
+            _plots.img(_plots.strategy_bars(rows), "accuracy by strategy"), "<h2>Runs</h2><ul>"]
     for r in rows:
         for p in r["runs"]:
             rel = Path(p).relative_to(out_dir) if Path(p).is_relative_to(out_dir) else Path(p)

@@ -16,15 +16,14 @@ import numpy as np
 import torch
 
 from .. import _runfolder as rf
-from ..backbones import Backbone, create_backbone
-from ..config import RunConfig, fill_modality_defaults, load_config_file, resolve_config, resolve_precision
+from ..backbones import create_backbone
+from ..config import RunConfig, fill_defaults, load_config_file, resolve_config, resolve_precision
 from ..data import LabelledData
-from ..errors import ConfigError, RunFolderError
-from ..evaluation import classification_metrics, format_metrics
-from ..features import extract_features, fit_logistic, infer_logits
-from ..heads import TransferModel, build_head
-from ..inputs import data_from_config, input_pipeline, make_dataset
+from ..errors import RunFolderError
+from ..features import extract_features, infer_logits
+from ..modalities import data_for, modality_of
 from ..strategies import get_strategy
+from ..tasks import get_task
 from ._loop import seed_everything, train_loop
 from ._progress import progress_bar
 
@@ -80,7 +79,7 @@ def fit(data: LabelledData | str | None = None, *, config_file: str | Path | Non
     """Train a model on ``data`` with a pretrained backbone and a strategy; write a run folder.
 
     Args:
-        data: a dataset object or a path (image folder, CSV/TSV/JSONL).
+        data: a dataset object or a path (a folder of images or audio clips, a CSV/TSV/JSONL).
         config_file: YAML of settings; keyword ``settings`` override it (see :class:`RunConfig`).
         resume: a run folder to continue from its last checkpoint.
 
@@ -95,7 +94,7 @@ def fit(data: LabelledData | str | None = None, *, config_file: str | Path | Non
         data = None
     cfg = resolve_config(settings, config_file)
     if data is None:
-        data = data_from_config(cfg)
+        data = data_for(cfg)
     else:
         cfg.data = cfg.data or data.location
     return _run(cfg, data, run_dir=None, resume_state=None, on_epoch_end=on_epoch_end)
@@ -111,24 +110,25 @@ def _resume(run_dir: Path, on_epoch_end) -> Run:
                              "Start the run again")
     cfg = resolve_config(load_config_file(run_dir / rf.CONFIG))
     state = torch.load(run_dir / rf.CHECKPOINT, map_location="cpu", weights_only=True)
-    return _run(cfg, data_from_config(cfg), run_dir=run_dir, resume_state=state, on_epoch_end=on_epoch_end)
+    return _run(cfg, data_for(cfg), run_dir=run_dir, resume_state=state, on_epoch_end=on_epoch_end)
 
 
 def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state, on_epoch_end) -> Run:
     t_start = time.time()
-    strategy = get_strategy(cfg)  # fail on a bad strategy name before any work
+    strategy = get_strategy(cfg)  # fail on a bad strategy or task name before any work
+    task = get_task(cfg.task)
+    modality = modality_of(data)
+    cfg.modality = modality.name
     data.setup()
     seed_everything(cfg.seed)  # random-init backbones and new heads start from the seed
-    backbone: Backbone = create_backbone(cfg.backbone, arch=cfg.arch, max_length=cfg.max_length)
-    if backbone.modality != data.kind:
-        raise ConfigError(f"Backbone {cfg.backbone} takes {backbone.modality} inputs, but {data.describe()} holds {data.kind}s",
-                          f"a {data.kind} backbone", "Use packaged:minilm or hf:<model> for text, "
-                          "packaged:efficientnet_lite0 or timm:<model> for images")
-    fill_modality_defaults(cfg, backbone.modality)
-    if strategy.name == "scratch":
-        backbone = backbone.fresh()
+    backbone = create_backbone(cfg.backbone, arch=cfg.arch, max_length=cfg.max_length)
+    modality.check_backbone(backbone, cfg.backbone)
+    fill_defaults(cfg, modality.defaults)
+    backbone = strategy.prepare_backbone(backbone)
     classes = data.classes_
-    train_tf, eval_tf, data_config = input_pipeline(backbone, cfg)
+    train_tf, eval_tf, data_config = modality.pipeline(backbone, cfg, data)
+    task = task.setup(cfg, data)
+    nhwc = modality.channels_last(cfg)
     eval_split = data.eval_split
     has_val = len(data.splits_["val"]) > 0
     select_on_val = eval_split == "test" and has_val
@@ -142,64 +142,60 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         if fresh_dir:
             cfg.save(run_dir / rf.CONFIG)
             rf.write_json(run_dir / rf.LABELS, classes)
-            rf.write_json(run_dir / "splits.json", {k: {"inputs": v.inputs, "labels": v.labels}
-                                                    for k, v in data.splits_.items()})
+            rf.write_json(run_dir / "splits.json", _splits_record(data))
             bad = getattr(data, "bad_files_", [])
             (run_dir / rf.BAD_FILES).write_text("".join(f"{p}\t{r}\n" for p, r in bad))
-        log.info("data: %s", data.summary())
+        log.info("data: %s (%s)", data.summary(), modality.name)
         if getattr(data, "bad_files_", None):
             log.info("skipped %d bad file(s); listed in %s", len(data.bad_files_), run_dir / rf.BAD_FILES)
-        log.info("backbone %s (%d features), strategy %s, evaluating on %s%s", backbone.name,
-                 backbone.num_features, strategy.name, eval_split,
+        log.info("backbone %s (%d features), task %s, strategy %s, evaluating on %s%s", backbone.name,
+                 backbone.num_features, task.name, strategy.name, eval_split,
                  "" if select_on_val else " (no test split: val is not used for model selection)")
-        model = TransferModel(backbone, build_head(cfg.head, backbone.num_features, len(classes)))
+        model = task.build_model(backbone, {"head": cfg.head, "labels": classes})
         eval_items = data.splits_[eval_split]
-        eval_logits = None
+        eval_out = None
         probe_info: dict[str, Any] = {}
         history: list[dict] = []
 
         if strategy.probe_first and resume_state is None:
-            feats = _features(backbone, data, eval_tf, cfg, device, ["train", eval_split])
-            y = np.asarray(data.splits_["train"].labels)
+            prep = modality.feature_key(eval_tf, data_config)
+            feats = _features(backbone, modality, data, eval_tf, prep, cfg, device, ["train", eval_split])
             t0 = time.time()
-            probe_info = _fit_probe_head(model, feats["train"], y, len(classes), cfg)
+            probe_info = task.fit_probe(model, feats["train"], np.asarray(data.splits_["train"].labels), cfg) or {}
             probe_info["head_seconds"] = round(time.time() - t0, 2)
             log.info("probe head: %s", probe_info)
             if not strategy.trains_backbone:
                 with torch.no_grad():
-                    eval_logits = model.head(torch.from_numpy(feats[eval_split])).numpy()
+                    eval_out = model.head(torch.from_numpy(feats[eval_split])).numpy()
 
         if strategy.trains_backbone:
-            train_ds = _epoch_dataset(backbone, data.splits_["train"], train_tf, cfg, "train")
-            val_ds = _epoch_dataset(backbone, data.splits_["val"], eval_tf, cfg, "val") if has_val else None
-            weights = _class_weights(data, len(classes)) if cfg.class_weights == "auto" else None
-            history = train_loop(model, strategy, train_ds, val_ds, cfg, run_dir, select_on_val,
-                                 weights, resume_state, on_epoch_end)
+            train_ds = _epoch_dataset(modality, backbone, data.splits_["train"], train_tf, cfg, "train")
+            val_ds = _epoch_dataset(modality, backbone, data.splits_["val"], eval_tf, cfg, "val") if has_val else None
+            history = train_loop(model, strategy, task, train_ds, val_ds, cfg, run_dir, select_on_val, nhwc,
+                                 resume_state, on_epoch_end)
             _write_history(run_dir, history)
             model.to(device)
             with progress_bar(f"evaluate {eval_split}", len(eval_items)) as update:
-                eval_logits = infer_logits(model, make_dataset(backbone, eval_items, eval_tf, cfg), cfg.batch_size * 2,
-                                           device, cfg.workers, progress=update, precision=cfg.precision,
-                                           channels_last=cfg.channels_last)
-        metrics = _score(run_dir, eval_logits, eval_items, classes, eval_split)
-        metrics.update(strategy=strategy.name, backbone=cfg.backbone, selection="best val epoch" if select_on_val
+                eval_out = infer_logits(model, modality.dataset(backbone, eval_items, eval_tf, cfg), cfg.batch_size * 2,
+                                        device, cfg.workers, progress=update, precision=cfg.precision,
+                                        channels_last=nhwc)
+        metrics = task.score(run_dir, eval_out, eval_items, classes, eval_split)
+        metrics.update(task=task.name, modality=modality.name, strategy=strategy.name, backbone=cfg.backbone,
+                       selection="best val epoch" if select_on_val
                        else "final epoch (val not used for selection)" if strategy.trains_backbone
                        else "C by cross-validation on train", seconds=round(time.time() - t_start, 2),
                        probe=probe_info or None, n_train=len(data.splits_["train"]))
         model.cpu()
-        meta = {"backbone": backbone.spec, "backbone_name": cfg.backbone, "pretrained_cfg": backbone.pretrained_cfg,
-                "data_config": data_config, "head": cfg.head, "labels": classes, "modality": backbone.modality,
-                "strategy": strategy.name}
-        if strategy.name == "lora":
-            from ..backbones._lora import merge_lora
-
-            merge_lora(model.backbone)
+        meta = {"task": task.name, "modality": modality.name, "backbone": backbone.spec, "backbone_name": cfg.backbone,
+                "pretrained_cfg": backbone.pretrained_cfg, "data_config": data_config, "head": cfg.head,
+                "labels": classes, "strategy": strategy.name}
+        strategy.finish(model)
         backbone.save_extra(run_dir)
         rf.save_model(run_dir, model, meta)
         rf.write_json(run_dir / rf.METRICS, metrics)  # written last: its presence marks a finished run
         for leftover in (rf.CHECKPOINT, "best.pt"):
             (run_dir / leftover).unlink(missing_ok=True)
-        log.info("%s: %s", eval_split, format_metrics(metrics))
+        log.info("%s: %s", eval_split, task.summary(metrics))
         log.info("run folder: %s (%.1f s)", run_dir, time.time() - t_start)
         run = Run(run_dir, cfg, metrics, history)
         _write_report(run)
@@ -214,72 +210,35 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         log.removeHandler(handler)
 
 
-def _features(backbone, data, transform, cfg, device, splits) -> dict[str, np.ndarray]:
+def _splits_record(data: LabelledData) -> dict:
+    """splits.json: the exact inputs and labels of each split, and the groups of a grouped split."""
+    out: dict[str, Any] = {k: {"inputs": v.inputs, "labels": v.labels} for k, v in data.splits_.items()}
+    for k, groups in getattr(data, "split_groups_", {}).items():
+        out[k]["groups"] = groups
+    return out
+
+
+def _features(backbone, modality, data, transform, preprocessing, cfg, device, splits) -> dict[str, np.ndarray]:
     out = {}
     for split in dict.fromkeys(splits):
         items = data.splits_[split]
         with progress_bar(f"features {split}", len(items)) as update:
             out[split] = extract_features(
                 backbone, items, transform, cfg.batch_size * 2, cfg.cache_dir, cfg.workers, device,
-                progress=update, dataset=make_dataset(backbone, items, transform, cfg), precision=cfg.precision,
-                channels_last=cfg.channels_last)
+                progress=update, dataset=modality.dataset(backbone, items, transform, cfg), precision=cfg.precision,
+                channels_last=modality.channels_last(cfg), preprocessing=preprocessing)
     return out
 
 
-def _epoch_dataset(backbone, items, transform, cfg, split: str):
-    """A dataset read every epoch: its images are decoded and presized once, into the image cache."""
-    if backbone.modality != "image":
-        return make_dataset(backbone, items, transform, cfg)
+def _epoch_dataset(modality, backbone, items, transform, cfg, split: str):
+    """A dataset read every epoch: its inputs are decoded once, into the in-memory cache where the modality has one."""
     with progress_bar(f"decode {split}", len(items)) as update:
-        ds = make_dataset(backbone, items, transform, cfg, fill=True, progress=update)
-    if ds.held is not None:
-        held = [h for h in ds.held if h is not None]
-        log.info("image cache: %d/%d %s images held presized (%.0f MiB)", len(held), len(items), split,
-                 sum(h.numel() for h in held) / 2**20)
+        ds = modality.dataset(backbone, items, transform, cfg, fill=True, progress=update)
+    held = [h for h in (getattr(ds, "held", None) or []) if h is not None]
+    if held:
+        log.info("input cache: %d/%d %s inputs held decoded (%.0f MiB)", len(held), len(items), split,
+                 sum(h.numel() * h.element_size() for h in held) / 2**20)
     return ds
-
-
-def _fit_probe_head(model: TransferModel, feats: np.ndarray, y: np.ndarray, num_classes: int, cfg) -> dict:
-    """Fit the head on frozen features: logistic regression for a linear head, a short Adam run for an MLP."""
-    head = model.head
-    if len(head) == 1:
-        w, b, c = fit_logistic(feats, y, num_classes, cfg.class_weights, cfg.seed)
-        with torch.no_grad():
-            head[0].weight.copy_(torch.from_numpy(w))
-            head[0].bias.copy_(torch.from_numpy(b))
-        return {"head": "logistic regression", "C": c}
-    x, t = torch.from_numpy(feats), torch.from_numpy(y).long()
-    mu, sd = x.mean(0), x.std(0) + 1e-6
-    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-2)
-    head.train()
-    steps = 300
-    for _ in range(steps):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(head((x - mu) / sd), t).backward()
-        opt.step()
-    with torch.no_grad():  # fold the standardisation into the first layer
-        first = head[0]
-        first.bias.sub_((first.weight * (mu / sd)).sum(1))
-        first.weight.div_(sd)
-    head.eval()
-    return {"head": "mlp trained on cached features", "steps": steps}
-
-
-def _class_weights(data, num_classes: int) -> torch.Tensor:
-    counts = np.bincount(data.splits_["train"].labels, minlength=num_classes).astype(float)
-    return torch.tensor(counts.sum() / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
-
-
-def _score(run_dir: Path, logits: np.ndarray, items, classes, split: str) -> dict:
-    probs = torch.from_numpy(logits).float().softmax(1).numpy()
-    pred = probs.argmax(1)
-    metrics = {"split": split, **classification_metrics(items.labels, pred, classes)}
-    with open(run_dir / rf.PREDICTIONS, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["input", "true", "pred", "confidence"])
-        for inp, t, p, pr in zip(items.inputs, items.labels, pred, probs):
-            w.writerow([inp, classes[t], classes[p], f"{pr[p]:.4f}"])
-    return metrics
 
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:

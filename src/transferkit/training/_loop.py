@@ -1,4 +1,5 @@
-"""The training loop: one screen, top to bottom. Strategies decide what trains; hooks do the rest."""
+"""The training loop: one screen, top to bottom. The task gives loss and score, the strategy decides what
+trains, named callbacks keep the best epoch, add penalties and checkpoint. No modality or task is named here."""
 
 from __future__ import annotations
 
@@ -10,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .._runfolder import CHECKPOINT, atomic_write
-from ..config import RunConfig
+from ..config import RunConfig, resolve_precision
 from ..features import make_loader, to_device
 from ..strategies import Strategy
+from ._callbacks import L2SP, BestEpoch, Checkpoint
 from ._progress import progress_bar
 
 log = logging.getLogger("transferkit")
@@ -52,67 +52,46 @@ def epoch_sampler(cfg: RunConfig, labels: list[int], generator: torch.Generator)
     return torch.utils.data.RandomSampler(range(len(labels)), generator=generator)
 
 
-@torch.inference_mode()
-def evaluate_loss_acc(model, loader, device, nhwc: bool = False) -> tuple[float, float]:
-    model.eval()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device)
-    n = 0
-    for x, y in loader:
-        y = torch.as_tensor(y, device=device)
-        logits = model(to_device(x, device, nhwc)).float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-        n += len(y)
-    return (loss_sum / max(n, 1)).item(), (correct / max(n, 1)).item()
-
-
-def train_loop(model, strategy: Strategy, train_ds, val_ds, cfg: RunConfig, run_dir: Path,
-               select_on_val: bool, class_weights: torch.Tensor | None = None,
-               resume: dict | None = None, on_epoch_end=None) -> list[dict]:
+def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig, run_dir: Path,
+               select_on_val: bool, channels_last: bool = False, resume: dict | None = None,
+               on_epoch_end=None) -> list[dict]:
     """Train ``model`` in place; return the per-epoch history.
 
     Args:
-        select_on_val: keep the best epoch by validation accuracy and stop early on it. Only when
-            val is not the split the headline metrics are reported on.
+        task: gives the loss, per-batch statistics, the validation row and the selection score.
+        select_on_val: keep the best epoch by the task's validation score and stop early on it. Only
+            when val is not the split the headline metrics are reported on.
+        channels_last: run 4-d inputs and the model NHWC (the modality decides).
         resume: a checkpoint dict from ``checkpoint.pt`` to continue from.
         on_epoch_end: ``callable(epoch, row)`` hook (e.g. a live log or a test's kill switch).
     """
     from accelerate import Accelerator
 
-    from ..config import fill_modality_defaults, resolve_precision
-
-    fill_modality_defaults(cfg, model.backbone.modality)
     cpu = cfg.cpu or not torch.cuda.is_available()
     accelerator = Accelerator(cpu=cpu, mixed_precision=resolve_precision(cfg.precision, "cpu" if cpu else "cuda"))
     device = accelerator.device
     strategy.prepare(model)
-    # NHWC: 1.15-1.35x faster fine-tuning steps for Lite0 on CPU (bench/step_throughput.py), and the layout
-    # tensor cores want. Parameters go back to the contiguous layout before the function returns.
-    nhwc = cfg.channels_last and model.backbone.modality == "image"
-    if nhwc:
+    if channels_last:  # 1.15-1.35x faster CNN steps on CPU (bench/step_throughput.py); undone before returning
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, strategy.param_groups(model))
     labels = list(train_ds.items.labels)
     steps_per_epoch = max(1, len(labels) // cfg.batch_size)  # drop_last keeps BatchNorm away from 1-item batches
-    total = steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(int(cfg.warmup_epochs * steps_per_epoch), total))
+        optimizer, warmup_cosine(int(cfg.warmup_epochs * steps_per_epoch), steps_per_epoch * cfg.epochs))
     model, optimizer = accelerator.prepare(model, optimizer)
-    anchor = None
-    if cfg.l2sp > 0:  # L2-SP: pull the backbone toward where it started, not toward zero
-        anchor = {n: p.detach().clone() for n, p in accelerator.unwrap_model(model).backbone.named_parameters()}
-    history, best, bad_epochs, start = [], None, 0, 0
+    raw = accelerator.unwrap_model(model)
+    penalties = [L2SP(raw.backbone, cfg.l2sp)] if cfg.l2sp > 0 else []
+    val_loader = make_loader(val_ds, cfg.batch_size * 2, cfg.workers, collate_fn=getattr(val_ds, "collate_fn", None)) \
+        if val_ds is not None and len(val_ds) else None
+    best = BestEpoch(task, run_dir, cfg.patience, active=select_on_val and val_loader is not None)
+    checkpoint = Checkpoint(run_dir, best=best, l2sp=penalties[0] if penalties else None)
+    history, start = [], 0
     if resume:
-        accelerator.unwrap_model(model).load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        if anchor is not None:
-            anchor = {k: v.to(device) for k, v in resume["anchor"].items()}
-        history, best, bad_epochs, start = resume["history"], resume["best"], resume["bad_epochs"], resume["epoch"]
+        history, start = checkpoint.restore(resume, raw, optimizer, scheduler)
         log.info("resumed at epoch %d/%d", start + 1, cfg.epochs)
-    weight = class_weights.to(device) if class_weights is not None else None
-    val_loader = make_loader(val_ds, cfg.batch_size * 2, cfg.workers, collate_fn=getattr(val_ds, "collate_fn", None)) if val_ds is not None and len(val_ds) else None
+
+    def move(x, y):
+        return to_device(x, device, channels_last), torch.as_tensor(y).to(device, non_blocking=True)
 
     for epoch in range(start, cfg.epochs):
         # Batch order and augmentation depend on (seed, epoch) only, so a resumed run is the same run.
@@ -120,61 +99,39 @@ def train_loop(model, strategy: Strategy, train_ds, val_ds, cfg: RunConfig, run_
         loader = make_loader(train_ds, cfg.batch_size, cfg.workers, drop_last=len(labels) > cfg.batch_size,
                              sampler=epoch_sampler(cfg, labels, generator), generator=generator,
                              collate_fn=getattr(train_ds, "collate_fn", None))
-        strategy.on_epoch_start(accelerator.unwrap_model(model), epoch)
-        strategy.train_mode(accelerator.unwrap_model(model))
-        t0, loss_sum, correct, seen = time.time(), torch.zeros((), device=device), torch.zeros((), device=device), 0
+        strategy.on_epoch_start(raw, epoch)
+        strategy.train_mode(raw)
+        t0, sums, seen = time.time(), {}, 0
         with progress_bar(f"epoch {epoch + 1}/{cfg.epochs}", len(loader)) as update:
             for x, y in loader:
-                x = to_device(x, device, nhwc)
-                y = torch.as_tensor(y).to(device, non_blocking=True)
+                x, y = move(x, y)
                 with accelerator.autocast():
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, weight=weight, label_smoothing=cfg.label_smoothing)
-                if anchor is not None:
-                    bb = accelerator.unwrap_model(model).backbone
-                    loss = loss + cfg.l2sp / 2 * sum(((p - anchor[n]) ** 2).sum()
-                                                    for n, p in bb.named_parameters() if p.requires_grad)
+                    outputs = model(x)
+                loss = task.loss(outputs, y) + sum(p.penalty(raw) for p in penalties)
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()
-                # Accumulate on the device: no host sync per step.
-                loss_sum += loss.detach() * len(y)
-                correct += (logits.detach().argmax(1) == y).sum()
+                # Sums stay on the device: no host sync per step.
+                for k, v in {"train_loss": loss.detach() * len(y), **task.step_stats(outputs, y)}.items():
+                    sums[k] = sums[k] + v if k in sums else v
                 seen += len(y)
                 update(1)
-        row = {"epoch": epoch + 1, "train_loss": (loss_sum / max(seen, 1)).item(),
-               "train_acc": (correct / max(seen, 1)).item(), "lr": scheduler.get_last_lr()[-1],
+        row = {"epoch": epoch + 1, **task.epoch_row(sums, seen), "lr": scheduler.get_last_lr()[-1],
                "seconds": round(time.time() - t0, 2)}
         if val_loader is not None:
-            row["val_loss"], row["val_acc"] = evaluate_loss_acc(model, val_loader, device, nhwc)
+            row.update(task.evaluate(model, val_loader, move))
         history.append(row)
-        stop = False
-        if select_on_val and val_loader is not None:
-            score = (row["val_acc"], -row["val_loss"])
-            if best is None or score > tuple(best["score"]):
-                best, bad_epochs = {"score": list(score), "epoch": epoch + 1}, 0
-                state = {k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
-                atomic_write(run_dir / "best.pt", lambda p: torch.save(state, p))
-            else:
-                bad_epochs += 1
-                stop = cfg.patience > 0 and bad_epochs >= cfg.patience
+        stop = best.update(epoch, row, raw)
         log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs,
                  ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
-        ckpt = {"model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history, "best": best,
-                "bad_epochs": bad_epochs, "anchor": anchor}
-        atomic_write(run_dir / CHECKPOINT, lambda p: torch.save(ckpt, p))
+        checkpoint.save(epoch + 1, raw, optimizer, scheduler, history)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
         if stop:
-            log.info("early stop: no val improvement for %d epoch(s); best epoch %d", bad_epochs, best["epoch"])
             break
 
-    model = accelerator.unwrap_model(model)
-    if nhwc:
-        model.to(memory_format=torch.contiguous_format)
-    if best is not None and (run_dir / "best.pt").is_file():
-        model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True))
-        log.info("kept the best epoch by val accuracy: %d", best["epoch"])
+    if channels_last:
+        raw.to(memory_format=torch.contiguous_format)
+    best.restore(raw)
     return history

@@ -1,0 +1,116 @@
+"""Modalities by name: each module is the one place that knows its kind of input.
+
+``get_modality(name)`` returns the registered :class:`Modality`; ``detect(cfg)`` picks one from the
+data (folder contents, table columns) unless ``cfg.modality`` names it; ``data_for(cfg)`` reads the
+labelled data with it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from ._base import Modality
+
+_MODALITIES: dict[str, Modality] = {}
+
+
+def register_modality(modality: Modality) -> Modality:
+    _MODALITIES[modality.name] = modality
+    return modality
+
+
+def modalities() -> dict[str, Modality]:
+    return dict(_MODALITIES)
+
+
+def get_modality(name: str) -> Modality:
+    if name not in _MODALITIES:
+        raise ConfigError(f"Unknown modality '{name}'", f"one of {', '.join(_MODALITIES)}",
+                          "Leave --modality out to detect it from the data")
+    return _MODALITIES[name]
+
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".json")
+
+
+@dataclass
+class Probe:
+    """What detection looks at: file suffixes in a folder, or a table's columns and path suffixes."""
+
+    path: Path
+    suffixes: Counter = field(default_factory=Counter)  # of files in the folder (or of the path column)
+    columns: list[str] = field(default_factory=list)
+    has_paths: bool = False  # the table has the path column
+
+    def share(self, wanted: tuple[str, ...]) -> int:
+        return sum(n for s, n in self.suffixes.items() if s in wanted)
+
+
+def probe(path: Path, path_column: str, limit: int = 5000) -> Probe:
+    """Look at up to ``limit`` file names (or table rows) to tell the modality."""
+    p = Probe(path)
+    if path.is_dir():
+        for n, (dirpath, _dirs, names) in enumerate(os.walk(path)):
+            p.suffixes.update(Path(f).suffix.lower() for f in names)
+            if sum(p.suffixes.values()) > limit or n > limit:
+                break
+    elif path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+        from ..data import read_table
+        from ..data.text import read_jsonl
+
+        rows = read_jsonl(path) if path.suffix.lower() in (".jsonl", ".json") else read_table(path)
+        p.columns = [str(c) for c in (rows[0].keys() if rows else [])]
+        if path_column in p.columns:
+            p.has_paths = True
+            p.suffixes.update(Path(str(r.get(path_column) or "")).suffix.lower() for r in rows[:limit])
+    return p
+
+
+def detect(cfg) -> Modality:
+    """The modality of ``cfg.data`` (or ``cfg.modality`` when given)."""
+    if cfg.modality:
+        return get_modality(cfg.modality)
+    if not cfg.data:
+        raise DataError("No data given", "a folder of inputs or a CSV/TSV/JSONL file", "Pass DATA")
+    path = Path(cfg.data)
+    if not path.exists():
+        raise DataError(f"Data path {path} does not exist",
+                        "a folder (one sub-folder per class) or a CSV/TSV/JSONL file", "Check the path")
+    if path.is_file() and path.suffix.lower() not in TABLE_SUFFIXES:
+        raise DataError(f"{path} is neither a folder nor a table file ({path.suffix})",
+                        f"a folder, or a file ending in {', '.join(TABLE_SUFFIXES)}")
+    found = probe(path, cfg.path_column)
+    scores = {name: m.detect(found, cfg) for name, m in _MODALITIES.items()}
+    best = max(scores, key=scores.get)
+    if scores[best] <= 0:
+        if path.is_dir():  # an empty or unusual folder: the image reader explains what it expected
+            return _MODALITIES["image"]
+        raise DataError(f"{path} has no column '{cfg.path_column}' (of files) or '{cfg.text_column}' (of texts) "
+                        f"(columns: {', '.join(found.columns) or 'none'})",
+                        f"a '{cfg.path_column}' column of files or a '{cfg.text_column}' column of texts, and a "
+                        f"'{cfg.label_column}' column",
+                        "Rename the columns, or pass --path-column / --text-column / --label-column")
+    return _MODALITIES[best]
+
+
+def data_for(cfg, modality: Modality | None = None, **split_overrides):
+    """The labelled data of a run's config, read by its modality (detected unless given)."""
+    modality = modality or detect(cfg)
+    kw = dict(val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed,
+              on_bad_file=cfg.on_bad_file, shots=cfg.shots, group_by=cfg.group_by)
+    kw.update(split_overrides)
+    return modality.data(Path(cfg.data), cfg, **kw)
+
+
+def modality_of(data) -> Modality:
+    """The modality a dataset object was read by."""
+    return get_modality(data.kind)
+
+
+from . import audio, image, text  # noqa: E402,F401  (register the built-in modalities)
+
+__all__ = ["Modality", "data_for", "detect", "get_modality", "modalities", "modality_of", "register_modality"]

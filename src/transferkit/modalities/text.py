@@ -1,0 +1,85 @@
+"""Texts: CSV/TSV/JSONL with a text and a label column; tokenised per batch by the backbone's tokenizer."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from ..errors import DataError
+from ._base import Modality
+
+
+class TextModality(Modality):
+    name = "text"
+    # Transformers fine-tune at far smaller learning rates than convolutional image backbones.
+    defaults = {"lr": 1e-3, "backbone_lr_mult": 0.05}
+    inputs_help = "texts (--text, --file)"
+    backbone_inputs = ("text",)
+    backbone_fix = "Use packaged:minilm or hf:<model> for text"
+    request_help = 'JSON {"text": "..."} with Content-Type application/json'
+    request_kind = "json"
+
+    def detect(self, probe, cfg) -> int:
+        return 10 if probe.columns and not probe.has_paths and cfg.text_column in probe.columns else 0
+
+    def data(self, path: Path, cfg, **split):
+        from ..data.text import TextData
+
+        return TextData(path, cfg.text_column, cfg.label_column, **split)
+
+    def pipeline(self, backbone, cfg, data=None):
+        return None, None, {"max_length": cfg.max_length}
+
+    def dataset(self, backbone, items, transform, cfg=None, fill=False, progress=None):
+        from ..data.text import TextDataset
+
+        return TextDataset(items, backbone.tokenizer, backbone.max_length)
+
+    def baseline_features(self, train, evaluate):
+        """TF-IDF of word 1–2-grams (fitted on train)."""
+        import time
+
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        t0 = time.time()
+        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+        x_train = vec.fit_transform(train.inputs)
+        return "tfidf", x_train, vec.transform(evaluate.inputs), time.time() - t0
+
+    def feature_key(self, transform, data_config) -> str:
+        return f"text|{sorted(data_config.items())!r}"
+
+    def eval_transform(self, meta, backbone):
+        return None
+
+    def decode_request(self, payload, transform) -> str:
+        text = payload.get("text") if isinstance(payload, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise DataError("No text in the request", '{"text": "<non-empty string>"}')
+        return text
+
+    def collate(self, backbone, xs: list):
+        batch, _ = backbone_collate(backbone, xs)
+        return batch
+
+    def example_input(self, data_config, n=2):
+        return None  # token batches are dicts: exported as weights + tokenizer
+
+    def contract(self, data_config):
+        return {"max_length": data_config.get("max_length"), "input": "texts, tokenised by backbone/"}
+
+    def preview(self, item: str) -> str:
+        return f"<div class=text>{html.escape(item[:300])}</div>"
+
+
+def backbone_collate(backbone, texts: list[str]):
+    from ..data import Items
+    from ..data.text import TextDataset
+
+    ds = TextDataset(Items(list(texts), [0] * len(texts)), backbone.tokenizer, backbone.max_length)
+    return ds.collate_fn([ds[i] for i in range(len(ds))])
+
+
+from . import register_modality  # noqa: E402
+
+register_modality(TextModality())

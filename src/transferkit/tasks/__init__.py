@@ -1,0 +1,28 @@
+"""Tasks by name (``--task``): each module is the one place that knows its targets, head, loss and metrics."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ._base import Task
+
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    _TASKS[task.name] = task
+    return task
+
+
+def tasks() -> dict[str, Task]:
+    return dict(_TASKS)
+
+
+def get_task(name: str) -> Task:
+    if name not in _TASKS:
+        raise ConfigError(f"Unknown task '{name}'", f"one of {', '.join(_TASKS)}", "Pass --task classify")
+    return _TASKS[name]
+
+
+from . import classification  # noqa: E402,F401  (register the built-in tasks)
+
+__all__ = ["Task", "get_task", "register_task", "tasks"]

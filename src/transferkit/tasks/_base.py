@@ -1,0 +1,67 @@
+"""The contract every task meets: targets, head, loss, selection score, decoding, metrics, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class Task:
+    """What is learnt from the inputs (class labels, transcripts, boxes) and how it is scored.
+
+    The training loop calls :meth:`loss` and :meth:`step_stats` per batch, :meth:`epoch_row` and
+    :meth:`evaluate` per epoch and :meth:`selection_score` to keep the best epoch; a run calls
+    :meth:`score` once on the evaluation split. Nothing outside a task's module branches on its name.
+    """
+
+    name = ""
+    #: metric names ``compare`` reports, the first is the headline (higher is better)
+    compare_metrics: tuple[str, ...] = ()
+
+    def setup(self, cfg, data) -> "Task":
+        """A task configured for one run (class weights, label smoothing …); returns a new object."""
+        raise NotImplementedError
+
+    def build_model(self, backbone, meta_or_cfg: dict[str, Any]) -> torch.nn.Module:
+        """Backbone + this task's head. ``meta_or_cfg`` holds ``head`` and ``labels``."""
+        raise NotImplementedError
+
+    def loss(self, outputs, targets) -> torch.Tensor:
+        raise NotImplementedError
+
+    def step_stats(self, outputs, targets) -> dict[str, torch.Tensor]:
+        """Sums to accumulate on the device per training batch (no host sync)."""
+        return {}
+
+    def epoch_row(self, sums: dict[str, torch.Tensor], seen: int) -> dict[str, float]:
+        return {k: (v / max(seen, 1)).item() for k, v in sums.items()}
+
+    def evaluate(self, model, loader, to_device) -> dict[str, float]:
+        """Validation row (``val_*`` keys) of one epoch."""
+        raise NotImplementedError
+
+    def selection_score(self, row: dict[str, float]) -> tuple:
+        """Higher is better: the loop keeps the epoch that maximises it."""
+        raise NotImplementedError
+
+    def score(self, run_dir: Path, outputs: np.ndarray, items, labels: list[str], split: str) -> dict[str, Any]:
+        """Metrics on the evaluation split; writes the per-item predictions file."""
+        raise NotImplementedError
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def decode(self, outputs: np.ndarray, labels: list[str], topk: int = 3) -> list[dict[str, Any]]:
+        """Model outputs → predictions a user reads (labels with probabilities …)."""
+        raise NotImplementedError
+
+    def fit_probe(self, model, feats: np.ndarray, targets: np.ndarray, cfg) -> dict[str, Any] | None:
+        """Fit the head on cached frozen features (the fast probe); None if the task has none."""
+        return None
+
+    def report_sections(self, run_dir: Path, metrics: dict, meta: dict, modality) -> list[str]:
+        """HTML sections of the run report that belong to this task."""
+        return []

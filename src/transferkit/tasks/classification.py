@@ -1,0 +1,159 @@
+"""Classification: one label per input; cross-entropy; accuracy and per-class F1; a logistic-regression probe."""
+
+from __future__ import annotations
+
+import csv
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import _runfolder as rf
+from ..evaluation import _plots, classification_metrics, format_metrics
+from ..heads import TransferModel, build_head
+from ._base import Task
+
+
+class Classification(Task):
+    name = "classify"
+    compare_metrics = ("accuracy", "macro_f1")
+
+    def __init__(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
+        self.weight = weight
+        self.label_smoothing = label_smoothing
+
+    def setup(self, cfg, data) -> "Classification":
+        weight = None
+        if cfg.class_weights == "auto":  # inverse class frequency, mean 1
+            counts = np.bincount(data.splits_["train"].labels, minlength=len(data.classes_)).astype(float)
+            weight = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+        return Classification(weight, cfg.label_smoothing)
+
+    def build_model(self, backbone, spec) -> TransferModel:
+        return TransferModel(backbone, build_head(spec["head"], backbone.num_features, len(spec["labels"])))
+
+    def loss(self, outputs, targets) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.to(outputs.device)
+        return F.cross_entropy(outputs.float(), targets, weight=weight, label_smoothing=self.label_smoothing)
+
+    def step_stats(self, outputs, targets):
+        return {"train_acc": (outputs.detach().argmax(1) == targets).sum()}
+
+    @torch.inference_mode()
+    def evaluate(self, model, loader, to_device) -> dict[str, float]:
+        model.eval()
+        loss_sum = correct = None
+        n = 0
+        for x, y in loader:
+            x, y = to_device(x, y)
+            logits = model(x).float()
+            batch_loss = F.cross_entropy(logits, y, reduction="sum")
+            batch_correct = (logits.argmax(1) == y).sum()
+            loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
+            correct = batch_correct if correct is None else correct + batch_correct
+            n += len(y)
+        if not n:
+            return {}
+        return {"val_loss": (loss_sum / n).item(), "val_acc": (correct / n).item()}
+
+    def selection_score(self, row):
+        return (row["val_acc"], -row["val_loss"])
+
+    def score(self, run_dir, outputs, items, labels, split):
+        probs = torch.from_numpy(outputs).float().softmax(1).numpy()
+        pred = probs.argmax(1)
+        metrics = {"split": split, **classification_metrics(items.labels, pred, labels)}
+        with open(run_dir / rf.PREDICTIONS, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["input", "true", "pred", "confidence"])
+            for inp, t, p, pr in zip(items.inputs, items.labels, pred, probs):
+                w.writerow([inp, labels[t], labels[p], f"{pr[p]:.4f}"])
+        return metrics
+
+    def rescore(self, outputs: np.ndarray, targets, labels) -> dict[str, Any]:
+        """Metrics of outputs against targets, without writing anything (``evaluate``)."""
+        return classification_metrics(targets, outputs.argmax(1), labels)
+
+    def summary(self, metrics):
+        return format_metrics(metrics)
+
+    def decode(self, outputs, labels, topk=3):
+        probs = torch.from_numpy(np.asarray(outputs)).float().softmax(1).numpy()
+        k = min(topk, len(labels))
+        out = []
+        for p in probs:
+            order = np.argsort(-p)[:k]
+            out.append({"label": labels[order[0]], "probability": float(p[order[0]]),
+                        "topk": [(labels[i], float(p[i])) for i in order]})
+        return out
+
+    def fit_probe(self, model, feats, targets, cfg):
+        """Fit the head on frozen features: logistic regression for a linear head, a short Adam run for an MLP."""
+        from ..features import fit_logistic
+
+        head = model.head
+        if len(head) == 1:
+            w, b, c = fit_logistic(feats, targets, head[0].out_features, cfg.class_weights, cfg.seed)
+            with torch.no_grad():
+                head[0].weight.copy_(torch.from_numpy(w))
+                head[0].bias.copy_(torch.from_numpy(b))
+            return {"head": "logistic regression", "C": c}
+        x, t = torch.from_numpy(feats), torch.from_numpy(targets).long()
+        mu, sd = x.mean(0), x.std(0) + 1e-6
+        opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-2)
+        head.train()
+        steps = 300
+        for _ in range(steps):
+            opt.zero_grad()
+            F.cross_entropy(head((x - mu) / sd), t).backward()
+            opt.step()
+        with torch.no_grad():  # fold the standardisation into the first layer
+            first = head[0]
+            first.bias.sub_((first.weight * (mu / sd)).sum(1))
+            first.weight.div_(sd)
+        head.eval()
+        return {"head": "mlp trained on cached features", "steps": steps}
+
+    def report_sections(self, run_dir, m, meta, modality):
+        return ["<div class=kpis>"
+                f"<div><span>accuracy</span><div class=big>{m['accuracy']:.1%}</div></div>"
+                f"<div><span>macro-F1</span><div class=big>{m['macro_f1']:.3f}</div></div>"
+                f"<div><span>wall time</span><div class=big>{m.get('seconds', 0):.0f} s</div></div></div>",
+                f"<p class=note>Model selection: {html.escape(str(m.get('selection', '')))}.</p>",
+                "<h2>Per-class metrics</h2>", _metric_table(m),
+                _plots.img(_plots.per_class_f1(m["per_class"]), "per-class F1"),
+                "<h2>Confusion matrix</h2>",
+                _plots.img(_plots.confusion_heatmap(m["confusion_matrix"], m["labels"]), "confusion matrix"),
+                "<h2>Mistakes</h2>", _mistakes(run_dir, modality)]
+
+
+def _metric_table(m: dict) -> str:
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v['precision']:.3f}</td><td>{v['recall']:.3f}</td>"
+                   f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>" for k, v in m["per_class"].items())
+    return ("<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+            f"{rows}<tr><th>macro</th><th>{m['macro_precision']:.3f}</th><th>{m['macro_recall']:.3f}</th>"
+            f"<th>{m['macro_f1']:.3f}</th><th>{m['n']}</th></tr></table>")
+
+
+def _mistakes(run_dir: Path, modality, limit: int = 16) -> str:
+    """The most confident mistakes, each shown by the modality (thumbnail, text, spectrogram + player)."""
+    path = run_dir / rf.PREDICTIONS
+    if not path.is_file():
+        return ""
+    with open(path, encoding="utf-8") as fh:
+        wrong = [r for r in csv.DictReader(fh) if r["true"] != r["pred"]]
+    if not wrong:
+        return "<p class=ok>No mistakes on this split.</p>"
+    wrong.sort(key=lambda r: -float(r["confidence"]))
+    cells = [f"<div class=cell>{modality.preview(r['input'])}<br>true <b>{html.escape(r['true'])}</b><br>"
+             f"predicted <b class=bad>{html.escape(r['pred'])}</b> {float(r['confidence']):.0%}<br>"
+             f"<small>{html.escape(Path(r['input']).name[:80])}</small></div>" for r in wrong[:limit]]
+    return f"<p>{len(wrong)} mistake(s); the most confident first.</p><div class=grid>{''.join(cells)}</div>"
+
+
+from . import register_task  # noqa: E402
+
+register_task(Classification())

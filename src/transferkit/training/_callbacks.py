@@ -1,0 +1,94 @@
+"""The loop's named callbacks: best epoch + early stopping, the L2-SP penalty, checkpoint + resume."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from .._runfolder import CHECKPOINT, atomic_write
+
+log = logging.getLogger("transferkit")
+BEST = "best.pt"
+
+
+class BestEpoch:
+    """Keeps the epoch with the task's best validation score (a copy in ``best.pt``); stops after
+    ``patience`` epochs without improvement. Inactive when val must not be used for choices."""
+
+    def __init__(self, task, run_dir: Path, patience: int, active: bool):
+        self.task, self.path, self.patience, self.active = task, Path(run_dir) / BEST, patience, active
+        self.best: dict | None = None
+        self.bad_epochs = 0
+
+    def update(self, epoch: int, row: dict, model: torch.nn.Module) -> bool:
+        """Record ``row`` of ``epoch`` (0-based); True when training should stop."""
+        if not self.active:
+            return False
+        score = self.task.selection_score(row)
+        if self.best is None or score > tuple(self.best["score"]):
+            self.best, self.bad_epochs = {"score": list(score), "epoch": epoch + 1}, 0
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            atomic_write(self.path, lambda p: torch.save(state, p))
+            return False
+        self.bad_epochs += 1
+        if self.patience > 0 and self.bad_epochs >= self.patience:
+            log.info("early stop: no val improvement for %d epoch(s); best epoch %d", self.bad_epochs,
+                     self.best["epoch"])
+            return True
+        return False
+
+    def restore(self, model: torch.nn.Module) -> None:
+        if self.best is not None and self.path.is_file():
+            model.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
+            log.info("kept the best epoch by validation score: %d", self.best["epoch"])
+
+    def state(self) -> dict:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load(self, state: dict) -> None:
+        self.best, self.bad_epochs = state["best"], state["bad_epochs"]
+
+
+class L2SP:
+    """L2-SP (Li et al. 2018): pull the backbone toward its pretrained weights, not toward zero."""
+
+    def __init__(self, backbone: torch.nn.Module, alpha: float):
+        self.alpha = alpha
+        self.anchor = {n: p.detach().clone() for n, p in backbone.named_parameters()}
+
+    def penalty(self, model: torch.nn.Module) -> torch.Tensor:
+        return self.alpha / 2 * sum(((p - self.anchor[n]) ** 2).sum()
+                                    for n, p in model.backbone.named_parameters() if p.requires_grad)
+
+    def state(self) -> dict:
+        return {"anchor": self.anchor}
+
+    def load(self, state: dict) -> None:
+        device = next(iter(self.anchor.values())).device
+        self.anchor = {k: v.to(device) for k, v in state["anchor"].items()}
+
+
+class Checkpoint:
+    """Everything a resumed run needs, written atomically at the end of every epoch."""
+
+    def __init__(self, run_dir: Path, **callbacks):
+        self.path = Path(run_dir) / CHECKPOINT
+        self.callbacks = {k: c for k, c in callbacks.items() if c is not None}
+
+    def save(self, epoch: int, model, optimizer, scheduler, history: list[dict]) -> None:
+        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "epoch": epoch, "history": history}
+        for c in self.callbacks.values():
+            ckpt.update(c.state())
+        atomic_write(self.path, lambda p: torch.save(ckpt, p))
+
+    def restore(self, state: dict, model, optimizer, scheduler) -> tuple[list[dict], int]:
+        """Load ``state`` (a ``checkpoint.pt``); returns (history, the epoch to start from)."""
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        for c in self.callbacks.values():
+            c.load(state)
+        return state["history"], state["epoch"]
