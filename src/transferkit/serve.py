@@ -117,7 +117,7 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
         ctype = request.headers.get("content-type", "")
         if int(request.headers.get("content-length") or 0) > max_bytes:
             raise HTTPException(413, f"Upload larger than {max_bytes // 2**20} MiB; send a smaller file")
-        if modality.request_kind == "json":
+        if modality.request_body == "json":
             if not ctype.startswith("application/json"):
                 raise HTTPException(415, f"Send {modality.request_help}")
             try:
@@ -142,7 +142,7 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
         try:
             x = modality.decode_request(payload, predictor.transform)
         except DataError as exc:
-            status = 422 if modality.request_kind == "json" else 400
+            status = 422 if modality.request_body == "json" else 400
             raise HTTPException(status, str(exc)) from None
         return answer(await batcher.submit(x))
 

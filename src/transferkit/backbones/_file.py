@@ -64,11 +64,12 @@ def _foreign_global(path: Path) -> str | None:
             data = path.read_bytes()
         strings: list[str] = []
         for op, arg, _ in pickletools.genops(data):
-            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+            opcode = op.name
+            if opcode in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
                 strings.append(str(arg))
-            if op.name == "GLOBAL" and not str(arg).startswith(("torch", "collections")):
+            if opcode == "GLOBAL" and not str(arg).startswith(("torch", "collections")):
                 return str(arg).replace(" ", ".")
-            if op.name == "STACK_GLOBAL" and len(strings) >= 2 and not strings[-2].startswith(("torch", "collections")):
+            if opcode == "STACK_GLOBAL" and len(strings) >= 2 and not strings[-2].startswith(("torch", "collections")):
                 return f"{strings[-2]}.{strings[-1]}"
     except Exception:
         return None

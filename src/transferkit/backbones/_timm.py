@@ -51,7 +51,7 @@ def load_timm(name: str, **_) -> Backbone:
     try:
         model = timm.create_model(name, pretrained=True)
     except Exception as exc:  # hub errors come in many types (OSError, HTTP, LocalEntryNotFound)
-        packaged = ", ".join(f"packaged:{k}" for k, m in PACKAGED.items() if m.modality == "image")
+        packaged = ", ".join(f"packaged:{k}" for k, m in PACKAGED.items() if m.arch.startswith("tf_efficientnet"))
         raise BackboneError(
             f"Could not download pretrained weights for timm:{name} ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:160] if str(exc) else 'no details'}); the hub is unreachable "

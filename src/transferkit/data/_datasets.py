@@ -196,7 +196,7 @@ class ImageFolderData(LabelledData):
                             "a folder with one sub-folder of images per class (or train/, val/, test/ inside)",
                             "Check the path")
         subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-        if any(d.name == "train" for d in subdirs):
+        if "train" in {d.name for d in subdirs}:
             return {s: self._scan(root / s) for s in SPLITS if (root / s).is_dir()}, []
         return None, self._scan(root)
 

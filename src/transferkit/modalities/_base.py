@@ -25,7 +25,9 @@ class Modality:
     inputs_help = ""
     #: backbone input kinds this modality can feed (``Backbone.modality``)
     backbone_inputs: tuple[str, ...] = ()
-    #: content types ``serve`` accepts for one input
+    #: how ``serve`` receives one input: ``file`` (multipart field 'file') or ``json`` (a JSON object)
+    request_body = "file"
+    #: what to send, for serve's error texts
     request_help = ""
 
     # -- data --------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class AudioModality(Modality):
     backbone_inputs = ("audio", "image")
     backbone_fix = "Use packaged:whisper_base or packaged:efficientnet_lite0 (on spectrograms) for audio"
     request_help = "multipart/form-data with the audio file in a field named 'file'"
-    request_kind = "file"
+    request_body = "file"
 
     def detect(self, probe, cfg) -> int:
         return probe.share(AUDIO_EXTENSIONS)

@@ -51,7 +51,7 @@ class ImageModality(Modality):
     backbone_inputs = ("image",)
     backbone_fix = "Use packaged:efficientnet_lite0 or timm:<model> for images"
     request_help = "multipart/form-data with the image in a field named 'file'"
-    request_kind = "file"
+    request_body = "file"
 
     def detect(self, probe, cfg) -> int:
         return probe.share(IMAGE_EXTENSIONS) + (1 if probe.path.is_dir() else 0)
