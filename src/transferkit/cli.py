@@ -36,6 +36,7 @@ TRAIN_OPTIONS = dict(
     augment=O(None, help="none | light | standard"), image_size=O(None, help="override the input size"),
     seed=O(None), split_seed=O(None), val_fraction=O(None), test_fraction=O(None),
     shots=O(None, help="training examples per class (few-shot)"),
+    label_by=O(None, help="regex over file names whose first group is the label (a flat folder), e.g. '^(\\d+)_'"),
     group_by=O(None, help="regex over file names; its first group (speaker, patient…) never spans two splits"),
     clip_seconds=O(None, help="audio clip length in seconds (default: 95th percentile of the training clips)"),
     on_bad_file=O(None, help="skip | error"), bn=O(None, help="BatchNorm statistics: auto (eval for pretrained, train for scratch) | eval | train"),

@@ -39,6 +39,7 @@ class RunConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     shots: int | None = None  # training examples per class (few-shot), seeded
+    label_by: str | None = None  # regex over file names whose first group is the label (flat folders)
     group_by: str | None = None  # regex over file names whose first group keeps a group on one side of the split
     on_bad_file: str = "skip"
     bn: str = "auto"  # BatchNorm statistics: auto (eval for pretrained, train for scratch) | eval | train

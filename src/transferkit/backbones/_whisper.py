@@ -25,6 +25,7 @@ class WhisperEncoderBackbone(Backbone):
     """(B, n_mels, frames) log-mel → (B, d_model) mean-pooled encoder states."""
 
     modality = "audio"
+    train_defaults = {"lr": 1e-3, "backbone_lr_mult": 0.05}  # as for text transformers
 
     def __init__(self, encoder, spec: dict, name: str = ""):
         pretrained = {"audio": {**WHISPER_AUDIO, "n_mels": encoder.config.num_mel_bins,

@@ -49,13 +49,15 @@ class LabelledData:
     inputs_are_files = True
 
     def __init__(self, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
-                 on_bad_file: str = "skip", shots: int | None = None, group_by: str | None = None):
+                 on_bad_file: str = "skip", shots: int | None = None, group_by: str | None = None,
+                 label_by: str | None = None):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.seed = seed
         self.on_bad_file = on_bad_file
         self.shots = shots
         self.group_by = group_by
+        self.label_by = label_by  # folders: labels from file names (regex, first group) instead of sub-folders
         self.row_groups_: dict[str, str] = {}  # input → group, from a table's ``group`` column
 
     # -- subclasses fill these ---------------------------------------------------------------
@@ -116,13 +118,7 @@ class LabelledData:
     def _groups(self, inputs: list[str]) -> list[str] | None:
         """The group of each input (``--group-by`` over the file name, or the table's group column)."""
         if self.group_by:
-            import re
-
-            try:
-                pattern = re.compile(self.group_by)
-            except re.error as exc:
-                raise DataError(f"--group-by {self.group_by!r} is not a valid regular expression ({exc})",
-                                "a regular expression with one capture group, e.g. '^\\d+_([a-z]+)_'") from None
+            pattern = _compile(self.group_by, "--group-by")
             found = [pattern.search(Path(i).name if self.inputs_are_files else i) for i in inputs]
             unmatched = [i for i, m in zip(inputs, found) if m is None]
             if len(unmatched) == len(inputs):
@@ -201,7 +197,14 @@ class ImageFolderData(LabelledData):
         return None, self._scan(root)
 
     def _scan(self, root: Path) -> list[tuple[str, str]]:
+        if self.label_by:
+            return self._scan_by_name(root)
         classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not classes and any(f.is_file() for f in root.iterdir()):
+            raise DataError(f"{self.describe()} holds files but no class sub-folders",
+                            "one sub-folder per class, or labels in the file names",
+                            "Move the files into one folder per class, or take labels from the file names with "
+                            "--label-by REGEX (its first group is the label, e.g. '^([a-z]+)_' or '^(\\d+)_')")
         rows: list[tuple[str, str]] = []
         for cdir in classes:
             good = self._filter_bad(_class_files(cdir))
@@ -209,6 +212,37 @@ class ImageFolderData(LabelledData):
                 log.warning("class folder %s has no usable %s files; the class is left out", cdir, self.kind)
             rows.extend((str(p), cdir.name) for p in good)
         return rows
+
+
+    def _scan_by_name(self, root: Path) -> list[tuple[str, str]]:
+        """Every file under ``root``; its label is ``label_by``'s first group over the file name."""
+
+        pattern = _compile(self.label_by, "--label-by")
+        named, unmatched = [], []
+        for f in _class_files(root):
+            m = pattern.search(f.name)
+            if m:
+                named.append((f, m.group(1) if m.groups() else m.group(0)))
+            else:
+                unmatched.append((str(f), f"file name does not match --label-by {self.label_by!r}"))
+        if not named:
+            raise DataError(f"--label-by {self.label_by!r} matches none of the file names in {root}",
+                            "a regular expression whose first group is the label", "Check the pattern")
+        self.bad_files_ = getattr(self, "bad_files_", []) + unmatched
+        for p, r in unmatched[:5]:
+            log.warning("skipped %s: %s", p, r)
+        good = set(self._filter_bad([f for f, _ in named]))
+        return [(str(f), lab) for f, lab in named if f in good]
+
+
+def _compile(pattern: str, flag: str):
+    import re
+
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise DataError(f"{flag} {pattern!r} is not a valid regular expression ({exc})",
+                        "a regular expression with one capture group, e.g. '^(\\d+)_'") from None
 
 
 class CsvImageData(LabelledData):

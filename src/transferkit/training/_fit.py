@@ -123,7 +123,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     seed_everything(cfg.seed)  # random-init backbones and new heads start from the seed
     backbone = create_backbone(cfg.backbone, arch=cfg.arch, max_length=cfg.max_length)
     modality.check_backbone(backbone, cfg.backbone)
-    fill_defaults(cfg, modality.defaults)
+    fill_defaults(cfg, {**modality.defaults, **backbone.train_defaults})
     backbone = strategy.prepare_backbone(backbone)
     classes = data.classes_
     train_tf, eval_tf, data_config = modality.pipeline(backbone, cfg, data)
