@@ -193,6 +193,42 @@ def test_audio_on_a_whisper_encoder(clips, tmp_path, tiny_whisper, strategy):
     assert tk.evaluate(run.path)["accuracy"] == pytest.approx(run.accuracy)
 
 
+@pytest.fixture(scope="module")
+def tiny_wav2vec2(tmp_path_factory):
+    """A 2-layer, 32-wide wav2vec2 with its feature extractor config, saved as a local folder."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    folder = tmp_path_factory.mktemp("tiny_wav2vec2")
+    cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                         conv_dim=(32, 32), conv_stride=(5, 4), conv_kernel=(10, 4), num_feat_extract_layers=2,
+                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, vocab_size=10)
+    torch.manual_seed(0)
+    Wav2Vec2Model(cfg).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(folder)
+    return folder
+
+
+def test_waveform_encoder_matches_its_feature_extractor_and_trains(clips, tmp_path, tiny_wav2vec2):
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from transferkit.modalities._audio_features import AudioOps
+
+    wave = torch.randn(5000) * 0.2 + 0.05
+    ours = AudioOps(clip_samples=8000, n_mels=0, normalize=True)(wave)
+    ref = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True)(
+        wave.numpy(), sampling_rate=16000, padding="max_length",
+                                                      max_length=8000, return_tensors="np").input_values[0]
+    ours_valid = ours[1500:6500]  # ours centres the clip in the padding; the extractor pads on the right
+    np.testing.assert_allclose(ours_valid.numpy(), ref[:5000], atol=1e-4)
+    assert ours[:1500].abs().max() == 0 and ours[6500:].abs().max() == 0
+
+    run = tk.fit(clips, backbone=f"hf:{tiny_wav2vec2}", strategy="finetune", epochs=1, batch_size=8, workers=0,
+                 output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "c"))
+    meta = json.loads((run.path / "model.json").read_text())
+    assert meta["backbone"]["kind"] == "hf-audio" and meta["data_config"]["input_shape"] == [8000]
+    assert tk.evaluate(run.path)["accuracy"] == pytest.approx(run.accuracy)  # rebuilt from the run folder
+
+
 def test_clip_formats_load_to_the_same_mono_16k(tmp_path):
     """8/16/24-bit, float, stereo, 8/48 kHz, FLAC and OGG all decode to mono 16 kHz of the same tone."""
     from transferkit.modalities._audio_io import AudioDecode, check_audio, read_audio

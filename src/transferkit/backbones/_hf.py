@@ -96,12 +96,17 @@ def load_hf(name: str, max_length: int = 128, **_) -> Backbone:
     try:
         from transformers import AutoConfig
 
-        if AutoConfig.from_pretrained(name).model_type == "whisper":  # a speech encoder, not a text one
+        config = AutoConfig.from_pretrained(name)
+        if config.model_type == "whisper":  # the encoder of a speech recogniser
             from ._whisper import whisper_from_hf
 
             return whisper_from_hf(AutoModel.from_pretrained(name))
-        tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModel.from_pretrained(name)
+        if model.main_input_name == "input_values":  # a waveform encoder: wav2vec2, HuBERT, WavLM …
+            from ._speech import waveform_from_hf
+
+            return waveform_from_hf(model, name)
+        tokenizer = AutoTokenizer.from_pretrained(name)
     except Exception as exc:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1" or not local
         raise BackboneError(
@@ -116,7 +121,8 @@ def load_hf(name: str, max_length: int = 128, **_) -> Backbone:
     return HFBackbone(model, tokenizer, spec, max_length)
 
 
-register_source("hf", "a Hugging Face encoder by model id (needs internet) or local folder: text encoders, Whisper")(load_hf)
+register_source("hf", "a Hugging Face encoder by model id (needs internet) or local folder: text encoders; "
+                      "Whisper, wav2vec2, HuBERT, WavLM for audio")(load_hf)
 
 
 @register_packaged_loader("sentence-transformers")

@@ -58,8 +58,9 @@ class AudioOps:
         augment: ``none`` (centre crop / centre pad: the eval pipeline), ``light`` (random crop or
             placement in the padding, ±6 dB gain), ``standard`` (light + SpecAugment: two frequency
             and two time masks).
-        n_mels: mel bands.
+        n_mels: mel bands; 0 for the waveform itself (wav2vec2-style encoders).
         image_size: 0 for a (n_mels, frames) spectrogram (speech encoders); else a (3, S, S) image.
+        normalize: waveform only: zero mean, unit variance per clip (as wav2vec2's feature extractor).
     """
 
     clip_samples: int
@@ -67,8 +68,16 @@ class AudioOps:
     n_mels: int = 80
     sample_rate: int = 16000
     image_size: int = 0
+    normalize: bool = False
 
     def __call__(self, wave: torch.Tensor) -> torch.Tensor:
+        if not self.n_mels:  # waveform: crop, normalise the clip itself, then pad with zeros (as wav2vec2's extractor)
+            wave = self.fit_length(wave) if len(wave) > self.clip_samples else wave
+            if self.augment != "none":
+                wave = wave * 10 ** (_uniform(-6, 6) / 20)
+            if self.normalize:
+                wave = (wave - wave.mean()) / torch.sqrt(wave.var(correction=0) + 1e-7)
+            return self.fit_length(wave)
         wave = self.fit_length(wave)
         if self.augment != "none":
             wave = wave * 10 ** (_uniform(-6, 6) / 20)

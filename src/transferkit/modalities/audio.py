@@ -123,6 +123,11 @@ class AudioModality(Modality):
 
     def contract(self, data_config):
         dc = data_config
+        if not dc["n_mels"]:
+            return {"input": "waveform", "input_shape": dc["input_shape"], "sample_rate": dc["sample_rate"],
+                    "clip_samples": dc["clip_samples"], "normalize": "zero mean, unit variance per clip"
+                    if dc.get("normalize") else "none", "clip": "mono, resampled, centre-cropped or zero-padded "
+                    "(centred) to clip_samples", "layout": "N×samples float32"}
         return {"input": "log-mel spectrogram", "input_shape": dc["input_shape"], "sample_rate": dc["sample_rate"],
                 "clip_samples": dc["clip_samples"], "n_mels": dc["n_mels"], "n_fft": 400, "hop_length": 160,
                 "log_mel": "Whisper's: log10(max(mel, 1e-10)), floor at peak − 8, then (x + 4) / 4",
@@ -169,7 +174,9 @@ def audio_config(pretrained: dict, clip_seconds: float, image_size: int | None) 
     speech = pretrained.get("audio")  # speech encoders describe their front-end; image backbones do not
     clip = int(round(clip_seconds * SAMPLE_RATE))
     frames = clip // 160
-    if speech:
+    if speech and speech.get("input") == "waveform":  # wav2vec2-style: the normalised waveform itself
+        n_mels, size, shape = 0, 0, [clip]
+    elif speech:
         n_mels = int(speech["n_mels"])
         frames = min(frames, int(speech.get("max_frames", frames)))
         clip = frames * 160
@@ -178,12 +185,14 @@ def audio_config(pretrained: dict, clip_seconds: float, image_size: int | None) 
         n_mels, size = IMAGE_MELS, int(image_size or SPECTROGRAM_IMAGE_SIZE)
         shape = [3, size, size]
     return {"sample_rate": SAMPLE_RATE, "clip_samples": clip, "clip_seconds": clip / SAMPLE_RATE,
-            "n_mels": n_mels, "image_size": size, "input_shape": shape}
+            "n_mels": n_mels, "image_size": size, "input_shape": shape,
+            "normalize": bool(speech.get("normalize", False)) if speech else False}
 
 
 def audio_transform(dc: dict, augment: str) -> ImageTransform:
     """Decode stage (mono, resampled; cacheable) then the per-use ops."""
-    ops = AudioOps(dc["clip_samples"], augment, dc["n_mels"], dc["sample_rate"], dc["image_size"])
+    ops = AudioOps(dc["clip_samples"], augment, dc["n_mels"], dc["sample_rate"], dc["image_size"],
+                   dc.get("normalize", False))
     return ImageTransform(AudioDecode(dc["sample_rate"]), ops)
 
 
