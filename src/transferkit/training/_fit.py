@@ -181,9 +181,8 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
                                         channels_last=nhwc)
         metrics = task.score(run_dir, eval_out, eval_items, classes, eval_split)
         metrics.update(task=task.name, modality=modality.name, strategy=strategy.name, backbone=cfg.backbone,
-                       selection="best val epoch" if select_on_val
-                       else "final epoch (val not used for selection)" if strategy.trains_backbone
-                       else "C by cross-validation on train", seconds=round(time.time() - t_start, 2),
+                       selection="C by cross-validation on train" if not strategy.trains_backbone
+                       else "best val epoch" if select_on_val else "final epoch (val not used for selection)", seconds=round(time.time() - t_start, 2),
                        probe=probe_info or None, n_train=len(data.splits_["train"]))
         model.cpu()
         meta = {"task": task.name, "modality": modality.name, "backbone": backbone.spec, "backbone_name": cfg.backbone,
