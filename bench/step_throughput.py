@@ -52,6 +52,7 @@ def variant(name: str, epochs: int, size: int, batch: int) -> dict:
     from transferkit.data import resolve_data_config, train_transform
     from transferkit.modalities import get_modality
     from transferkit.strategies import get_strategy
+    from transferkit.tasks import get_task
     from transferkit.training import train_loop
 
     torch.manual_seed(0)
@@ -77,7 +78,9 @@ def variant(name: str, epochs: int, size: int, batch: int) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             from pathlib import Path
 
-            hist = train_loop(model, get_strategy(cfg), ds, None, cfg, Path(tmp), select_on_val=False)
+            image = get_modality("image")
+            hist = train_loop(model, get_strategy(cfg), get_task("classify"), ds, None, cfg, Path(tmp),
+                              select_on_val=False, channels_last=image.channels_last(cfg))
         n = steps * batch * (epochs - 1)
         secs = sum(h["seconds"] for h in hist[1:])
     return {"images_per_s": n / secs, "peak_rss_mib": peak_rss_mib()}

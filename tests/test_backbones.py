@@ -28,6 +28,15 @@ def test_backbone_contract(arch):
     assert b.source_head is not None and b.source_head(feats).shape == (2, 1000)
     fresh = b.fresh()
     assert not torch.equal(next(fresh.parameters()), next(b.parameters()))
+    # dense tasks: unpooled features and the channels/stride of each stage
+    info = b.feature_info()
+    unpooled = b.forward_features(x)
+    assert info and unpooled.shape[0] == 2
+    if unpooled.dim() == 4:  # a CNN map at the last stage's stride
+        assert unpooled.shape[-1] == size // info[-1]["reduction"]
+    assert [f["reduction"] for f in info] == sorted(f["reduction"] for f in info)
+    modules = dict(b.named_modules())
+    assert all(f["module"] in modules for f in info)
 
 
 def test_unknown_names_are_clear():

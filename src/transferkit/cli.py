@@ -189,14 +189,16 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
     run_name = settings.pop("name", None)
     result = _compare(data, [s.strip() for s in strategies.split(",") if s.strip()], seeds=seeds,
                       output=output, name=run_name, first_seed=first_seed, **settings)
+    from .evaluation.report import gain_text, mcnemar_text
+
+    metrics = result["metrics"]
     t = Table(title=f"{result['backbone']} · {result['seeds']} seed(s) · {result['split']} ({result['n_eval']} items)")
-    for col in ("strategy", "accuracy", "macro-F1", "time/run", "gain over scratch [95% CI]"):
+    for col in ("strategy", *metrics, "time/run", *[f"{m} gain [95% CI]" for m in metrics], "McNemar p"):
         t.add_column(col, justify="left" if col == "strategy" else "right")
     for r in result["rows"]:
-        g = r.get("gain")
-        gain = "" if not g else f"{g['mean']:+.1%}" + (f" [{g['low']:+.1%}, {g['high']:+.1%}]" if g["low"] is not None else "")
-        t.add_row(r["strategy"], f"{r['accuracy_mean']:.1%} ± {r['accuracy_std']:.1%}",
-                  f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f}", f"{r['seconds_mean']:.0f} s", gain)
+        gains = r.get("gains") or {}
+        t.add_row(r["strategy"], *[f"{r[m + '_mean']:.3f} ± {r[m + '_std']:.3f}" for m in metrics],
+                  f"{r['seconds_mean']:.0f} s", *[gain_text(gains.get(m)) for m in metrics], mcnemar_text(r.get("gain")))
     out.print(t)
     for w in result["warnings"]:
         out.print(f"[bold red]{w}[/]")
@@ -211,6 +213,7 @@ def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
          output: Path = O(Path("runs"), help="rank.json goes to OUTPUT/rank-<data>/"),
          then_train: Optional[str] = O(None, help="train the best backbone with this strategy"),
          modality: Optional[str] = O(None, help="image | text | audio (default: detected from the data)"),
+         label_by: Optional[str] = O(None, help="regex over file names whose first group is the label (a flat folder)"),
          shots: Optional[int] = O(None, help="score on N training examples per class")) -> None:
     """Score backbones on frozen features before training (transferability); best first."""
     from datetime import datetime
@@ -220,7 +223,7 @@ def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
     from .ranking import rank as _rank
 
     _setup_logging()
-    ds = data_for(resolve_config({"data": data, "shots": shots, "modality": modality}))
+    ds = data_for(resolve_config({"data": data, "shots": shots, "modality": modality, "label_by": label_by}))
     out_dir = output / f"rank-{Path(data).stem}-{datetime.now():%Y%m%d-%H%M%S}"
     rows = _rank(ds, [b.strip() for b in backbones.split(",") if b.strip()], metric, cache_dir,
                  image_size=image_size, output=out_dir)

@@ -1,4 +1,5 @@
-"""Compare strategies on one split with paired seeds, and measure the gain over scratch."""
+"""Compare strategies on one split with paired seeds, and measure the gain over scratch with an interval
+over seeds × evaluation items (docs/statistics.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from ._runfolder import write_json
 from .config import resolve_config
+from .evaluation._intervals import crossed_interval, dominant_source, mcnemar
 from .data import LabelledData
 from .modalities import data_for, modality_of
 from .tasks import get_task
@@ -20,34 +22,49 @@ from .training import fit
 log = logging.getLogger("transferkit")
 
 
-def paired_gain(transfer: list[float], scratch: list[float], level: float = 0.95) -> dict[str, Any]:
-    """Mean paired difference (transfer − scratch) with a t-interval over seeds (none for one seed)."""
-    d = np.asarray(transfer, float) - np.asarray(scratch, float)
-    out: dict[str, Any] = {"mean": float(d.mean()), "low": None, "high": None, "n": int(len(d))}
-    if len(d) >= 2:
-        from scipy import stats
+def paired_gains(task, runs: list, baseline: list, labels: list[str]) -> dict[str, dict[str, Any]]:
+    """Gain of ``runs`` over ``baseline`` (paired by seed and by evaluation item) for every compared metric.
 
-        half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-        out["low"], out["high"] = float(d.mean() - half), float(d.mean() + half)
+    Each gain has a 95% interval over seeds × items (``evaluation._intervals.crossed_interval``), the
+    variance split between the two sources, and, for right/wrong outcomes, McNemar's exact test per seed
+    and pooled over seeds.
+    """
+    values = [task.item_values(r.path, labels) for r in runs]
+    base = [task.item_values(r.path, labels) for r in baseline]
+    out: dict[str, dict[str, Any]] = {}
+    for m in task.compare_metrics:
+        centre = float(np.mean([r.metrics[m] for r in runs]) - np.mean([r.metrics[m] for r in baseline]))
+        if all(m in v for v in values + base):
+            d = np.stack([v[m] - b[m] for v, b in zip(values, base)])
+        else:  # no per-item values: seeds are the only source of variation we can see
+            d = np.array([[r.metrics[m] - b.metrics[m] for r, b in zip(runs, baseline)]])
+        out[m] = crossed_interval(d, centre=centre)
+    if task.paired_test_metric:
+        k = task.paired_test_metric
+        tests = [mcnemar(v[k], b[k]) for v, b in zip(values, base)]
+        pooled = mcnemar(np.concatenate([v[k] for v in values]), np.concatenate([b[k] for b in base]))
+        out[task.compare_metrics[0]]["mcnemar"] = {"per_seed_p": [t["p"] for t in tests], "pooled": pooled}
     return out
 
 
-def transfer_warnings(rows: list[dict]) -> list[str]:
-    """NEGATIVE TRANSFER when a transfer strategy is worse than scratch beyond noise; a milder note when unclear."""
+def transfer_warnings(rows: list[dict], metric: str = "accuracy") -> list[str]:
+    """Follow the headline gain's interval: NEGATIVE TRANSFER when all of it is below 0, "no clear gain"
+    when it straddles 0 (with which source of variation to reduce)."""
     msgs = []
     for r in rows:
         g = r.get("gain")
         if not g:
             continue
-        hi = g["high"] if g["high"] is not None else g["mean"]
-        lo = g["low"] if g["low"] is not None else g["mean"]
-        if hi < 0 or (g["n"] == 1 and g["mean"] <= 0):
-            msgs.append(f"NEGATIVE TRANSFER: {r['strategy']} is {-g['mean']:.1%} less accurate than training from "
-                        f"scratch. The pretrained features hurt on this data: try another backbone, more fine-tuning "
-                        f"(finetune, lp-ft), or check that the inputs match the backbone's domain.")
-        elif lo <= 0:
-            msgs.append(f"No clear gain: {r['strategy']} vs scratch is {g['mean']:+.1%}, and the 95% interval "
-                        f"[{lo:+.1%}, {hi:+.1%}] includes 0. Use more seeds or more evaluation data to tell.")
+        test = g.get("mcnemar")
+        p = f" (McNemar's exact test, pooled over seeds: p = {test['pooled']['p']:.2g})" if test else ""
+        if g["high"] < 0:
+            msgs.append(f"NEGATIVE TRANSFER: {r['strategy']} is {-g['mean']:.1%} below training from scratch in "
+                        f"{metric}, 95% interval [{g['low']:+.1%}, {g['high']:+.1%}]{p}. The pretrained features hurt "
+                        f"on this data: try another backbone, more fine-tuning (finetune, lp-ft), or check that the "
+                        f"inputs match the backbone's domain.")
+        elif g["low"] <= 0:
+            msgs.append(f"No clear gain: {r['strategy']} vs scratch is {g['mean']:+.1%} in {metric}, and the 95% "
+                        f"interval [{g['low']:+.1%}, {g['high']:+.1%}] includes 0{p}; {dominant_source(g)}.")
     return msgs
 
 
@@ -77,7 +94,7 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
     metric_names = task.compare_metrics
     headline = metric_names[0]
     rows = []
-    scratch = [r.metrics[headline] for r, _ in results.get("scratch", [])]
+    scratch = [r for r, _ in results.get("scratch", [])]
     for s, runs in results.items():
         row: dict[str, Any] = {"strategy": s}
         for m in metric_names:
@@ -85,7 +102,8 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
             row.update({m: vals, f"{m}_mean": float(np.mean(vals)), f"{m}_std": float(np.std(vals))})
         row.update(seconds_mean=float(np.mean([t for _, t in runs])), runs=[str(r.path) for r, _ in runs])
         if scratch and s != "scratch":
-            row["gain"] = paired_gain(row[headline], scratch)
+            row["gains"] = paired_gains(task, [r for r, _ in runs], scratch, data.classes_)
+            row["gain"] = row["gains"][headline]
         rows.append(row)
     baseline = modality_of(data).baseline_features(data.splits_["train"], data.splits_[data.eval_split])
     if baseline is not None:
@@ -93,7 +111,7 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
     first = next(iter(results.values()))[0][0]
     result = {"data": data.location, "backbone": first.config.backbone,
               "seeds": seeds, "split": first.metrics["split"], "n_eval": first.metrics["n"], "rows": rows,
-              "warnings": transfer_warnings(rows)}
+              "metrics": list(metric_names), "warnings": transfer_warnings(rows, headline)}
     for w in result["warnings"]:
         log.warning(w)
     write_json(out_dir / "compare.json", result)

@@ -96,3 +96,24 @@ def img(b64: str | None, alt: str) -> str:
     import html
 
     return f'<img class=plot alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">' if b64 else ""
+
+
+def gain_intervals(rows: list[dict], metrics: list[str]) -> str | None:
+    """Gain over scratch per strategy with its 95% interval (error bars), one panel per metric."""
+    rows = [r for r in rows if r.get("gains")]
+    if not rows:
+        return None
+    plt = _fig()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(4.5, 1.3 * len(rows) + 1.5) * len(metrics), 3.2),
+                             squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        gains = [r["gains"][m] for r in rows]
+        means = [g["mean"] for g in gains]
+        err = [[g["mean"] - g["low"] for g in gains], [g["high"] - g["mean"] for g in gains]]
+        colors = ["#c0392b" if g["high"] < 0 else "#7f8c8d" if g["low"] <= 0 else "#1e8449" for g in gains]
+        ax.bar(range(len(rows)), means, yerr=err, capsize=5, color=colors)
+        ax.axhline(0, color="#333", lw=0.8)
+        ax.set_xticks(range(len(rows)), [r["strategy"] for r in rows])
+        ax.set_ylabel(f"{m} gain over scratch")
+        ax.set_title(f"{m}: gain, 95% interval over seeds × items")
+    return to_png64(fig)

@@ -59,26 +59,41 @@ def write_run_report(run_dir: str | Path) -> Path:
     return out
 
 
+def gain_text(g: dict | None) -> str:
+    """``+21.3% [+15.2%, +27.4%]`` (percentage points) for a gain with its interval."""
+    return "" if not g else f"{g['mean']:+.1%} [{g['low']:+.1%}, {g['high']:+.1%}]"
+
+
+def mcnemar_text(g: dict | None) -> str:
+    test = (g or {}).get("mcnemar")
+    return "" if not test else f"{test['pooled']['p']:.2g}"
+
+
 def write_compare_report(out_dir: str | Path, result: dict) -> Path:
     """Write ``report.html`` for a comparison (``compare.json`` content)."""
     out_dir = Path(out_dir)
     rows = result["rows"]
+    metrics = result.get("metrics", ["accuracy", "macro_f1"])
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
+    gains_head = "".join(f"<th>{html.escape(m)} gain over scratch [95% CI]</th>" for m in metrics)
     tr = []
     for r in rows:
-        gain = r.get("gain")
-        g = "" if not gain else (f"{gain['mean']:+.1%}" + (f" [{gain['low']:+.1%}, {gain['high']:+.1%}]"
-                                                            if gain.get("low") is not None else ""))
-        tr.append(f"<tr><td>{html.escape(r['strategy'])}</td><td>{r['accuracy_mean']:.1%} ± {r['accuracy_std']:.1%}</td>"
-                  f"<td>{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f}</td><td>{r['seconds_mean']:.0f} s</td>"
-                  f"<td>{g}</td></tr>")
+        vals = "".join(f"<td>{r[m + '_mean']:.3f} ± {r[m + '_std']:.3f}</td>" for m in metrics)
+        gains = "".join(f"<td>{gain_text((r.get('gains') or {}).get(m))}</td>" for m in metrics)
+        tr.append(f"<tr><td>{html.escape(r['strategy'])}</td>{vals}<td>{r['seconds_mean']:.0f} s</td>{gains}"
+                  f"<td>{mcnemar_text(r.get('gain'))}</td></tr>")
     warnings = "".join(f"<div class=warn>{html.escape(w)}</div>" for w in result["warnings"])
     body = [f"<h1>Strategy comparison</h1><p class=sub>{html.escape(result['data'])} · "
             f"{html.escape(result['backbone'])} · {result['seeds']} seed(s) · same split for all · "
             f"evaluated on <b>{html.escape(result['split'])}</b> ({result['n_eval']} items)</p>", warnings,
-            "<h2>Results</h2><table><tr><th>strategy</th><th>accuracy</th><th>macro-F1</th><th>time / run</th>"
-            f"<th>gain over scratch [95% CI]</th></tr>{''.join(tr)}</table>",
-            "<p class=note>Gain over scratch is paired by seed; the interval is a t-interval over seeds. "
-            "A transfer strategy whose interval reaches 0 or below is flagged.</p>",
+            f"<h2>Results</h2><table><tr><th>strategy</th>{head}<th>time / run</th>{gains_head}"
+            f"<th>McNemar p</th></tr>{''.join(tr)}</table>",
+            "<p class=note>Gains are paired by seed and by evaluation item. The 95% interval accounts for both "
+            "sources of variation, seeds and which items are in the evaluation split (a crossed random-effects "
+            "model with Satterthwaite's degrees of freedom; macro-F1 through jackknife pseudo-values). McNemar's "
+            "exact test on the right/wrong outcomes is pooled over seeds. NEGATIVE TRANSFER is flagged when the "
+            "whole interval is below 0.</p>",
+            _plots.img(_plots.gain_intervals(rows, metrics), "gain over scratch with 95% intervals"),
             _plots.img(_plots.strategy_bars(rows), "accuracy by strategy"), "<h2>Runs</h2><ul>"]
     for r in rows:
         for p in r["runs"]:

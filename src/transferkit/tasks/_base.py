@@ -20,6 +20,8 @@ class Task:
     name = ""
     #: metric names ``compare`` reports, the first is the headline (higher is better)
     compare_metrics: tuple[str, ...] = ()
+    #: an ``item_values`` key holding 0/1 right/wrong outcomes, for McNemar's test (None: no such outcome)
+    paired_test_metric: str | None = None
 
     def setup(self, cfg, data) -> "Task":
         """A task configured for one run (class weights, label smoothing …); returns a new object."""
@@ -57,6 +59,11 @@ class Task:
     def decode(self, outputs: np.ndarray, labels: list[str], topk: int = 3) -> list[dict[str, Any]]:
         """Model outputs → predictions a user reads (labels with probabilities …)."""
         raise NotImplementedError
+
+    def item_values(self, run_dir: Path, labels: list[str]) -> dict[str, np.ndarray]:
+        """Per evaluation item, values whose mean is each compared metric (pseudo-values where a metric is
+        not a mean), in the evaluation split's order; empty if the task has none."""
+        return {}
 
     def fit_probe(self, model, feats: np.ndarray, targets: np.ndarray, cfg) -> dict[str, Any] | None:
         """Fit the head on cached frozen features (the fast probe); None if the task has none."""

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from .. import _runfolder as rf
 from ..evaluation import _plots, classification_metrics, format_metrics
+from ..evaluation._intervals import accuracy_values, macro_f1_values
 from ..heads import TransferModel, build_head
 from ._base import Task
 
@@ -20,6 +21,7 @@ from ._base import Task
 class Classification(Task):
     name = "classify"
     compare_metrics = ("accuracy", "macro_f1")
+    paired_test_metric = "accuracy"
 
     def __init__(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
         self.weight = weight
@@ -76,6 +78,16 @@ class Classification(Task):
     def rescore(self, outputs: np.ndarray, targets, labels) -> dict[str, Any]:
         """Metrics of outputs against targets, without writing anything (``evaluate``)."""
         return classification_metrics(targets, outputs.argmax(1), labels)
+
+    def item_values(self, run_dir, labels):
+        """Right/wrong per item (accuracy) and macro-F1's jackknife pseudo-values, from predictions.csv."""
+        index = {name: i for i, name in enumerate(labels)}
+        with open(Path(run_dir) / rf.PREDICTIONS, encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        y_true = np.array([index[r["true"]] for r in rows])
+        y_pred = np.array([index[r["pred"]] for r in rows])
+        return {"accuracy": accuracy_values(y_true, y_pred),
+                "macro_f1": macro_f1_values(y_true, y_pred, len(labels))}
 
     def summary(self, metrics):
         return format_metrics(metrics)
