@@ -119,10 +119,10 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     task = get_task(cfg.task)
     modality = modality_of(data)
     cfg.modality = modality.name
-    data.setup()
     seed_everything(cfg.seed)  # random-init backbones and new heads start from the seed
-    backbone = create_backbone(cfg.backbone, arch=cfg.arch, max_length=cfg.max_length)
+    backbone = create_backbone(cfg.backbone, arch=cfg.arch, max_length=cfg.max_length)  # before the scan: fail fast
     modality.check_backbone(backbone, cfg.backbone)
+    data.setup()
     fill_defaults(cfg, {**modality.defaults, **backbone.train_defaults})
     backbone = strategy.prepare_backbone(backbone)
     classes = data.classes_
