@@ -5,6 +5,7 @@ import json
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,78 @@ def test_bounded_load_has_no_failures(server):
     print(f"\n200 requests, 8 clients: {200 / wall:.0f} req/s, p50 {np.percentile(lat, 50):.0f} ms, "
           f"p95 {np.percentile(lat, 95):.0f} ms, p99 {np.percentile(lat, 99):.0f} ms")
     assert codes.count(200) == 200
+
+
+def test_chunked_upload_is_refused_at_the_limit_while_health_answers(server):
+    """A chunked body has no Content-Length: the server must answer 413 once the limit (10 MiB) is passed,
+    without waiting for the rest, and keep answering /health meanwhile."""
+    import httpx
+
+    url, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    latencies = []
+    done = threading.Event()
+
+    def probe():
+        while not done.is_set():
+            t0 = time.perf_counter()
+            assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+            latencies.append(time.perf_counter() - t0)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=probe)
+    watcher.start()
+    try:
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
+            for _ in range(12):  # 12 MiB, and the body never ends: only a server that stops at the limit answers
+                sock.sendall(b"100000\r\n" + b"0" * 2**20 + b"\r\n")
+                time.sleep(0.02)
+            sock.settimeout(10)
+            status_line = sock.recv(4096).split(b"\r\n")[0]
+    finally:
+        done.set()
+        watcher.join()
+    assert b" 413 " in status_line, status_line
+    assert latencies and max(latencies) < 0.1, max(latencies)
+
+
+def test_every_html_page_escapes_labels(tmp_path):
+    """Class names come from folder names and CSVs: on the upload page and in both reports they are text."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from transferkit.compare import compare
+    from transferkit.serve import create_app
+
+    evil = '<img src=x onerror="alert(1)">'
+    root = make_folder(tmp_path / "d", classes=2, per_class=10)
+    (root / "class1").rename(root / evil)
+    result = compare(str(root), ["scratch", "linear-probe"], seeds=1, output=tmp_path / "cmp", name="c",
+                     **dict(FAST, epochs=1, cache_dir=str(tmp_path / "cache")))
+    pages = [(tmp_path / "cmp" / "c" / "report.html").read_text()]
+    run = Path(result["rows"][1]["runs"][0])
+    pages.append((run / "report.html").read_text())
+    with TestClient(create_app(run)) as client:
+        page = client.get("/")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert "<script>" not in page.text  # no inline script at all
+        pages.append(page.text)
+    assert all(evil not in text for text in pages)
+    assert all("&lt;img src=x onerror=" in text for text in pages[1:])  # the pages that show labels
+
+
+def test_serve_applies_the_image_safety_policy(server):
+    import httpx
+
+    url, _ = server
+    buf = io.BytesIO()
+    Image.new("1", (15000, 15000)).save(buf, "PNG")  # a decompression bomb: tiny file, 225 Mpx
+    t0 = time.perf_counter()
+    r = httpx.post(f"{url}/predict", files={"file": ("bomb.png", buf.getvalue(), "image/png")}, timeout=30)
+    assert r.status_code == 400 and "decompression-bomb" in r.json()["detail"]
+    assert time.perf_counter() - t0 < 1.0  # refused from the header, not decoded
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    r = httpx.post(f"{url}/predict", files={"file": ("photo.jpg", eps, "image/jpeg")})
+    assert r.status_code == 400 and "format other than" in r.json()["detail"]

@@ -22,8 +22,14 @@ UPLOAD_PAGE = """<!doctype html><html lang=en><head><meta charset=utf-8><title>t
 #out{{margin-top:1rem;white-space:pre}}</style></head><body><h1>{name}</h1>
 <p>{n} classes: {labels}</p><form id=f><input type=file name=file accept="{accept}" required>
 <button>Predict</button></form><div id=out></div><p><a href="/docs">API docs</a></p>
-<script>f.onsubmit=async e=>{{e.preventDefault();const r=await fetch('/predict',{{method:'POST',body:new FormData(f)}});
-out.textContent=JSON.stringify(await r.json(),null,1)}}</script></body></html>"""
+<script src="/app.js"></script></body></html>"""
+APP_JS = """const f=document.getElementById('f'),out=document.getElementById('out');
+f.onsubmit=async e=>{e.preventDefault();const r=await fetch('/predict',{method:'POST',body:new FormData(f)});
+out.textContent=JSON.stringify(await r.json(),null,1)};"""
+# Our pages load nothing from elsewhere and run no inline script: whatever a label holds, it cannot run.
+CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+QUEUE_PER_BATCH = 8  # requests waiting beyond max_batch × this are refused (503) instead of piling up
 
 
 class Batcher:
@@ -34,11 +40,12 @@ class Batcher:
         self.model = predictor.fast_model()  # BatchNorm folded, channels-last: built once, before serving
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=max_batch * QUEUE_PER_BATCH)
 
     async def submit(self, x: Any) -> np.ndarray:
+        """The model's output for ``x``; ``asyncio.QueueFull`` when too many requests are waiting."""
         fut = asyncio.get_running_loop().create_future()
-        await self.queue.put((x, fut))
+        self.queue.put_nowait((x, fut))
         return await fut
 
     async def run(self) -> None:
@@ -75,7 +82,7 @@ class Batcher:
 def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, max_bytes: int = 10 * 2**20):
     """The FastAPI app for a run folder (``uvicorn`` serves it; tests call it over real HTTP)."""
     from fastapi import FastAPI, HTTPException, Request
-    from fastapi.responses import HTMLResponse
+    from fastapi.responses import HTMLResponse, Response
 
     predictor = Predictor(run)
     batcher = Batcher(predictor, max_batch, max_wait_ms)
@@ -107,16 +114,36 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
         return predictor.labels
 
     @app.get("/", response_class=HTMLResponse)
-    def index() -> str:
+    def index() -> HTMLResponse:
         esc = html.escape
-        return UPLOAD_PAGE.format(name=esc(name), n=len(predictor.labels),
+        page = UPLOAD_PAGE.format(name=esc(name), n=len(predictor.labels),
                                   labels=esc(", ".join(predictor.labels[:20])), accept=f"{modality.name}/*")
+        return HTMLResponse(page, headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/app.js", include_in_schema=False)
+    def app_js() -> Response:
+        return Response(APP_JS, media_type="text/javascript", headers={"X-Content-Type-Options": "nosniff"})
+
+    async def read_body(request: Request) -> None:
+        """Read the body while counting: stop at ``max_bytes`` (a chunked upload has no Content-Length)."""
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise HTTPException(413, f"Upload larger than {max_bytes // 2**20} MiB; send a smaller file")
+            chunks.append(chunk)
+        request._body = b"".join(chunks)  # Starlette parses JSON and forms from this
 
     @app.post("/predict")
     async def predict(request: Request) -> dict:
         ctype = request.headers.get("content-type", "")
-        if int(request.headers.get("content-length") or 0) > max_bytes:
+        try:
+            declared = int(request.headers.get("content-length") or 0)
+        except ValueError:
+            raise HTTPException(400, "Content-Length is not a number") from None
+        if declared > max_bytes:
             raise HTTPException(413, f"Upload larger than {max_bytes // 2**20} MiB; send a smaller file")
+        await read_body(request)
         if modality.request_body == "json":
             if not ctype.startswith("application/json"):
                 raise HTTPException(415, f"Send {modality.request_help}")
@@ -139,11 +166,15 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
                 raise HTTPException(413, f"Upload larger than {max_bytes // 2**20} MiB; send a smaller file")
             if not payload:
                 raise HTTPException(400, f"Empty upload; send {modality.request_help}")
-        try:
-            x = modality.decode_request(payload, predictor.transform)
+        try:  # decoding is CPU work: off the event loop, so /health and other clients keep their answers
+            x = await asyncio.get_running_loop().run_in_executor(None, modality.decode_request, payload,
+                                                                 predictor.transform)
         except DataError as exc:
             status = 422 if modality.request_body == "json" else 400
             raise HTTPException(status, str(exc)) from None
-        return answer(await batcher.submit(x))
+        try:
+            return answer(await batcher.submit(x))
+        except asyncio.QueueFull:
+            raise HTTPException(503, "The server is busy; retry shortly") from None
 
     return app

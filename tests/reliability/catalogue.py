@@ -253,6 +253,8 @@ CASES = [
     Case("text_as_jpg", "a text file named .jpg", "skip", "cannot be decoded",
          _with_file("readme.jpg", lambda p: p.write_text("this is text"))),
     Case("dangling_symlink_and_loop", "a symlink loop and a dangling symlink", "skip", "dangling.png", _symlink_loop),
+    Case("postscript_as_jpg", "a PostScript file named .jpg (never reaches Ghostscript)", "skip", "format other than",
+         _with_file("photo.jpg", lambda p: p.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"))),
     Case("decompression_bomb", "an image over the decompression-bomb limit", "skip", "decompression-bomb",
          _with_file("bomb.png", _bomb)),
     Case("cmyk", "a CMYK JPEG", "ok", "", _with_file("cmyk.jpg", lambda p: p.write_bytes(_jpeg_bytes(mode="CMYK")))),

@@ -11,6 +11,9 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 # Formats we train on (torchvision's ImageFolder set). GIFs are left out as ImageFolder does:
 # they are usually animations or placeholders ("imageNotFound.gif").
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif", ".tiff", ".webp")
+# The only decoders PIL may use, whatever a file's name says: a PostScript file named .jpg must never
+# reach the EPS plugin (which runs Ghostscript where it is installed).
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "PPM", "GIF")
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
@@ -36,11 +39,40 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open, decode fully and convert an image file to RGB."""
-    with Image.open(path) as img:
+def open_image(source) -> Image.Image:
+    """``Image.open`` restricted to the allowed formats (by content, not by name)."""
+    Image.init()  # registers every plugin once; the allow-list then names the ones this PIL has
+    return Image.open(source, formats=[f for f in ALLOWED_FORMATS if f in Image.OPEN])
+
+
+def load_rgb(path) -> Image.Image:
+    """Open, decode fully and convert an image file (or file object) to RGB."""
+    with open_image(path) as img:
         img.load()
         return to_rgb(img)
+
+
+def decode_checked(source, draft: bool = False) -> Image.Image:
+    """Decode ``source`` (a path or file object) under the one image-safety policy of every path — training,
+    predict, serve: allowed formats only, no decompression bombs, no animations. Raises ``ValueError`` with
+    the reason. ``draft`` decodes JPEGs at 1/8 scale (every byte is still read)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with open_image(source) as img:
+                if getattr(img, "n_frames", 1) > 1 and img.format in ("GIF", "PNG", "WEBP"):
+                    raise ValueError("animated image; save one frame as a still image to use it")
+                if draft and img.format == "JPEG":
+                    img.draft(None, (1, 1))
+                img.load()
+                return to_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(f"image is larger than the decompression-bomb limit ({Image.MAX_IMAGE_PIXELS} pixels)") from None
+    except UnidentifiedImageError:
+        raise ValueError("cannot be decoded as an image (wrong extension, damaged file, or a format other than "
+                         f"{', '.join(ALLOWED_FORMATS)})") from None
+    except (OSError, SyntaxError) as exc:  # truncated data, broken headers
+        raise ValueError(f"damaged image ({exc})") from None
 
 
 def check_image(path: Path) -> str | None:
@@ -53,21 +85,11 @@ def check_image(path: Path) -> str | None:
     try:
         if path.stat().st_size == 0:
             return "empty file (0 bytes)"
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if getattr(img, "n_frames", 1) > 1 and img.format in ("GIF", "PNG", "WEBP"):
-                    return "animated image; save one frame as a still image to use it"
-                if img.format == "JPEG":
-                    # Decode at 1/8 scale: every byte is still read (truncation is still caught),
-                    # at about a fifth of the cost of a full decode.
-                    img.draft(None, (1, 1))
-                img.load()
-                to_rgb(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return f"image is larger than the decompression-bomb limit ({Image.MAX_IMAGE_PIXELS} pixels)"
-    except UnidentifiedImageError:
-        return "cannot be decoded as an image (wrong extension or damaged file)"
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated data, broken headers
-        return f"damaged image ({exc})"
+        # Decode at 1/8 scale for JPEGs: every byte is still read (truncation is still caught), at about a
+        # fifth of the cost of a full decode.
+        decode_checked(path, draft=True)
+    except ValueError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot be read ({exc})"
     return None

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 import torch
 
 from ..data import (IMAGE_EXTENSIONS, CsvImageData, ImageDataset, ImageFolderData, Items, check_image,
-                    eval_transform, load_rgb, resolve_data_config, shared_cache, to_rgb, train_transform)
+                    eval_transform, load_rgb, resolve_data_config, shared_cache, train_transform)
+from ..data._images import decode_checked
 from ..errors import DataError
 from ._base import Modality
 
@@ -78,15 +79,10 @@ class ImageModality(Modality):
         return expand_files(inputs, IMAGE_EXTENSIONS, check_image, "image")
 
     def decode_request(self, payload: bytes, transform) -> torch.Tensor:
-        from PIL import Image, UnidentifiedImageError
-
         try:
-            with Image.open(io.BytesIO(payload)) as img:
-                img.load()
-                rgb = to_rgb(img)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise DataError(f"Cannot decode the upload as an image ({type(exc).__name__})",
-                            "a JPEG/PNG/WebP file") from None
+            rgb = decode_checked(io.BytesIO(payload))  # the same safety policy as training and predict
+        except ValueError as exc:
+            raise DataError(f"Cannot decode the upload as an image: {exc}", "a JPEG/PNG/WebP file") from None
         return transform(rgb)
 
     def collate(self, backbone, xs: list) -> Any:

@@ -9,6 +9,9 @@ from ..errors import DataError
 from ._base import Modality
 
 
+MAX_REQUEST_CHARS = 100_000  # serve: longer texts are refused (the tokenizer truncates far earlier)
+
+
 class TextModality(Modality):
     name = "text"
     # Transformers fine-tune at far smaller learning rates than convolutional image backbones.
@@ -56,6 +59,9 @@ class TextModality(Modality):
         text = payload.get("text") if isinstance(payload, dict) else None
         if not isinstance(text, str) or not text.strip():
             raise DataError("No text in the request", '{"text": "<non-empty string>"}')
+        if len(text) > MAX_REQUEST_CHARS:
+            raise DataError(f"The text has {len(text):,} characters", f"at most {MAX_REQUEST_CHARS:,} per request",
+                            "Send a shorter text (the model reads only its first tokens anyway)")
         return text
 
     def collate(self, backbone, xs: list):
