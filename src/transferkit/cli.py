@@ -48,6 +48,7 @@ TRAIN_OPTIONS = dict(
     cpu=O(None, help="force the CPU"), output=O(None, help="folder for run folders (default runs)"),
     name=O(None, help="run folder name"), cache_dir=O(None, help="feature cache (default ~/.cache/transferkit)"),
     text_column=O(None), label_column=O(None), path_column=O(None), max_length=O(None),
+    quoting=O(None, help="tables: auto (a quote that swallows rows is an error) | csv (quoted fields may span lines) | none"),
 )
 
 

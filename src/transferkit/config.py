@@ -59,6 +59,7 @@ class RunConfig:
     text_column: str = "text"
     label_column: str = "label"
     path_column: str = "path"
+    quoting: str = "auto"  # tables: auto (csv quotes; a quote that swallows rows is an error) | csv | none
     max_length: int = 128
     clip_seconds: float | None = None  # audio clip length (None: the 95th percentile of training clips)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +79,7 @@ _CHOICES = {
     "class_weights": ("none", "auto"),
     "sampler": ("random", "balanced"),
     "precision": ("auto", "no", "bf16", "fp16"),
+    "quoting": ("auto", "csv", "none"),
 }
 
 

@@ -102,7 +102,7 @@ def _csv(text: str):
 def _text_file(raw: bytes):
     def build(tmp: Path, run: Path) -> list[str]:
         (tmp / "texts.csv").write_bytes(raw)
-        return ["train", str(tmp / "texts.csv"), *TRAIN]
+        return ["train", str(tmp / "texts.csv"), *TRAIN, "--backbone", "packaged:minilm"]
     return build
 
 
@@ -202,6 +202,28 @@ def _predict_non_audio(tmp: Path, run: Path) -> list[str]:
     (tmp / "noise.wav").write_text("not audio")
     return ["predict", str(audio_run), str(tmp / "noise.wav")]
 
+
+def _texts(body: str, name: str = "texts.tsv"):
+    """A small text table (two learnable classes) with ``body`` appended: read through the CLI."""
+    def build(tmp: Path, run: Path) -> list[str]:
+        good = "".join(f"win cash prize {i}\tspam\nlunch at noon {i}\tham\n" for i in range(8))
+        (tmp / name).write_text("text\tlabel\n" + good + body, encoding="utf-8")
+        return ["train", str(tmp / name), "--backbone", "packaged:minilm", "--output", str(tmp / "runs")]
+    return build
+
+
+TABLE_CASES = [
+    Case("tsv_unbalanced_quote", "a TSV whose text opens a quote it never closes", "error", "a quote opened on this line",
+         _texts('"free entry never closed\tspam\n' + "".join(f"row {i}\tham\n" for i in range(5)))),
+    Case("table_field_count", "a row with more fields than the header", "skip", "field(s), the header has 2",
+         _texts("one\ttwo\tthree\n")),
+    Case("table_unknown_split", "a split value that is not train/val/test", "error", "is not one of train, val, test",
+         lambda tmp, run: [(tmp / "s.csv").write_text("text,label,split\na,x,train\nb,y,holdout\n") and "train",
+                           str(tmp / "s.csv"), "--backbone", "packaged:minilm"]),
+    Case("table_missing_label", "rows whose label is empty or nan", "skip", "no label", _texts("orphan\tnan\n")),
+    Case("table_bad_quoting_flag", "--quoting with an unknown value", "error", "quoting='smart'",
+         lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--quoting", "smart"]),
+]
 
 AUDIO_CASES = [
     Case("audio_zero_byte", "a zero-byte .wav", "skip", "empty file", _with_clip("empty.wav", lambda p: p.write_bytes(b""))),
@@ -303,4 +325,4 @@ CASES = [
     Case("negative_cache_bound", "a negative image-cache bound", "error", "image_cache_mb=-1",
          lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--image-cache-mb", "-1"]),
 ]
-CASES += AUDIO_CASES
+CASES += AUDIO_CASES + TABLE_CASES

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ import torch
 from ..errors import DataError
 from ._images import check_image, load_rgb
 from ._split import grouped_split, sample_shots, stratified_split
+from ._tables import clean_label, clean_split, read_rows, warn_near_duplicate_labels
 
 log = logging.getLogger("transferkit")
 SPLITS = ("train", "val", "test")
@@ -50,7 +50,7 @@ class LabelledData:
 
     def __init__(self, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
                  on_bad_file: str = "skip", shots: int | None = None, group_by: str | None = None,
-                 label_by: str | None = None):
+                 label_by: str | None = None, quoting: str = "auto"):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.seed = seed
@@ -58,6 +58,7 @@ class LabelledData:
         self.shots = shots
         self.group_by = group_by
         self.label_by = label_by  # folders: labels from file names (regex, first group) instead of sub-folders
+        self.quoting = quoting  # tables: auto | csv | none (see _tables.read_rows)
         self.row_groups_: dict[str, str] = {}  # input → group, from a table's ``group`` column
 
     # -- subclasses fill these ---------------------------------------------------------------
@@ -114,6 +115,46 @@ class LabelledData:
             tr = self.splits_["train"]
             self.splits_["train"] = tr.subset(sample_shots(np.asarray(tr.labels), self.shots, self.seed))
         return self
+
+    def _table(self, path: Path, input_column: str, what: str) -> list[tuple[str, str, str, str | None, str]]:
+        """Rows of a table as (where, input, label, split, group); unreadable rows, empty inputs and missing
+        labels are listed in ``bad_files_`` with their line, never dropped silently."""
+        table = read_rows(path, self.quoting)
+        header = table.header
+        for col in (input_column, self.label_column):
+            if col not in header:
+                raise DataError(f"{path} has no column '{col}' (columns: {', '.join(header) or 'none'})",
+                                f"columns '{input_column}' ({what}) and '{self.label_column}'",
+                                "Rename the columns, or pass --path-column / --text-column / --label-column")
+        problems = list(table.problems)
+        rows = []
+        for line, r in zip(table.lines, table.rows):
+            where = f"{path}:{line}"
+            value, label = r.get(input_column, "").strip(), clean_label(r.get(self.label_column))
+            if not value or label is None:
+                raw = (r.get(self.label_column) or "").strip()
+                problems.append((where, f"empty {what}" if not value else f"no label ({raw!r})" if raw else "no label"))
+                continue
+            rows.append((where, value, label, clean_split(r.get("split"), where), (r.get("group") or "").strip()))
+        self.bad_files_ = getattr(self, "bad_files_", []) + problems
+        if problems:
+            log.warning("skipped %d row(s) of %s: %s%s", len(problems), path,
+                        "; ".join(f"line {w.rsplit(':', 1)[-1]} ({r})" for w, r in problems[:5]),
+                        " …" if len(problems) > 5 else "")
+        warn_near_duplicate_labels([lab for _, _, lab, _, _ in rows], str(path))
+        self.has_split_column_ = "split" in header
+        unassigned = [w for w, _, _, sp, _ in rows if sp is None] if self.has_split_column_ else []
+        if unassigned:
+            raise DataError(f"{len(unassigned)} row(s) have an empty split value (first: {unassigned[0]})",
+                            "train, val or test in every row of the split column",
+                            "Fill the split column, or remove it to have the data split for you")
+        return rows
+
+    def _by_split(self, kept: list[tuple[str, str, str | None]]):
+        """(presplit, flat) as ``_collect`` returns them, from (input, label, split) rows."""
+        if self.has_split_column_:
+            return {s: [(i, lab) for i, lab, sp in kept if sp == s] for s in SPLITS}, []
+        return None, [(i, lab) for i, lab, _ in kept]
 
     def _groups(self, inputs: list[str]) -> list[str] | None:
         """The group of each input (``--group-by`` over the file name, or the table's group column)."""
@@ -262,44 +303,18 @@ class CsvImageData(LabelledData):
 
     def _collect(self):
         path = Path(self.csv_path)
-        rows = read_table(path)
-        header = list(rows[0].keys()) if rows else []
-        for col in (self.path_column, self.label_column):
-            if col not in header:
-                raise DataError(f"CSV {path} has no column '{col}' (columns: {', '.join(header) or 'none'})",
-                                f"columns '{self.path_column}' and '{self.label_column}'",
-                                "Rename the columns or pass --path-column/--label-column")
-        base = path.parent
         resolved = []
-        for i, r in enumerate(rows, start=2):
-            p = Path(r[self.path_column])
-            p = p if p.is_absolute() else base / p
+        for where, value, label, split, group in self._table(path, self.path_column, f"{self.kind} path"):
+            p = Path(value)
+            p = p if p.is_absolute() else path.parent / p
             if not p.exists():
-                raise DataError(f"{path}:{i}: {self.kind} {p} does not exist", f"paths to existing {self.kind} files",
+                raise DataError(f"{where}: {self.kind} {p} does not exist", f"paths to existing {self.kind} files",
                                 "Fix the path (relative paths are taken from the CSV's folder)")
-            resolved.append((p, r[self.label_column], (r.get("split") or "").strip().lower()))
-            if (r.get("group") or "").strip():
-                self.row_groups_[str(p)] = r["group"].strip()
+            resolved.append((p, label, split))
+            if group:
+                self.row_groups_[str(p)] = group
         good = set(self._filter_bad([p for p, _, _ in resolved]))
-        kept = [(str(p), lab, s) for p, lab, s in resolved if p in good]
-        if "split" in header:
-            return {s: [(p, lab) for p, lab, sp in kept if sp == s] for s in SPLITS}, []
-        return None, [(p, lab) for p, lab, _ in kept]
-
-
-def read_table(path: Path) -> list[dict[str, str]]:
-    """Read a CSV/TSV (by extension, else sniffed) as UTF-8; errors name the line."""
-    if not path.is_file():
-        raise DataError(f"File {path} does not exist", "a CSV/TSV file", "Check the path")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line} is not valid UTF-8 (byte {exc.start})", "a UTF-8 text file",
-                        "Re-save the file as UTF-8") from None
-    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    return list(csv.DictReader(text.splitlines(), delimiter=delimiter))
+        return self._by_split([(str(p), lab, sp) for p, lab, sp in resolved if p in good])
 
 
 class ImageDataset(torch.utils.data.Dataset):

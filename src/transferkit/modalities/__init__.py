@@ -50,7 +50,7 @@ class Probe:
         return sum(n for s, n in self.suffixes.items() if s in wanted)
 
 
-def probe(path: Path, path_column: str, limit: int = 5000) -> Probe:
+def probe(path: Path, path_column: str, quoting: str = "auto", limit: int = 5000) -> Probe:
     """Look at up to ``limit`` file names (or table rows) to tell the modality."""
     p = Probe(path)
     if path.is_dir():
@@ -59,11 +59,11 @@ def probe(path: Path, path_column: str, limit: int = 5000) -> Probe:
             if sum(p.suffixes.values()) > limit or n > limit:
                 break
     elif path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
-        from ..data import read_table
-        from ..data.text import read_jsonl
+        from ..data import read_rows
 
-        rows = read_jsonl(path) if path.suffix.lower() in (".jsonl", ".json") else read_table(path)
-        p.columns = [str(c) for c in (rows[0].keys() if rows else [])]
+        table = read_rows(path, quoting)
+        rows = table.rows
+        p.columns = table.header
         if path_column in p.columns:
             p.has_paths = True
             p.suffixes.update(Path(str(r.get(path_column) or "")).suffix.lower() for r in rows[:limit])
@@ -83,7 +83,7 @@ def detect(cfg) -> Modality:
     if path.is_file() and path.suffix.lower() not in TABLE_SUFFIXES:
         raise DataError(f"{path} is neither a folder nor a table file ({path.suffix})",
                         f"a folder, or a file ending in {', '.join(TABLE_SUFFIXES)}")
-    found = probe(path, cfg.path_column)
+    found = probe(path, cfg.path_column, cfg.quoting)
     scores = {name: m.detect(found, cfg) for name, m in _MODALITIES.items()}
     best = max(scores, key=scores.get)
     if scores[best] <= 0:
@@ -101,7 +101,8 @@ def data_for(cfg, modality: Modality | None = None, **split_overrides):
     """The labelled data of a run's config, read by its modality (detected unless given)."""
     modality = modality or detect(cfg)
     kw = dict(val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed,
-              on_bad_file=cfg.on_bad_file, shots=cfg.shots, group_by=cfg.group_by, label_by=cfg.label_by)
+              on_bad_file=cfg.on_bad_file, shots=cfg.shots, group_by=cfg.group_by, label_by=cfg.label_by,
+              quoting=cfg.quoting)
     kw.update(split_overrides)
     return modality.data(Path(cfg.data), cfg, **kw)
 
