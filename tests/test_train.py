@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,3 +124,15 @@ def test_config_file_and_precedence(image_folder, run_kwargs, tmp_path):
     (tmp_path / "bad.yaml").write_text("epoch: 1\n")
     with pytest.raises(ConfigError, match="Unknown key.*epoch .*Expected one of: data, backbone"):
         tk.fit(image_folder, config_file=tmp_path / "bad.yaml", **run_kwargs)
+
+
+def test_a_loss_that_becomes_nan_stops_the_run_clearly(image_folder, run_kwargs, monkeypatch):
+    from transferkit.errors import TrainingError
+    from transferkit.tasks.classification import Classification
+
+    real = Classification.loss
+    monkeypatch.setattr(Classification, "loss", lambda self, out, y: real(self, out, y) * float("nan"))
+    with pytest.raises(TrainingError, match="training loss became nan in epoch 1.*Lower --lr"):
+        tk.fit(image_folder, strategy="finetune", **run_kwargs)
+    runs = Path(run_kwargs["output"])
+    assert not runs.exists() or not any(runs.iterdir())  # nothing half-written is left

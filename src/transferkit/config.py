@@ -149,22 +149,72 @@ def check_keys(values: dict[str, Any], source: str) -> None:
         )
 
 
+# Every numeric setting, its type and its allowed range (inclusive bounds; None: unbounded), checked once here.
+_RANGES: dict[str, tuple[type, float | None, float | None, str]] = {
+    "epochs": (int, 1, 100_000, "a whole number of epochs ≥ 1"),
+    "batch_size": (int, 1, 65_536, "a batch size ≥ 1"),
+    "lr": (float, 1e-12, 10.0, "a learning rate such as 1e-3, in (0, 10]"),
+    "backbone_lr_mult": (float, 0.0, 100.0, "a multiplier ≥ 0 (0 freezes the backbone's learning rate)"),
+    "weight_decay": (float, 0.0, 10.0, "a weight decay ≥ 0"),
+    "warmup_epochs": (float, 0.0, 100_000, "epochs of warm-up ≥ 0"),
+    "label_smoothing": (float, 0.0, 0.999, "a label smoothing in [0, 1)"),
+    "patience": (int, 0, 100_000, "epochs of patience ≥ 0 (0: no early stopping)"),
+    "image_size": (int, 16, 4096, "an input size in pixels, 16–4096"),
+    "seed": (int, 0, 2**32 - 1, "a seed ≥ 0"),
+    "split_seed": (int, 0, 2**32 - 1, "a seed ≥ 0"),
+    "val_fraction": (float, 0.0, 0.999, "a fraction in [0, 1)"),
+    "test_fraction": (float, 0.0, 0.999, "a fraction in [0, 1)"),
+    "shots": (int, 1, 10**9, "examples per class ≥ 1"),
+    "layer_decay": (float, 1e-6, 1.0, "a layer-wise decay in (0, 1]"),
+    "l2sp": (float, 0.0, 1e6, "an L2-SP strength ≥ 0"),
+    "freeze_epochs": (int, 0, 100_000, "head-only epochs ≥ 0"),
+    "workers": (int, 0, 256, "DataLoader workers ≥ 0"),
+    "image_cache_mb": (int, 0, 2**31, "a size in MiB, or 0 to turn the cache off"),
+    "max_length": (int, 1, 1_000_000, "a token count ≥ 1"),
+    "clip_seconds": (float, 0.01, 30.0, "a clip length in seconds, in (0, 30]"),
+}
+_TEXT = ("data", "backbone", "arch", "strategy", "head", "task", "modality", "output", "name", "cache_dir",
+         "text_column", "label_column", "path_column", "group_by", "label_by")
+
+
+def _typed(key: str, value: Any, kind: type, wanted: str) -> Any:
+    """``value`` as ``kind`` (YAML and flags may give "0.2" or 3.0); a ConfigError naming the key otherwise."""
+    import math
+
+    if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"{key}={value!r} is not {'a whole number' if kind is int else 'a number'}", wanted)
+    try:
+        typed = kind(value) if not isinstance(value, str) else kind(float(value) if kind is int else value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r} is not {'a whole number' if kind is int else 'a number'}", wanted) from None
+    if kind is float and not math.isfinite(typed):
+        raise ConfigError(f"{key}={value!r} is not a finite number", wanted)
+    return typed
+
+
 def validate(cfg: RunConfig) -> None:
+    """Check every setting once: choices, types (``epochs: five``), ranges (``--lr inf``, ``--shots 0``)."""
     for key, choices in _CHOICES.items():
         value = getattr(cfg, key)
         if value not in choices:
             raise ConfigError(f"{key}={value!r} is not a valid choice", f"one of {', '.join(choices)}")
-    for key in ("epochs", "batch_size"):
-        if int(getattr(cfg, key)) < 1:
-            raise ConfigError(f"{key}={getattr(cfg, key)} is too small", "a positive integer")
-    if not 0 <= cfg.val_fraction < 1 or not 0 <= cfg.test_fraction < 1 or cfg.val_fraction + cfg.test_fraction >= 1:
+    for key, (kind, low, high, wanted) in _RANGES.items():
+        value = getattr(cfg, key)
+        if value is None:
+            continue
+        value = _typed(key, value, kind, wanted)
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ConfigError(f"{key}={value} is out of range", wanted)
+        setattr(cfg, key, value)
+    for key in _TEXT:
+        value = getattr(cfg, key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{key}={value!r} is not text", f"a string for {key}")
+    for key in ("cpu", "channels_last"):
+        if not isinstance(getattr(cfg, key), bool):
+            raise ConfigError(f"{key}={getattr(cfg, key)!r} is not true or false", f"true or false for {key}")
+    if cfg.val_fraction + cfg.test_fraction >= 1:
         raise ConfigError(
             f"val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction} leave no training data",
             "fractions in [0, 1) that add up to less than 1",
         )
-    if cfg.image_cache_mb is not None and cfg.image_cache_mb < 0:
-        raise ConfigError(f"image_cache_mb={cfg.image_cache_mb} is negative", "a size in MiB, or 0 to turn the cache off")
-    if cfg.clip_seconds is not None and not 0 < cfg.clip_seconds <= 30:
-        raise ConfigError(f"clip_seconds={cfg.clip_seconds} is out of range", "a clip length in seconds, in (0, 30]")
-    if cfg.lr is not None and cfg.lr <= 0:
-        raise ConfigError(f"lr={cfg.lr} is not positive", "a learning rate such as 1e-3")

@@ -36,3 +36,7 @@ class ConfigError(TransferkitError):
 
 class RunFolderError(TransferkitError):
     """A path that is not a (complete) transferkit run folder."""
+
+
+class TrainingError(TransferkitError):
+    """Training went wrong in a way the settings explain (a loss that became NaN or infinite)."""

@@ -212,6 +212,22 @@ def _texts(body: str, name: str = "texts.tsv"):
     return build
 
 
+NUMBER_CASES = [
+    Case(f"flag_{flag.strip('-').replace('-', '_')}_{value.replace('-', 'minus').replace('.', '_')}",
+         f"{flag} {value}", "error", fragment, lambda tmp, run, f=flag, v=value: ["train", str(_data(tmp)), *TRAIN, f, v])
+    for flag, value, fragment in [("--lr", "inf", "not a finite number"), ("--lr", "nan", "not a finite number"),
+                                  ("--shots", "0", "shots=0 is out of range"), ("--shots", "-1", "shots=-1"),
+                                  ("--image-size", "0", "image_size=0"), ("--image-size", "10000", "image_size=10000"),
+                                  ("--label-smoothing", "2", "label_smoothing=2.0"),
+                                  ("--split-seed", "-1", "split_seed=-1"), ("--workers", "-1", "workers=-1"),
+                                  ("--backbone-lr-mult", "-1", "backbone_lr_mult=-1.0"),
+                                  ("--layer-decay", "-0.5", "layer_decay=-0.5")]
+] + [
+    Case("config_wrong_type", "a config file with patience: five", "error", "patience='five' is not a whole number",
+         lambda tmp, run: [(tmp / "c.yaml").write_text("patience: five\n") and "train", str(_data(tmp)), *TRAIN,
+                           "--config", str(tmp / "c.yaml")]),
+]
+
 TABLE_CASES = [
     Case("tsv_unbalanced_quote", "a TSV whose text opens a quote it never closes", "error", "a quote opened on this line",
          _texts('"free entry never closed\tspam\n' + "".join(f"row {i}\tham\n" for i in range(5)))),
@@ -325,4 +341,4 @@ CASES = [
     Case("negative_cache_bound", "a negative image-cache bound", "error", "image_cache_mb=-1",
          lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--image-cache-mb", "-1"]),
 ]
-CASES += AUDIO_CASES + TABLE_CASES
+CASES += AUDIO_CASES + TABLE_CASES + NUMBER_CASES

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..config import RunConfig, resolve_precision
+from ..errors import TrainingError
 from ..features import make_loader, to_device
 from ..strategies import Strategy
 from ._callbacks import L2SP, BestEpoch, Checkpoint
@@ -119,6 +120,9 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
                 update(1)
         row = {"epoch": epoch + 1, **task.epoch_row(sums, seen), "lr": scheduler.get_last_lr()[-1],
                "seconds": round(time.time() - t0, 2)}
+        if not math.isfinite(row["train_loss"]):  # checked before anything of this epoch is written
+            raise TrainingError(f"The training loss became {row['train_loss']} in epoch {epoch + 1}",
+                                "a finite loss", "Lower --lr (or --backbone-lr-mult), or use --precision no")
         if val_loader is not None:
             row.update(task.evaluate(model, val_loader, move))
         history.append(row)
