@@ -31,6 +31,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a run folder is shared like any other file
     try:
         write(Path(tmp))
         os.replace(tmp, path)
@@ -43,6 +44,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -89,6 +96,10 @@ def read_model(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         meta = json.loads((path / MODEL_META).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise RunFolderError(f"{path / MODEL_META} is damaged", "valid JSON", "Train the run again") from None
+    missing = [k for k in ("backbone", "pretrained_cfg", "data_config", "head", "labels") if k not in meta]
+    if not isinstance(meta, dict) or missing:
+        raise RunFolderError(f"{path / MODEL_META} lacks {', '.join(missing) or 'its keys'}",
+                             "the model.json that training wrote", "Train the run again") from None
     from safetensors.torch import load_file
 
     try:

@@ -144,14 +144,29 @@ def predict(run: Path = typer.Argument(..., help="a finished run folder"),
     """Top-k labels with probabilities for images (or texts)."""
     from .predict import load
 
+    if topk < 1:
+        raise TransferkitError(f"--topk {topk} shows nothing", "--topk 1 or more")
+    predictor = load(run)
+    kind = predictor.modality
+    if kind.inputs_are_files and (text or file is not None):
+        raise TransferkitError(f"--text and --file are for text runs; {run} is a {kind.name} run",
+                               kind.inputs_help, "Pass the files or folders as arguments")
+    files = [i for i in inputs or [] if Path(i).exists()]
+    if not kind.inputs_are_files and files:
+        raise TransferkitError(f"{files[0]} is a file; {run} is a {kind.name} run, which classifies texts",
+                               "texts", "Pass texts with --text, or a file of texts (one per line) with --file")
     items = list(inputs or []) + list(text or [])
     if file is not None:
         if not file.is_file():
             raise TransferkitError(f"File {file} does not exist", "a text file with one input per line")
-        items += [ln for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        try:
+            items += [ln for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except UnicodeDecodeError as exc:
+            raise TransferkitError(f"{file} is not valid UTF-8 (byte {exc.start})", "a UTF-8 text file",
+                                   "Re-save it as UTF-8") from None
     if not items:
-        raise TransferkitError("Nothing to predict", "image paths, folders, --text or --file")
-    preds = load(run).predict(items, topk=topk)
+        raise TransferkitError("Nothing to predict", kind.inputs_help)
+    preds = predictor.predict(items, topk=topk)
     if json_out:
         for p in preds:
             print(json.dumps(p))

@@ -13,6 +13,7 @@ import numpy as np
 
 from ._runfolder import write_json
 from .config import resolve_config
+from .errors import ConfigError
 from .evaluation._intervals import crossed_interval, dominant_source, mcnemar
 from .data import LabelledData
 from .modalities import data_for, modality_of
@@ -76,12 +77,16 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
         The comparison: rows per strategy (mean ± std of accuracy and macro-F1, time, gain over
         scratch with its interval), warnings, and the run folders.
     """
+    _check_plan(strategies, seeds, settings)  # every name and setting before the first run trains
     if isinstance(data, (str, Path)):
         data = data_for(resolve_config({**settings, "data": str(data)}))
     settings.pop("data", None)
-    data.setup()  # scan once: every run shares the split
     out_dir = Path(output) / (name or f"compare-{Path(data.location).stem}-{datetime.now():%Y%m%d-%H%M%S}")
-    out_dir.mkdir(parents=True, exist_ok=False)
+    if out_dir.exists():
+        raise ConfigError(f"Comparison folder {out_dir} already exists", "a new comparison name",
+                          "Choose another --name, or add seeds to it with --first-seed in a new folder")
+    data.setup()  # scan once: every run shares the split
+    out_dir.mkdir(parents=True)
     results: dict[str, list] = {s: [] for s in strategies}
     for seed in range(first_seed, first_seed + seeds):
         for s in strategies:
@@ -120,6 +125,19 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
     write_compare_report(out_dir, result)
     result["path"] = str(out_dir)
     return result
+
+
+def _check_plan(strategies: list[str], seeds: int, settings: dict) -> None:
+    from .strategies import get_strategy
+
+    if not strategies:
+        raise ConfigError("No strategies to compare", "a comma-separated list, e.g. scratch,linear-probe,finetune")
+    if len(set(strategies)) != len(strategies):
+        raise ConfigError(f"A strategy is listed twice in {','.join(strategies)}", "each strategy once")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"seeds={seeds} is too small", "at least 1 seed (3 or more to see seed-to-seed variation)")
+    for s in strategies:
+        get_strategy(resolve_config({**settings, "strategy": s}))
 
 
 def no_transfer_row(task, data: LabelledData, name: str, x_train, x_eval, seconds: float) -> dict[str, Any]:

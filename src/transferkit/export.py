@@ -35,12 +35,19 @@ def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, ch
     """
     if fmt not in FORMATS:
         raise TransferkitError(f"Unknown export format '{fmt}'", f"one of {', '.join(FORMATS)}")
+    if max_check < 1:
+        raise TransferkitError(f"--max-check {max_check} checks nothing", "at least 1 input for the parity check")
+    out_dir = Path(out) if out else Path(run) / "export"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TransferkitError(f"--out {out_dir} is a file", "a folder for the exported model", "Choose a folder")
+    if out_dir.resolve() == Path(run).resolve():
+        raise TransferkitError(f"--out {out_dir} is the run folder itself", "a separate folder (default RUN/export)",
+                               "Leave --out out, or choose another folder")
     pred = Predictor(run, device="cpu")
     example = pred.modality.example_input(pred.meta["data_config"])
     if example is None and fmt != "safetensors":
         raise TransferkitError(f"--format {fmt} is not available for {pred.modality.name} runs",
                                "a run whose model takes one tensor", "Use --format safetensors (weights + tokenizer + contract)")
-    out_dir = Path(out) if out else Path(run) / "export"
     out_dir.mkdir(parents=True, exist_ok=True)
     model = pred.model.eval()
     meta = contract(pred)
@@ -89,7 +96,17 @@ def _check_inputs(pred: Predictor, run, check, max_check: int) -> list[str]:
         return pred.modality.expand_inputs([str(check)])[:max_check]
     s = json.loads((Path(run) / "splits.json").read_text())
     split = json.loads((Path(run) / rf.METRICS).read_text())["split"]
-    return s[split]["inputs"][:max_check]
+    inputs = s[split]["inputs"]
+    if pred.modality.inputs_are_files:  # the data may have moved since training
+        present = [i for i in inputs if Path(i).is_file()]
+        if not present:
+            raise TransferkitError(f"None of the run's {len(inputs)} {split} files exist any more (e.g. {inputs[0]})",
+                                   "real inputs for the parity check", "Pass some with --check FILE_OR_FOLDER")
+        if len(present) < len(inputs):
+            log.warning("%d of the run's %s files are gone; checking parity on the others", len(inputs) - len(present),
+                        split)
+        inputs = present
+    return inputs[:max_check]
 
 
 def check_parity(pred: Predictor, path: Path, fmt: str, inputs: list[str], batch_size: int = 16) -> dict[str, Any]:

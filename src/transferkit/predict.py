@@ -91,6 +91,11 @@ def evaluate(path: str | Path, data: str | None = None, batch_size: int = 32) ->
         split = json.loads((run / rf.METRICS).read_text())["split"] if (run / rf.METRICS).is_file() else "test"
         s = json.loads((run / "splits.json").read_text())[split]
         items = Items(s["inputs"], s["labels"])
+        gone = [i for i in items.inputs if not Path(i).is_file()] if pred.modality.inputs_are_files else []
+        if gone:
+            raise DataError(f"{len(gone)} of the run's {len(items)} {split} files are gone (e.g. {gone[0]}): the data "
+                            "moved since training", f"the files listed in {run / 'splits.json'}",
+                            "Evaluate on the data where it is now: `transferkit evaluate RUN DATA`")
     else:
         from .config import load_config_file, resolve_config
         from .modalities import data_for

@@ -228,6 +228,72 @@ NUMBER_CASES = [
                            "--config", str(tmp / "c.yaml")]),
 ]
 
+def _run_copy(tmp: Path, run: Path, change=None) -> Path:
+    import shutil
+
+    copy = tmp / "copy"
+    shutil.copytree(run, copy)
+    if change:
+        change(copy)
+    return copy
+
+
+def _moved_data(tmp: Path, run: Path) -> list[str]:
+    import json
+
+    copy = _run_copy(tmp, run)
+    splits = json.loads((copy / "splits.json").read_text())
+    for part in splits.values():
+        part["inputs"] = [str(tmp / "moved" / Path(p).name) for p in part["inputs"]]
+    (copy / "splits.json").write_text(json.dumps(splits))
+    return ["evaluate", str(copy)]
+
+
+def _truncated_checkpoint(tmp: Path, run: Path) -> list[str]:
+    def change(copy: Path) -> None:
+        (copy / "metrics.json").unlink()
+        (copy / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    return ["train", "--resume", str(_run_copy(tmp, run, change))]
+
+
+def _model_json_missing_key(tmp: Path, run: Path) -> list[str]:
+    import json
+
+    def change(copy: Path) -> None:
+        meta = json.loads((copy / "model.json").read_text())
+        del meta["labels"]
+        (copy / "model.json").write_text(json.dumps(meta))
+    return ["predict", str(_run_copy(tmp, run, change)), str(_data(tmp) / "class0")]
+
+
+RUN_CASES = [
+    Case("compare_zero_seeds", "compare --seeds 0", "error", "seeds=0 is too small",
+         lambda tmp, run: ["compare", str(_data(tmp)), *TRAIN, "--seeds", "0", "--output", str(tmp / "runs")]),
+    Case("compare_no_strategies", "compare with an empty --strategies", "error", "No strategies",
+         lambda tmp, run: ["compare", str(_data(tmp)), *TRAIN, "--strategies", ",", "--output", str(tmp / "runs")]),
+    Case("compare_late_bad_strategy", "a bad strategy name after good ones (refused before any training)", "error",
+         "Unknown strategy 'finetuning'",
+         lambda tmp, run: ["compare", str(_data(tmp)), *TRAIN, "--strategies", "scratch,finetuning",
+                           "--output", str(tmp / "runs")]),
+    Case("compare_existing_name", "compare again with an existing --name", "error", "already exists",
+         lambda tmp, run: [(tmp / "cmp" / "c").mkdir(parents=True) or "compare", str(_data(tmp)), *TRAIN,
+                           "--name", "c", "--output", str(tmp / "cmp")]),
+    Case("export_max_check_0", "export --max-check 0", "error", "checks nothing",
+         lambda tmp, run: ["export", str(run), "--max-check", "0"]),
+    Case("export_out_is_file", "export --out an existing file", "error", "is a file",
+         lambda tmp, run: [(tmp / "f").write_text("x") and "export", str(run), "--out", str(tmp / "f")]),
+    Case("export_out_is_run", "export --out the run folder", "error", "the run folder itself",
+         lambda tmp, run: ["export", str(run), "--out", str(run)]),
+    Case("predict_topk_0", "predict --topk 0", "error", "--topk 0 shows nothing",
+         lambda tmp, run: ["predict", str(run), str(_data(tmp) / "class0"), "--topk", "0"]),
+    Case("predict_text_on_image_run", "--text on an image run", "error", "--text and --file are for text runs",
+         lambda tmp, run: ["predict", str(run), "--text", "hello"]),
+    Case("evaluate_moved_data", "evaluate after the data folder moved", "error", "moved since training", _moved_data),
+    Case("resume_truncated_checkpoint", "--resume with a truncated checkpoint.pt", "error", "checkpoint.pt is damaged",
+         _truncated_checkpoint),
+    Case("model_json_missing_key", "a model.json missing a key", "error", "lacks labels", _model_json_missing_key),
+]
+
 TABLE_CASES = [
     Case("tsv_unbalanced_quote", "a TSV whose text opens a quote it never closes", "error", "a quote opened on this line",
          _texts('"free entry never closed\tspam\n' + "".join(f"row {i}\tham\n" for i in range(5)))),
@@ -341,4 +407,4 @@ CASES = [
     Case("negative_cache_bound", "a negative image-cache bound", "error", "image_cache_mb=-1",
          lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--image-cache-mb", "-1"]),
 ]
-CASES += AUDIO_CASES + TABLE_CASES + NUMBER_CASES
+CASES += AUDIO_CASES + TABLE_CASES + NUMBER_CASES + RUN_CASES

@@ -14,6 +14,7 @@ def _fig():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.rcParams["text.parse_math"] = False  # labels are data: a "$" in a class name is a dollar sign
     return plt
 
 

@@ -25,6 +25,8 @@ class Modality:
     inputs_help = ""
     #: backbone input kinds this modality can feed (``Backbone.modality``)
     backbone_inputs: tuple[str, ...] = ()
+    #: inputs are files (predict's arguments are paths; a moved data folder can be detected)
+    inputs_are_files = True
     #: how ``serve`` receives one input: ``file`` (multipart field 'file') or ``json`` (a JSON object)
     request_body = "file"
     #: what to send, for serve's error texts

@@ -21,6 +21,7 @@ class TextModality(Modality):
     backbone_fix = "Use packaged:minilm or hf:<model> for text"
     request_help = 'JSON {"text": "..."} with Content-Type application/json'
     request_body = "json"
+    inputs_are_files = False
 
     def detect(self, probe, cfg) -> int:
         return 10 if probe.columns and not probe.has_paths and cfg.text_column in probe.columns else 0

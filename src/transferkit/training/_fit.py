@@ -109,7 +109,11 @@ def _resume(run_dir: Path, on_epoch_end) -> Run:
         raise RunFolderError(f"Run {run_dir} has no {rf.CHECKPOINT} to resume from", "a run interrupted after its first epoch",
                              "Start the run again")
     cfg = resolve_config(load_config_file(run_dir / rf.CONFIG))
-    state = torch.load(run_dir / rf.CHECKPOINT, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(run_dir / rf.CHECKPOINT, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or not a checkpoint: torch raises many types
+        raise RunFolderError(f"{run_dir / rf.CHECKPOINT} is damaged ({type(exc).__name__})", "a checkpoint written "
+                             "by an interrupted run", "Start the run again (the damaged checkpoint cannot be resumed)") from None
     return _run(cfg, data_for(cfg), run_dir=run_dir, resume_state=state, on_epoch_end=on_epoch_end)
 
 
