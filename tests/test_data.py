@@ -121,3 +121,14 @@ def test_csv_of_paths(tmp_path):
 def test_shots_samples_per_class(image_folder):
     data = ImageFolderData(image_folder, val_fraction=0.2, test_fraction=0.2, shots=3).setup()
     assert np.bincount(data.splits_["train"].labels).tolist() == [3, 3, 3]
+
+
+def test_split_folders_are_recognised_by_their_usual_names_only(tmp_path):
+    d = make_folder(tmp_path / "a", classes=3, per_class=8)
+    (d / "class2").rename(d / "train")  # a class called "train" beside other classes
+    data = ImageFolderData(d).setup()
+    assert data.classes_ == ["class0", "class1", "train"] and not data.presplit_
+    s = make_folder(tmp_path / "b", classes=2, per_class=9, split=True)
+    (s / "val").rename(s / "Validation")
+    data = ImageFolderData(s).setup()
+    assert data.presplit_ and len(data.splits_["val"]) == 6 and data.eval_split == "val"

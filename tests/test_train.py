@@ -11,7 +11,7 @@ import yaml
 import transferkit as tk
 from transferkit.errors import ConfigError, RunFolderError
 
-from conftest import make_folder
+from conftest import make_image, make_folder
 
 
 @pytest.mark.parametrize("strategy", ["linear-probe", "finetune", "partial:1", "scratch", "gradual", "lp-ft"])
@@ -93,6 +93,29 @@ def test_resume_continues_to_the_same_result(image_folder, run_kwargs):
     assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in full.history], rel=1e-5)
     with pytest.raises(RunFolderError, match="already finished"):
         tk.fit(resume=path)
+
+
+def test_resume_uses_the_saved_split_whatever_happened_to_the_data(image_folder, run_kwargs):
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, row):
+        raise Stop
+
+    with pytest.raises(Stop):
+        tk.fit(image_folder, strategy="finetune", name="r", on_epoch_end=stop, **run_kwargs)
+    path = Path(run_kwargs["output"]) / "r"
+    saved = json.loads((path / "splits.json").read_text())
+    for i in range(5):  # new files would change a fresh split
+        make_image(1, np.random.default_rng(i)).save(image_folder / "class1" / f"new{i}.png")
+    resumed = tk.fit(resume=path)
+    assert json.loads((path / "splits.json").read_text()) == saved
+    assert resumed.metrics["n"] == len(saved["test"]["inputs"])
+    with pytest.raises(Stop):
+        tk.fit(image_folder, strategy="finetune", name="r2", on_epoch_end=stop, **run_kwargs)
+    Path(saved["train"]["inputs"][0]).unlink()
+    with pytest.raises(tk.TransferkitError, match="file.s. of the saved split are gone"):
+        tk.fit(resume=Path(run_kwargs["output"]) / "r2")
 
 
 def test_run_backbone_transfers_from_an_earlier_run(image_folder, run_kwargs, tmp_path):

@@ -98,6 +98,12 @@ def train(data: Optional[str] = typer.Argument(None, help="image folder, or CSV/
 
     _setup_logging()
     if resume is not None:
+        given = ([f"DATA {data}"] if data else []) + (["--config"] if config else []) + \
+            [f"--{k.replace('_', '-')}" for k in _settings(options)]
+        if given:
+            raise TransferkitError(f"--resume continues {resume} with its saved data, split and settings; "
+                                   f"{', '.join(given)} cannot change them", "--resume RUN alone",
+                                   "Drop the other arguments, or start a new run with them")
         run = fit(resume=resume)
     else:
         if data is None and config is None:

@@ -266,7 +266,23 @@ def _model_json_missing_key(tmp: Path, run: Path) -> list[str]:
     return ["predict", str(_run_copy(tmp, run, change)), str(_data(tmp) / "class0")]
 
 
+def _class_named_train(tmp: Path, run: Path) -> list[str]:
+    d = make_folder(tmp / "data", classes=3, per_class=8)
+    (d / "class2").rename(d / "train")  # a class, not a split: the others are classes too
+    return ["train", str(d), *TRAIN]
+
+
+def _validation_folder(tmp: Path, run: Path) -> list[str]:
+    d = make_folder(tmp / "data", classes=2, per_class=9, split=True)
+    (d / "val").rename(d / "validation")
+    return ["train", str(d), *TRAIN]
+
+
 RUN_CASES = [
+    Case("resume_with_flags", "--resume with DATA or flags", "error", "cannot change them",
+         lambda tmp, run: ["train", str(_data(tmp)), "--resume", str(run), "--epochs", "3"]),
+    Case("class_named_train", "a class folder named train beside other classes", "ok", "", _class_named_train),
+    Case("validation_folder", "a validation/ folder (read as val)", "ok", "", _validation_folder),
     Case("compare_zero_seeds", "compare --seeds 0", "error", "seeds=0 is too small",
          lambda tmp, run: ["compare", str(_data(tmp)), *TRAIN, "--seeds", "0", "--output", str(tmp / "runs")]),
     Case("compare_no_strategies", "compare with an empty --strategies", "error", "No strategies",

@@ -14,7 +14,7 @@ import torch
 from ..errors import DataError
 from ._images import check_image, load_rgb
 from ._split import grouped_split, sample_shots, stratified_split
-from ._tables import clean_label, clean_split, read_rows, warn_near_duplicate_labels
+from ._tables import SPLIT_ALIASES, clean_label, clean_split, read_rows, warn_near_duplicate_labels
 
 log = logging.getLogger("transferkit")
 SPLITS = ("train", "val", "test")
@@ -232,15 +232,34 @@ class ImageFolderData(LabelledData):
             raise DataError(f"Data folder {root} does not exist" if not root.exists() else f"{root} is not a folder",
                             "a folder with one sub-folder of images per class (or train/, val/, test/ inside)",
                             "Check the path")
-        subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-        if "train" in {d.name for d in subdirs}:
-            return {s: self._scan(root / s) for s in SPLITS if (root / s).is_dir()}, []
+        subdirs = self._class_dirs(root)
+        # Pre-split only when every sub-folder names a split: a class that happens to be called "train"
+        # beside other classes is a class.
+        splits = {SPLIT_ALIASES.get(d.name.lower()) for d in subdirs}
+        if subdirs and None not in splits and "train" in splits:
+            out: dict[str, list] = {s: [] for s in SPLITS}
+            for d in subdirs:
+                out[SPLIT_ALIASES[d.name.lower()]] += self._scan(d)
+            return out, []
         return None, self._scan(root)
+
+    def _class_dirs(self, root: Path) -> list[Path]:
+        """Sub-folders that hold classes; hidden ones are left out with a log line."""
+        dirs = sorted(d for d in root.iterdir() if d.is_dir())
+        hidden = [d.name for d in dirs if d.name.startswith(".")]
+        if hidden:
+            log.info("%s: hidden folder(s) %s are not classes", root, ", ".join(hidden[:5]))
+        links = [d.name for d in dirs if d.is_symlink()]
+        if links:
+            log.warning("%s: %s %s symbolic link(s) to folders; their files are read as a class of their own "
+                        "(check it is not a loop or a duplicate of another class)", root, ", ".join(links[:5]),
+                        "is a" if len(links) == 1 else "are")
+        return [d for d in dirs if not d.name.startswith(".")]
 
     def _scan(self, root: Path) -> list[tuple[str, str]]:
         if self.label_by:
             return self._scan_by_name(root)
-        classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        classes = self._class_dirs(root)
         if not classes and any(f.is_file() for f in root.iterdir()):
             raise DataError(f"{self.describe()} holds files but no class sub-folders",
                             "one sub-folder per class, or labels in the file names",
@@ -284,6 +303,34 @@ def _compile(pattern: str, flag: str):
     except re.error as exc:
         raise DataError(f"{flag} {pattern!r} is not a valid regular expression ({exc})",
                         "a regular expression with one capture group, e.g. '^(\\d+)_'") from None
+
+
+class SavedSplit(LabelledData):
+    """The exact split an earlier run saved (``splits.json`` + ``labels.json``): what ``--resume`` trains on,
+    so that a changed data folder can never move test items into training."""
+
+    def __init__(self, run_dir: str | Path, kind: str, inputs_are_files: bool = True):
+        super().__init__(shots=None)
+        self.run_dir = Path(run_dir)
+        self.kind = kind
+        self.inputs_are_files = inputs_are_files
+
+    def describe(self) -> str:
+        return f"the saved split of {self.run_dir}"
+
+    def _collect(self):
+        import json
+
+        labels = json.loads((self.run_dir / "labels.json").read_text())
+        splits = json.loads((self.run_dir / "splits.json").read_text())
+        rows = {k: [(i, labels[lab]) for i, lab in zip(v["inputs"], v["labels"])] for k, v in splits.items()}
+        if self.inputs_are_files:
+            gone = [i for part in rows.values() for i, _ in part if not Path(i).is_file()]
+            if gone:
+                raise DataError(f"{len(gone)} file(s) of the saved split are gone (e.g. {gone[0]})",
+                                "every file the run was split over", "Put the data back where it was, or start a new run")
+        self.bad_files_ = []
+        return rows, []
 
 
 class CsvImageData(LabelledData):

@@ -18,10 +18,10 @@ import torch
 from .. import _runfolder as rf
 from ..backbones import create_backbone
 from ..config import RunConfig, fill_defaults, load_config_file, resolve_config, resolve_precision
-from ..data import LabelledData
+from ..data import LabelledData, SavedSplit
 from ..errors import RunFolderError
 from ..features import extract_features, infer_logits
-from ..modalities import data_for, modality_of
+from ..modalities import data_for, get_modality, modality_of
 from ..strategies import get_strategy
 from ..tasks import get_task
 from ._loop import seed_everything, train_loop
@@ -114,7 +114,9 @@ def _resume(run_dir: Path, on_epoch_end) -> Run:
     except Exception as exc:  # truncated or not a checkpoint: torch raises many types
         raise RunFolderError(f"{run_dir / rf.CHECKPOINT} is damaged ({type(exc).__name__})", "a checkpoint written "
                              "by an interrupted run", "Start the run again (the damaged checkpoint cannot be resumed)") from None
-    return _run(cfg, data_for(cfg), run_dir=run_dir, resume_state=state, on_epoch_end=on_epoch_end)
+    modality = get_modality(cfg.modality or "image")
+    data = SavedSplit(run_dir, modality.name, modality.inputs_are_files)  # the split as saved, never re-made
+    return _run(cfg, data, run_dir=run_dir, resume_state=state, on_epoch_end=on_epoch_end)
 
 
 def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state, on_epoch_end) -> Run:
