@@ -132,3 +132,20 @@ def test_split_folders_are_recognised_by_their_usual_names_only(tmp_path):
     (s / "val").rename(s / "Validation")
     data = ImageFolderData(s).setup()
     assert data.presplit_ and len(data.splits_["val"]) == 6 and data.eval_split == "val"
+
+
+def test_leakage_is_counted_warned_and_refused_on_request(tmp_path, caplog):
+    import logging
+    import shutil
+
+    d = make_folder(tmp_path / "d", classes=2, per_class=9, split=True)
+    shutil.copy(d / "train" / "class0" / "0.png", d / "val" / "class0" / "copy.png")  # byte-identical
+    shutil.copy(d / "train" / "class0" / "1.png", d / "train" / "class1" / "also.png")  # two labels
+    with caplog.at_level(logging.WARNING, logger="transferkit"):
+        data = ImageFolderData(d).setup()
+    assert data.leakage_ == {"duplicates_across_splits": 1, "same_input_different_labels": 1}
+    assert "possible leakage" in caplog.text and "copy.png" in caplog.text
+    with pytest.raises(DataError, match="both in training and in val/test.*--on-leak warn"):
+        ImageFolderData(d, on_leak="error").setup()
+    clean = ImageFolderData(make_folder(tmp_path / "c", classes=2, per_class=9, split=True)).setup()
+    assert clean.leakage_ == {"duplicates_across_splits": 0, "same_input_different_labels": 0}

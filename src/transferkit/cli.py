@@ -39,7 +39,7 @@ TRAIN_OPTIONS = dict(
     label_by=O(None, help="regex over file names whose first group is the label (a flat folder), e.g. '^(\\d+)_'"),
     group_by=O(None, help="regex over file names; its first group (speaker, patient…) never spans two splits"),
     clip_seconds=O(None, help="audio clip length in seconds (default: 95th percentile of the training clips)"),
-    on_bad_file=O(None, help="skip | error"), bn=O(None, help="BatchNorm statistics: auto (eval for pretrained, train for scratch) | eval | train"),
+    on_bad_file=O(None, help="skip | error"), on_leak=O(None, help="identical inputs in train and val/test: warn | error"), bn=O(None, help="BatchNorm statistics: auto (eval for pretrained, train for scratch) | eval | train"),
     layer_decay=O(None, help="layer-wise lr decay r (e.g. 0.75)"), l2sp=O(None, help="L2-SP strength α"),
     freeze_epochs=O(None, help="gradual: head-only epochs"), class_weights=O(None, help="none | auto"),
     sampler=O(None, help="random | balanced"), workers=O(None), precision=O(None, help="auto | no | bf16 | fp16 (auto: bf16 on a GPU, else no)"),

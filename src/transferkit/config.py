@@ -42,6 +42,7 @@ class RunConfig:
     label_by: str | None = None  # regex over file names whose first group is the label (flat folders)
     group_by: str | None = None  # regex over file names whose first group keeps a group on one side of the split
     on_bad_file: str = "skip"
+    on_leak: str = "warn"  # identical inputs in training and evaluation, or under two labels: warn | error
     bn: str = "auto"  # BatchNorm statistics: auto (eval for pretrained, train for scratch) | eval | train
     layer_decay: float | None = None
     l2sp: float = 0.0
@@ -75,6 +76,7 @@ _CHOICES = {
     "optimizer": ("adamw", "sgd"),
     "augment": ("none", "light", "standard"),
     "on_bad_file": ("skip", "error"),
+    "on_leak": ("warn", "error"),
     "bn": ("auto", "eval", "train"),
     "class_weights": ("none", "auto"),
     "sampler": ("random", "balanced"),

@@ -278,7 +278,17 @@ def _validation_folder(tmp: Path, run: Path) -> list[str]:
     return ["train", str(d), *TRAIN]
 
 
+def _leaky(tmp: Path, run: Path) -> list[str]:
+    import shutil
+
+    d = make_folder(tmp / "data", classes=2, per_class=9, split=True)
+    shutil.copy(d / "train" / "class0" / "0.png", d / "val" / "class0" / "copy.png")
+    return ["train", str(d), *TRAIN, "--on-leak", "error", "--output", str(tmp / "runs")]
+
+
 RUN_CASES = [
+    Case("leak_refused", "a training image copied into val, with --on-leak error", "error", "both in training and in val",
+         _leaky),
     Case("resume_with_flags", "--resume with DATA or flags", "error", "cannot change them",
          lambda tmp, run: ["train", str(_data(tmp)), "--resume", str(run), "--epochs", "3"]),
     Case("class_named_train", "a class folder named train beside other classes", "ok", "", _class_named_train),

@@ -50,7 +50,7 @@ class LabelledData:
 
     def __init__(self, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
                  on_bad_file: str = "skip", shots: int | None = None, group_by: str | None = None,
-                 label_by: str | None = None, quoting: str = "auto"):
+                 label_by: str | None = None, quoting: str = "auto", on_leak: str = "warn"):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.seed = seed
@@ -59,6 +59,7 @@ class LabelledData:
         self.group_by = group_by
         self.label_by = label_by  # folders: labels from file names (regex, first group) instead of sub-folders
         self.quoting = quoting  # tables: auto | csv | none (see _tables.read_rows)
+        self.on_leak = on_leak  # identical inputs across splits or labels: warn | error
         self.row_groups_: dict[str, str] = {}  # input → group, from a table's ``group`` column
 
     # -- subclasses fill these ---------------------------------------------------------------
@@ -114,7 +115,33 @@ class LabelledData:
         if self.shots:
             tr = self.splits_["train"]
             self.splits_["train"] = tr.subset(sample_shots(np.asarray(tr.labels), self.shots, self.seed))
+        self.leakage_ = self._check_leaks()
         return self
+
+    def _check_leaks(self) -> dict:
+        """Identical inputs (byte-identical files, or the same text) in training and evaluation splits, or
+        under two labels: counted for metrics.json, warned about, or refused with ``on_leak="error"``."""
+        seen: dict[str, list[tuple[str, int, str]]] = {}
+        keys = _content_keys([i for part in self.splits_.values() for i in part.inputs], self.inputs_are_files)
+        it = iter(keys)
+        for split, part in self.splits_.items():
+            for inp, lab in zip(part.inputs, part.labels):
+                seen.setdefault(next(it), []).append((split, lab, inp))
+        across = [v for v in seen.values() if {"train"} & {s for s, _, _ in v} and {"val", "test"} & {s for s, _, _ in v}]
+        conflicting = [v for v in seen.values() if len({lab for _, lab, _ in v}) > 1]
+        out = {"duplicates_across_splits": len(across), "same_input_different_labels": len(conflicting)}
+        problems = []
+        if across:
+            problems.append(f"{len(across)} input(s) are both in training and in val/test (e.g. {across[0][0][2]} and "
+                            f"{across[0][1][2]})")
+        if conflicting:
+            problems.append(f"{len(conflicting)} input(s) appear under two labels (e.g. {conflicting[0][0][2]})")
+        if problems and self.on_leak == "error":
+            raise DataError(f"{self.describe()}: " + "; ".join(problems), "each input once, in one split, with one label",
+                            "Remove the duplicates, or pass --on-leak warn to go on")
+        for p in problems:
+            log.warning("possible leakage: %s; the scores may be optimistic (--on-leak error refuses such data)", p)
+        return out
 
     def _table(self, path: Path, input_column: str, what: str) -> list[tuple[str, str, str, str | None, str]]:
         """Rows of a table as (where, input, label, split, group); unreadable rows, empty inputs and missing
@@ -203,6 +230,23 @@ class LabelledData:
         for p, r in bad:
             log.warning("skipped %s: %s", p, r)
         return [p for p, r in zip(paths, reasons) if r is None]
+
+
+def _content_keys(inputs: list[str], files: bool) -> list[str]:
+    """A content hash per input: the bytes of a file, or a text with its spacing and case normalised."""
+    import hashlib
+
+    if not files:
+        return [" ".join(t.split()).casefold() for t in inputs]
+
+    def digest(path: str) -> str:
+        try:
+            return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            return f"<unreadable {path}>"
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        return list(pool.map(digest, inputs))
 
 
 def _class_files(class_dir: Path) -> list[Path]:

@@ -189,7 +189,8 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         metrics.update(task=task.name, modality=modality.name, strategy=strategy.name, backbone=cfg.backbone,
                        selection="C by cross-validation on train" if not strategy.trains_backbone
                        else "best val epoch" if select_on_val else "final epoch (val not used for selection)", seconds=round(time.time() - t_start, 2),
-                       probe=probe_info or None, n_train=len(data.splits_["train"]))
+                       probe=probe_info or None, n_train=len(data.splits_["train"]),
+                       leakage=getattr(data, "leakage_", None))
         model.cpu()
         meta = {"task": task.name, "modality": modality.name, "backbone": backbone.spec, "backbone_name": cfg.backbone,
                 "pretrained_cfg": backbone.pretrained_cfg, "data_config": data_config, "head": cfg.head,
