@@ -79,3 +79,19 @@ def test_user_mistakes_are_one_clear_line(tmp_path, cli_run):
     one_clear_error(tk("train", "--resume", run), "already finished")
     # no failed command above touched the finished run
     assert json.loads((run / "metrics.json").read_text())["n"] > 0
+
+
+def test_ctrl_c_exits_130_with_advice(monkeypatch, capsys, tmp_path):
+    import sys
+
+    import transferkit.training as training
+    from transferkit import cli
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "fit", interrupted)
+    monkeypatch.setattr(sys, "argv", ["transferkit", "train", str(tmp_path)])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 130 and "--resume" in capsys.readouterr().err

@@ -78,6 +78,10 @@ def check_run_dir(path: Path) -> Path:
         raise RunFolderError(f"{path} is not a folder", "a run folder written by `transferkit train`",
                              "Pass the folder printed at the end of training (e.g. runs/<name>)")
     if not (path / CONFIG).is_file() and not (path / MODEL_META).is_file():
+        if (path / CHECKPOINT).is_file():
+            raise RunFolderError(f"{path} has {CHECKPOINT} but no {CONFIG}: its settings were removed",
+                                 f"the {CONFIG} training wrote beside the checkpoint",
+                                 "Put config.yaml back, or start the run again")
         raise RunFolderError(f"{path} is not a transferkit run folder (no {CONFIG} or {MODEL_META})",
                              "a run folder written by `transferkit train`",
                              "Pass the folder printed at the end of training (e.g. runs/<name>)")

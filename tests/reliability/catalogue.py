@@ -286,6 +286,27 @@ def _leaky(tmp: Path, run: Path) -> list[str]:
     return ["train", str(d), *TRAIN, "--on-leak", "error", "--output", str(tmp / "runs")]
 
 
+def _train_only(tmp: Path, run: Path) -> list[str]:
+    d = make_folder(tmp / "data", classes=2, per_class=9, split=True)
+    import shutil
+
+    shutil.rmtree(d / "val")
+    return ["train", str(d), *TRAIN, "--test-fraction", "0.2"]
+
+
+MESSAGE_CASES = [
+    Case("config_is_folder", "--config naming a folder", "error", "is a folder",
+         lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--config", str(tmp)]),
+    Case("config_yaml_line", "a config file with a YAML syntax error", "error", "c.yaml:2:",
+         lambda tmp, run: [(tmp / "c.yaml").write_text("epochs: 2\n  lr: 1\n") and "train", str(_data(tmp)),
+                           *TRAIN, "--config", str(tmp / "c.yaml")]),
+    Case("checkpoint_without_config", "a folder holding only checkpoint.pt", "error", "has checkpoint.pt but no config.yaml",
+         lambda tmp, run: [(tmp / "r").mkdir() or (tmp / "r" / "checkpoint.pt").write_bytes(b"x") and "train",
+                           "--resume", str(tmp / "r")]),
+    Case("presplit_without_eval", "a train/ folder alone with --test-fraction", "error", "is split already",
+         _train_only),
+]
+
 RUN_CASES = [
     Case("leak_refused", "a training image copied into val, with --on-leak error", "error", "both in training and in val",
          _leaky),
@@ -433,4 +454,4 @@ CASES = [
     Case("negative_cache_bound", "a negative image-cache bound", "error", "image_cache_mb=-1",
          lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--image-cache-mb", "-1"]),
 ]
-CASES += AUDIO_CASES + TABLE_CASES + NUMBER_CASES + RUN_CASES
+CASES += AUDIO_CASES + TABLE_CASES + NUMBER_CASES + RUN_CASES + MESSAGE_CASES

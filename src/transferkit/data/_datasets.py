@@ -86,9 +86,11 @@ class LabelledData:
         presplit, flat = self._collect()
         names = sorted({lab for rows in (presplit or {"all": flat}).values() for _, lab in rows})
         if len(names) < 2:
+            skipped = len(getattr(self, "bad_files_", []))
             raise DataError(
-                f"{self.describe()} has {len(names)} class(es)"
-                + (f" ({names[0]})" if names else ""),
+                f"{self.describe()} has {len(names)} class(es) with usable inputs"
+                + (f" ({names[0]})" if names else "")
+                + (f"; {skipped} input(s) were skipped as unusable (see the warnings above)" if skipped else ""),
                 "at least 2 classes, e.g. one sub-folder per class",
                 "Add a folder (or label) for each class you want to tell apart",
             )
@@ -214,8 +216,12 @@ class LabelledData:
             return "test"
         if len(self.splits_["val"]):
             return "val"
+        if self.presplit_:
+            raise DataError(f"{self.describe()} is split already but has no val or test items",
+                            "a val/ or test/ folder (or split column values), whose items are scored",
+                            "Add one; --val-fraction and --test-fraction only split data that comes unsplit")
         raise DataError(f"{self.describe()} has no val or test split to evaluate on",
-                        "a val/ or test/ folder, or val/test fractions > 0")
+                        "--val-fraction or --test-fraction above 0", "Set one of them (e.g. --test-fraction 0.15)")
 
     def _filter_bad(self, paths: list[Path]) -> list[Path]:
         """Decode every file once; list and drop bad ones (or stop, with on_bad_file=error)."""
