@@ -103,3 +103,30 @@ def test_modality_contract(name, tmp_path):
         bad = client.post("/predict", json={"text": ""}) if pred.modality.request_body == "json" else \
             client.post("/predict", files={"file": ("x.bin", io.BytesIO(b"not a real file"))})
         assert bad.status_code in (400, 415, 422) and bad.json()["detail"]
+
+
+def _perturb(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, list):
+        return [*value[:-1], _perturb(value[-1])]
+    return "bicubic" if value != "bicubic" else "bilinear"
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_every_preprocessing_field_changes_the_feature_cache_key(name):
+    """The feature cache is keyed on the modality's whole preprocessing contract, not a hand-picked list
+    (a cache that ignored max_length once reported 100% for a 33% model)."""
+    from transferkit.data import resolve_data_config
+    from transferkit.modalities import get_modality
+    from transferkit.modalities.audio import audio_config
+
+    m = get_modality(name)
+    dc = {"image": resolve_data_config({}, 32), "text": {"max_length": 128},
+          "audio": audio_config({}, 0.5, 32)}[name]
+    base = m.feature_key(m.eval_transform({"data_config": dc}, None), dc)
+    for key, value in dc.items():
+        changed = dict(dc, **{key: _perturb(value)})
+        assert m.feature_key(m.eval_transform({"data_config": changed}, None), changed) != base, key

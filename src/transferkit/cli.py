@@ -300,6 +300,8 @@ def serve(run: Path = typer.Argument(..., help="a finished run folder"),
           host: str = O("127.0.0.1"), port: int = O(8000),
           max_batch: int = O(16, help="largest batch of concurrent requests run together")) -> None:
     """Serve a run over HTTP: POST /predict, GET /health, /labels, / (upload page), /docs."""
+    if not 1 <= port <= 65535:
+        raise TransferkitError(f"--port {port} is not a TCP port", "a port in 1–65535, e.g. 8000")
     try:
         import uvicorn
     except ImportError:

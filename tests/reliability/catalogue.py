@@ -295,6 +295,16 @@ def _train_only(tmp: Path, run: Path) -> list[str]:
 
 
 MESSAGE_CASES = [
+    Case("serve_bad_port", "serve --port 99999", "error", "is not a TCP port",
+         lambda tmp, run: ["serve", str(run), "--port", "99999"]),
+    Case("output_is_file", "--output an existing file", "error", "--output", lambda tmp, run: [
+        (tmp / "out").write_text("x") and "train", str(_data(tmp)), *TRAIN, "--output", str(tmp / "out")]),
+    Case("vit_wrong_size", "an image size a fixed-size ViT cannot take", "error", "cannot take inputs of shape",
+         lambda tmp, run: ["train", str(_data(tmp)), "--backbone", "random:vit_tiny_patch16_224", "--image-size", "96",
+                           "--epochs", "1", "--workers", "0", "--output", str(tmp / "runs")]),
+    Case("image_run_on_text_file", "evaluate an image run on a text file", "error", "no column 'path'",
+         lambda tmp, run: [(tmp / "t.csv").write_text("text,label\nhello,class0\n") and "evaluate", str(run),
+                           str(tmp / "t.csv")]),
     Case("config_is_folder", "--config naming a folder", "error", "is a folder",
          lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--config", str(tmp)]),
     Case("config_yaml_line", "a config file with a YAML syntax error", "error", "c.yaml:2:",

@@ -19,7 +19,7 @@ from .. import _runfolder as rf
 from ..backbones import create_backbone
 from ..config import RunConfig, fill_defaults, load_config_file, resolve_config, resolve_precision
 from ..data import LabelledData, SavedSplit
-from ..errors import RunFolderError
+from ..errors import ConfigError, RunFolderError
 from ..features import extract_features, infer_logits
 from ..modalities import data_for, get_modality, modality_of
 from ..strategies import get_strategy
@@ -52,6 +52,8 @@ def _run_name(cfg: RunConfig) -> str:
 
 def _new_run_dir(cfg: RunConfig) -> Path:
     out = Path(cfg.output)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--output {out} is a file", "a folder to hold run folders", "Choose a folder")
     if cfg.name:
         path = out / cfg.name
         if path.exists():
@@ -158,6 +160,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
                  backbone.num_features, task.name, strategy.name, eval_split,
                  "" if select_on_val else " (no test split: val is not used for model selection)")
         model = task.build_model(backbone, {"head": cfg.head, "labels": classes})
+        _check_input_size(model, modality, data_config, cfg)
         eval_items = data.splits_[eval_split]
         eval_out = None
         probe_info: dict[str, Any] = {}
@@ -214,6 +217,23 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     finally:
         handler.close()
         log.removeHandler(handler)
+
+
+def _check_input_size(model, modality, data_config: dict, cfg: RunConfig) -> None:
+    """One forward pass on a random batch: a backbone that cannot take this input size (a ViT built for 224 px)
+    fails here with the size to use, not with a traceback mid-epoch."""
+    example = modality.example_input(data_config)
+    if example is None:
+        return
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        native = model.backbone.pretrained_cfg.get("input_size")
+        raise ConfigError(f"Backbone {cfg.backbone} cannot take inputs of shape {list(example.shape[1:])} "
+                          f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})",
+                          f"its input size{f' {native[-1]} px' if native else ''}",
+                          "Leave --image-size out (the backbone's own size), or choose a backbone that takes any size") from None
 
 
 def _splits_record(data: LabelledData) -> dict:
