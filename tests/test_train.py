@@ -159,3 +159,15 @@ def test_a_loss_that_becomes_nan_stops_the_run_clearly(image_folder, run_kwargs,
         tk.fit(image_folder, strategy="finetune", **run_kwargs)
     runs = Path(run_kwargs["output"])
     assert not runs.exists() or not any(runs.iterdir())  # nothing half-written is left
+
+
+def test_run_files_respect_the_umask(image_folder, run_kwargs):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        run = tk.fit(image_folder, strategy="linear-probe", **run_kwargs)
+    finally:
+        os.umask(old)
+    for name in ("metrics.json", "model.safetensors", "report.html"):
+        assert (run.path / name).stat().st_mode & 0o777 == 0o644, name  # readable by others, as any file
