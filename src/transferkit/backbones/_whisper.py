@@ -68,14 +68,15 @@ class WhisperEncoderBackbone(Backbone):
         return WhisperEncoderBackbone(WhisperEncoder(self.model.config), self.spec, f"random:{self.name}")
 
 
-def _encoder(config_kwargs: dict):
+def _encoder(config_kwargs: dict, device: str | None = None):
     try:
         from transformers import WhisperConfig
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
     except ImportError:
         raise BackboneError("Whisper backbones need the transformers package", None,
                             "pip install 'transferkit[audio]'") from None
-    return WhisperEncoder(WhisperConfig(**config_kwargs))
+    with torch.device(device or "cpu"):
+        return WhisperEncoder(WhisperConfig(**config_kwargs))
 
 
 @register_packaged_loader("ctranslate2-whisper")
@@ -88,9 +89,9 @@ def load_packaged_whisper(entry, **_) -> WhisperEncoderBackbone:
         folder = Path(importlib.import_module(module).__file__).parent / "data"
         parts += sorted(folder.glob("model.bin*"))
     state, config = ct2_to_hf(read_ct2(read_parts(parts)))
-    encoder = _encoder(config)
+    encoder = _encoder(config, device="meta")  # no random init: every tensor comes from the file (strict)
     enc_state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
-    encoder.load_state_dict(enc_state, strict=True)
+    encoder.load_state_dict(enc_state, strict=True, assign=True)
     return WhisperEncoderBackbone(encoder, {"kind": "whisper", "arch": "whisper", "config": config})
 
 
