@@ -1,7 +1,8 @@
 """Datasets, splits and transforms."""
 
 from ._cache import ImageCache, shared_cache
-from ._datasets import CsvImageData, ImageDataset, ImageFolderData, Items, LabelledData, SavedSplit
+from ._datasets import ImageDataset, Items, LabelledData
+from ._folders import CsvImageData, ImageFolderData, SavedSplit
 from ._tables import read_rows
 from ._images import IMAGE_EXTENSIONS, check_image, load_rgb, to_rgb
 from ._split import grouped_split, sample_shots, stratified_split
