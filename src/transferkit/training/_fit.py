@@ -159,6 +159,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         log.info("backbone %s (%d features), task %s, strategy %s, evaluating on %s%s", backbone.name,
                  backbone.num_features, task.name, strategy.name, eval_split,
                  "" if select_on_val else " (no test split: val is not used for model selection)")
+        log.info("preprocessing: %s", ", ".join(f"{k} {v}" for k, v in data_config.items()))
         model = task.build_model(backbone, {"head": cfg.head, "labels": classes})
         _check_input_size(model, modality, data_config, cfg)
         eval_items = data.splits_[eval_split]
