@@ -216,7 +216,7 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
     metrics = result["metrics"]
     t = Table(title=f"{result['backbone']} · {result['seeds']} seed(s) · {result['split']} ({result['n_eval']} items)")
     for col in ("strategy", *metrics, "time/run", *[f"{m} gain [95% CI]" for m in metrics], "McNemar p"):
-        t.add_column(col, justify="left" if col == "strategy" else "right")
+        t.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=col == "strategy")
     for r in result["rows"]:
         gains = r.get("gains") or {}
         t.add_row(r["strategy"], *[f"{r[m + '_mean']:.3f} ± {r[m + '_std']:.3f}" for m in metrics],
@@ -252,7 +252,7 @@ def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
     keys = [k for k in ("logme", "leep", "nce", "hscore", "knn") if any(r.get(k) is not None for r in rows)]
     t = Table(title=f"transferability on {ds.summary()}")
     for col in ("#", "backbone", *keys, "features", "time"):
-        t.add_column(col, justify="left" if col == "backbone" else "right")
+        t.add_column(col, justify="left" if col == "backbone" else "right", no_wrap=col == "backbone")
     for i, r in enumerate(rows, 1):
         t.add_row(str(i), r["backbone"], *["—" if r.get(k) is None else f"{r[k]:.4g}" for k in keys],
                   str(r["num_features"]), f"{r['seconds']:.1f} s")
