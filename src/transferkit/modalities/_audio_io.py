@@ -61,14 +61,11 @@ def check_audio(path: Path) -> str | None:
     try:
         if path.stat().st_size == 0:
             return "empty file (0 bytes)"
-        info = sf.info(str(path))
-        if info.frames <= 0 or info.samplerate <= 0:
-            return "no audio frames"
-        data, sr = read_audio(path)  # a truncated file fails here, not at training time
+        data, sr = read_audio(path)  # the whole file, once: a damaged one fails here, not at training time
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as exc:
         msg = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         return f"cannot be decoded as audio ({msg})"
-    if len(data) / sr < MIN_SECONDS:
+    if not len(data) or len(data) / sr < MIN_SECONDS:
         return f"too short ({len(data) / sr * 1000:.1f} ms; at least {MIN_SECONDS * 1000:.0f} ms)"
     if not np.isfinite(data).all():
         return "holds NaN or infinite samples"

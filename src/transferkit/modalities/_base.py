@@ -59,8 +59,8 @@ class Modality:
         raise NotImplementedError
 
     def channels_last(self, cfg) -> bool:
-        """Whether 4-d batches should run channels-last (convolutional image-like inputs)."""
-        return False
+        """Whether 4-d batches run channels-last (as ``--channels-last`` says; other batches are left as they are)."""
+        return bool(cfg is None or cfg.channels_last)
 
     def feature_key(self, transform, data_config: dict[str, Any]) -> str:
         """Everything about preprocessing that changes the features (part of the feature-cache key)."""
@@ -82,6 +82,10 @@ class Modality:
     def decode_request(self, body: bytes, content_type: str, transform) -> Any:
         """One served request → one model input (as the dataset would give it); DataError if bad."""
         raise NotImplementedError
+
+    def collate(self, backbone, xs: list) -> Any:
+        """Served inputs (as ``decode_request`` returned them) → one batch."""
+        return torch.stack(xs)
 
     def example_input(self, data_config: dict[str, Any], n: int = 2) -> torch.Tensor:
         """A random batch of the shape the model takes (export)."""

@@ -85,9 +85,6 @@ class AudioModality(Modality):
     def dataset(self, backbone, items, transform, cfg=None, fill=False, progress=None):
         return cached_dataset(items, transform, cfg, fill, progress, read_audio)
 
-    def channels_last(self, cfg) -> bool:
-        return bool(cfg is None or cfg.channels_last)  # 4-d spectrogram images only; 3-d batches stay as they are
-
     def baseline_features(self, train, evaluate):
         """MFCC statistics: mean and std over time of 20 MFCCs and their deltas (standardised on train)."""
         import time
@@ -114,9 +111,6 @@ class AudioModality(Modality):
         if len(data) == 0 or not np.isfinite(data).all():
             raise DataError("The uploaded audio is empty or holds NaN samples", "a non-empty audio file")
         return transform((data, sr))
-
-    def collate(self, backbone, xs):
-        return torch.stack(xs)
 
     def example_input(self, data_config, n=2):
         return torch.randn(n, *data_config["input_shape"])

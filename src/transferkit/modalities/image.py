@@ -6,7 +6,7 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
@@ -69,9 +69,6 @@ class ImageModality(Modality):
     def dataset(self, backbone, items, transform, cfg=None, fill=False, progress=None):
         return cached_dataset(items, transform, cfg, fill, progress, load_rgb)
 
-    def channels_last(self, cfg) -> bool:
-        return bool(cfg is None or cfg.channels_last)
-
     def eval_transform(self, meta, backbone):
         return eval_transform(meta["data_config"])
 
@@ -84,9 +81,6 @@ class ImageModality(Modality):
         except ValueError as exc:
             raise DataError(f"Cannot decode the upload as an image: {exc}", "a JPEG/PNG/WebP file") from None
         return transform(rgb)
-
-    def collate(self, backbone, xs: list) -> Any:
-        return torch.stack(xs)
 
     def example_input(self, data_config, n=2):
         return torch.randn(n, *data_config.get("input_size", [3, 224, 224]))

@@ -65,6 +65,9 @@ class TextModality(Modality):
                             "Send a shorter text (the model reads only its first tokens anyway)")
         return text
 
+    def channels_last(self, cfg) -> bool:
+        return False  # token batches are dicts
+
     def collate(self, backbone, xs: list):
         batch, _ = backbone_collate(backbone, xs)
         return batch
