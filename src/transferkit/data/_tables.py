@@ -44,11 +44,14 @@ class Table:
     problems: list[tuple[str, str]] = field(default_factory=list)  # ("path:line", reason)
 
 
-def _text(path: Path) -> str:
+def _read(path: Path) -> bytes:
     if not path.is_file():
         raise DataError(f"File {path} does not exist" if not path.exists() else f"{path} is not a file",
                         "a CSV/TSV/JSONL file", "Check the path")
-    raw = path.read_bytes()
+    return path.read_bytes()
+
+
+def _text(path: Path, raw: bytes) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -68,13 +71,29 @@ def _delimiter(path: Path, text: str) -> str:
 
 
 def read_rows(path: str | Path, quoting: str = "auto") -> Table:
-    """Read a CSV/TSV (delimiter by extension, else from the header line) or a JSONL file."""
+    """Read a CSV/TSV (delimiter by extension, else from the header line) or a JSONL file.
+
+    Detecting the modality and reading the data both read the table: a parse is kept per (file, quoting,
+    content), so the same bytes are parsed once. Callers must not change the returned table.
+    """
     path = Path(path)
     if quoting not in QUOTING:
         raise DataError(f"quoting={quoting!r} is not a valid choice", f"one of {', '.join(QUOTING)}")
+    raw = _read(path)
+    key = (str(path.resolve()), quoting, len(raw), hash(raw))
+    if key not in _PARSED:
+        _PARSED.clear()  # one table at a time: the detection and the read of the same file
+        _PARSED[key] = _parse(path, quoting, raw)
+    return _PARSED[key]
+
+
+_PARSED: dict[tuple, Table] = {}
+
+
+def _parse(path: Path, quoting: str, raw: bytes) -> Table:
     if path.suffix.lower() in (".jsonl", ".json"):
-        return _read_jsonl(path)
-    text = _text(path)
+        return _read_jsonl(path, raw)
+    text = _text(path, raw)
     delim = _delimiter(path, text)
     csv.field_size_limit(2**31 - 1)  # long texts are data, not an error
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim,
@@ -108,10 +127,10 @@ def read_rows(path: str | Path, quoting: str = "auto") -> Table:
     return table
 
 
-def _read_jsonl(path: Path) -> Table:
+def _read_jsonl(path: Path, raw: bytes) -> Table:
     table = Table(path, [])
     keys: dict[str, None] = {}
-    for i, line in enumerate(_text(path).split("\n"), start=1):
+    for i, line in enumerate(_text(path, raw).split("\n"), start=1):
         if not line.strip():
             continue
         try:
