@@ -111,3 +111,12 @@ def read_model(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     except Exception as exc:
         raise RunFolderError(f"{path / WEIGHTS} is damaged ({exc})", None, "Train the run again") from None
     return meta, state
+
+
+def evaluation_split(path: Path) -> tuple[str, list[str], list[int]]:
+    """(name, inputs, labels) of the split a finished run reported its metrics on (``splits.json``)."""
+    path = Path(path)
+    split = json.loads((path / METRICS).read_text())["split"] if (path / METRICS).is_file() else "test"
+    saved = json.loads((path / "splits.json").read_text())[split]
+    return split, saved["inputs"], saved["labels"]
+

@@ -23,15 +23,16 @@ from .training import fit
 log = logging.getLogger("transferkit")
 
 
-def paired_gains(task, runs: list, baseline: list, labels: list[str]) -> dict[str, dict[str, Any]]:
+def paired_gains(task, runs: list, baseline: list, labels: list[str],
+                 base_values: list[dict] | None = None) -> dict[str, dict[str, Any]]:
     """Gain of ``runs`` over ``baseline`` (paired by seed and by evaluation item) for every compared metric.
 
     Each gain has a 95% interval over seeds × items (``evaluation._intervals.crossed_interval``), the
     variance split between the two sources, and, for right/wrong outcomes, McNemar's exact test per seed
-    and pooled over seeds.
+    and pooled over seeds. ``base_values``: the baseline runs' ``item_values``, when already read.
     """
     values = [task.item_values(r.path, labels) for r in runs]
-    base = [task.item_values(r.path, labels) for r in baseline]
+    base = base_values if base_values is not None else [task.item_values(r.path, labels) for r in baseline]
     out: dict[str, dict[str, Any]] = {}
     for m in task.compare_metrics:
         centre = float(np.mean([r.metrics[m] for r in runs]) - np.mean([r.metrics[m] for r in baseline]))
@@ -100,6 +101,7 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
     headline = metric_names[0]
     rows = []
     scratch = [r for r, _ in results.get("scratch", [])]
+    scratch_values = [task.item_values(r.path, data.classes_) for r in scratch]  # read once, paired with every strategy
     for s, runs in results.items():
         row: dict[str, Any] = {"strategy": s}
         for m in metric_names:
@@ -107,7 +109,7 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
             row.update({m: vals, f"{m}_mean": float(np.mean(vals)), f"{m}_std": float(np.std(vals))})
         row.update(seconds_mean=float(np.mean([t for _, t in runs])), runs=[str(r.path) for r, _ in runs])
         if scratch and s != "scratch":
-            row["gains"] = paired_gains(task, [r for r, _ in runs], scratch, data.classes_)
+            row["gains"] = paired_gains(task, [r for r, _ in runs], scratch, data.classes_, scratch_values)
             row["gain"] = row["gains"][headline]
         rows.append(row)
     baseline = modality_of(data).baseline_features(data.splits_["train"], data.splits_[data.eval_split])

@@ -94,9 +94,7 @@ def _export_onnx(model, example, path: Path, meta: dict) -> None:
 def _check_inputs(pred: Predictor, run, check, max_check: int) -> list[str]:
     if check is not None:
         return pred.modality.expand_inputs([str(check)])[:max_check]
-    s = json.loads((Path(run) / "splits.json").read_text())
-    split = json.loads((Path(run) / rf.METRICS).read_text())["split"]
-    inputs = s[split]["inputs"]
+    split, inputs, _ = rf.evaluation_split(Path(run))
     if pred.modality.inputs_are_files:  # the data may have moved since training
         present = [i for i in inputs if Path(i).is_file()]
         if not present:

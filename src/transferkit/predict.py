@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,8 +47,8 @@ class Predictor:
                 self._fast = inference_copy(self.model, example.to(self.device))
         return self._fast
 
-    def _dataset(self, inputs: Sequence[str], labels: Sequence[int] | None = None):
-        items = Items(list(map(str, inputs)), list(labels) if labels is not None else [0] * len(inputs))
+    def _dataset(self, inputs: Sequence[str]):
+        items = Items(list(map(str, inputs)), [0] * len(inputs))  # labels are not read at inference
         return self.modality.dataset(self.model.backbone, items, self.transform)
 
     def outputs(self, inputs: Sequence[str], batch_size: int = 32) -> np.ndarray:
@@ -88,9 +87,8 @@ def evaluate(path: str | Path, data: str | None = None, batch_size: int = 32) ->
     pred = load(path)
     run = Path(path)
     if data is None:
-        split = json.loads((run / rf.METRICS).read_text())["split"] if (run / rf.METRICS).is_file() else "test"
-        s = json.loads((run / "splits.json").read_text())[split]
-        items = Items(s["inputs"], s["labels"])
+        split, inputs, labels = rf.evaluation_split(run)
+        items = Items(inputs, labels)
         gone = [i for i in items.inputs if not Path(i).is_file()] if pred.modality.inputs_are_files else []
         if gone:
             raise DataError(f"{len(gone)} of the run's {len(items)} {split} files are gone (e.g. {gone[0]}): the data "
@@ -109,6 +107,4 @@ def evaluate(path: str | Path, data: str | None = None, batch_size: int = 32) ->
         rows = [(i, ds.classes_[lab]) for part in ds.splits_.values() for i, lab in zip(part.inputs, part.labels)]
         items = Items([i for i, _ in rows], [pred.labels.index(lab) for _, lab in rows])
         split = f"data {data}"
-    outputs = infer_logits(pred.fast_model(), pred._dataset(items.inputs, items.labels), batch_size, pred.device,
-                           fold_bn=False, channels_last=pred.modality.channels_last(None))
-    return {"split": split, **pred.task.rescore(outputs, items.labels, pred.labels)}
+    return {"split": split, **pred.task.rescore(pred.outputs(items.inputs, batch_size), items.labels, pred.labels)}

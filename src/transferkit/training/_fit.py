@@ -169,7 +169,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
 
         if strategy.probe_first and resume_state is None:
             prep = modality.feature_key(eval_tf, data_config)
-            feats = _features(backbone, modality, data, eval_tf, prep, cfg, device, ["train", eval_split])
+            feats = _features(backbone, modality, data, eval_tf, prep, nhwc, cfg, device, ["train", eval_split])
             t0 = time.time()
             probe_info = task.fit_probe(model, feats["train"], np.asarray(data.splits_["train"].labels), cfg) or {}
             probe_info["head_seconds"] = round(time.time() - t0, 2)
@@ -192,7 +192,8 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         metrics = task.score(run_dir, eval_out, eval_items, classes, eval_split)
         metrics.update(task=task.name, modality=modality.name, strategy=strategy.name, backbone=cfg.backbone,
                        selection="C by cross-validation on train" if not strategy.trains_backbone
-                       else "best val epoch" if select_on_val else "final epoch (val not used for selection)", seconds=round(time.time() - t_start, 2),
+                       else "best val epoch" if select_on_val else "final epoch (val not used for selection)",
+                       seconds=round(time.time() - t_start, 2),
                        probe=probe_info or None, n_train=len(data.splits_["train"]),
                        leakage=getattr(data, "leakage_", None))
         model.cpu()
@@ -245,7 +246,7 @@ def _splits_record(data: LabelledData) -> dict:
     return out
 
 
-def _features(backbone, modality, data, transform, preprocessing, cfg, device, splits) -> dict[str, np.ndarray]:
+def _features(backbone, modality, data, transform, preprocessing, nhwc, cfg, device, splits) -> dict[str, np.ndarray]:
     out = {}
     for split in dict.fromkeys(splits):
         items = data.splits_[split]
@@ -253,7 +254,7 @@ def _features(backbone, modality, data, transform, preprocessing, cfg, device, s
             out[split] = extract_features(
                 backbone, items, transform, cfg.batch_size * 2, cfg.cache_dir, cfg.workers, device,
                 progress=update, dataset=modality.dataset(backbone, items, transform, cfg), precision=cfg.precision,
-                channels_last=modality.channels_last(cfg), preprocessing=preprocessing)
+                channels_last=nhwc, preprocessing=preprocessing)
     return out
 
 
