@@ -124,7 +124,12 @@ class LabelledData:
         """Identical inputs (byte-identical files, or the same text) in training and evaluation splits, or
         under two labels: counted for metrics.json, warned about, or refused with ``on_leak="error"``."""
         seen: dict[str, list[tuple[str, int, str]]] = {}
-        keys = _content_keys([i for part in self.splits_.values() for i in part.inputs], self.inputs_are_files)
+        inputs = [i for part in self.splits_.values() for i in part.inputs]
+        if self.inputs_are_files:  # hashed while scanning (a saved split, never scanned, is hashed now)
+            digests = getattr(self, "_digests", {})
+            keys = [digests.get(i) or _digest(i) for i in inputs]
+        else:  # texts: the same words, whatever the spacing and case
+            keys = [" ".join(t.split()).casefold() for t in inputs]
         it = iter(keys)
         for split, part in self.splits_.items():
             for inp, lab in zip(part.inputs, part.labels):
@@ -224,9 +229,18 @@ class LabelledData:
                         "--val-fraction or --test-fraction above 0", "Set one of them (e.g. --test-fraction 0.15)")
 
     def _filter_bad(self, paths: list[Path]) -> list[Path]:
-        """Decode every file once; list and drop bad ones (or stop, with on_bad_file=error)."""
+        """Decode every file once; list and drop bad ones (or stop, with on_bad_file=error). The same pass
+        hashes each file's bytes for the leakage check."""
+
+        def inspect(path: Path) -> str | None:
+            reason = self.check(path)
+            if reason is None:
+                self._digests[str(path)] = _digest(str(path))
+            return reason
+
+        self._digests: dict[str, str] = getattr(self, "_digests", {})
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-            reasons = list(pool.map(self.check, paths))
+            reasons = list(pool.map(inspect, paths))
         bad = [(str(p), r) for p, r in zip(paths, reasons) if r is not None]
         self.bad_files_ = getattr(self, "bad_files_", []) + bad
         if bad and self.on_bad_file == "error":
@@ -238,21 +252,14 @@ class LabelledData:
         return [p for p, r in zip(paths, reasons) if r is None]
 
 
-def _content_keys(inputs: list[str], files: bool) -> list[str]:
-    """A content hash per input: the bytes of a file, or a text with its spacing and case normalised."""
+def _digest(path: str) -> str:
+    """The SHA-1 of a file's bytes (its identity for the leakage check)."""
     import hashlib
 
-    if not files:
-        return [" ".join(t.split()).casefold() for t in inputs]
-
-    def digest(path: str) -> str:
-        try:
-            return hashlib.sha1(Path(path).read_bytes()).hexdigest()
-        except OSError:
-            return f"<unreadable {path}>"
-
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        return list(pool.map(digest, inputs))
+    try:
+        return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return f"<unreadable {path}>"
 
 
 def _compile(pattern: str, flag: str):
