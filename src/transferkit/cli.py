@@ -92,6 +92,8 @@ def _with_train_options(fn):
 def train(data: Optional[str] = typer.Argument(None, help="image folder, or CSV/TSV/JSONL"),
           config: Optional[Path] = O(None, help="YAML config; flags override it"),
           resume: Optional[Path] = O(None, help="continue an interrupted run folder"),
+          processes: Optional[int] = O(None, help="worker processes sharing each batch (DDP; default: one per GPU, "
+                                       "else 1); under torchrun / accelerate launch, theirs are used"),
           **options) -> None:
     """Train a model on DATA with a pretrained backbone and a strategy; writes a run folder."""
     from .training import fit
@@ -104,12 +106,12 @@ def train(data: Optional[str] = typer.Argument(None, help="image folder, or CSV/
             raise TransferkitError(f"--resume continues {resume} with its saved data, split and settings; "
                                    f"{', '.join(given)} cannot change them", "--resume RUN alone",
                                    "Drop the other arguments, or start a new run with them")
-        run = fit(resume=resume)
+        run = fit(resume=resume, processes=processes)
     else:
         if data is None and config is None:
             raise TransferkitError("No data given", "DATA (a folder of images or a CSV/TSV/JSONL file)",
                                    "Run `transferkit train PATH`")
-        run = fit(data, config_file=config, **_settings(options))
+        run = fit(data, config_file=config, processes=processes, **_settings(options))
     _print_metrics(run.metrics)
     out.print(f"run folder: [bold]{run.path}[/]")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import _dist
 from ._runfolder import atomic_write
 from .data import ImageDataset, Items
 
@@ -65,7 +66,10 @@ def auto_workers(dataset) -> int:
 
 
 def make_loader(dataset, batch_size: int, workers: int | None = None, collate_fn=None, **kw):
+    """A DataLoader with the worker count matched to the machine; ``batch_sampler=`` replaces ``batch_size``."""
     workers = auto_workers(dataset) if workers is None else workers
+    if kw.get("batch_sampler") is not None:
+        batch_size = 1  # DataLoader's "unset" value: the batch sampler makes the batches
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                        collate_fn=collate_fn, persistent_workers=False,
                                        pin_memory=torch.cuda.is_available(), **kw)
@@ -88,35 +92,48 @@ def autocast(device, precision: str):
 def extract_features(backbone, items: Items, transform, batch_size: int = 32,
                      cache_dir: str | Path | None = None, workers: int | None = None,
                      device: torch.device | str = "cpu", progress=None, dataset=None, precision: str = "no",
-                     channels_last: bool = True, preprocessing: str | None = None) -> np.ndarray:
+                     channels_last: bool = True, preprocessing: str | None = None, shard: bool = False) -> np.ndarray:
     """Pooled features (N, D) float32 of ``items`` under ``transform``, from cache when possible.
 
     Args:
         dataset: a ready Dataset (text uses its own); default is an image dataset of ``items``.
         progress: optional ``callable(n_items_just_done)``.
+        shard: called by every one of several processes: each computes its share, all get every row; the
+            main process reads and writes the cache (and shares what it read).
     """
     cache = Path(cache_dir or default_cache_dir()) / "features"
     key = cache_key(backbone, transform, items, precision, preprocessing)
     path = cache / f"{key}.npy"
+    feats = _read_cache(path, len(items)) if _dist.is_main() or not shard else None
+    if shard and _dist.world() > 1:
+        feats = _dist.broadcast(feats)
+    if feats is not None:
+        log.info("features: %d from cache %s", len(items), path.name)
+        return feats
+    dataset = dataset if dataset is not None else ImageDataset(items, transform)
+    backbone.to(device)
+    feats = infer_logits(backbone, dataset, batch_size, device, workers, progress, precision, channels_last,
+                         shard=shard)
+    if not len(feats):
+        feats = np.zeros((0, backbone.num_features), np.float32)
+    if _dist.is_main() or not shard:
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda p: np.save(open(p, "wb"), feats))
+        except OSError as exc:  # a cache we cannot write is not a reason to fail the run
+            log.warning("feature cache not written (%s)", exc)
+    return feats
+
+
+def _read_cache(path: Path, n: int) -> np.ndarray | None:
     if path.is_file():
         try:
             feats = np.load(path)
-            if feats.shape[0] == len(items):
-                log.info("features: %d from cache %s", len(items), path.name)
+            if feats.shape[0] == n:
                 return feats
         except (OSError, ValueError):
             pass  # damaged cache file: recompute
-    dataset = dataset if dataset is not None else ImageDataset(items, transform)
-    backbone.to(device)
-    feats = infer_logits(backbone, dataset, batch_size, device, workers, progress, precision, channels_last)
-    if not len(feats):
-        feats = np.zeros((0, backbone.num_features), np.float32)
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda p: np.save(open(p, "wb"), feats))
-    except OSError as exc:  # a cache we cannot write is not a reason to fail the run
-        log.warning("feature cache not written (%s)", exc)
-    return feats
+    return None
 
 
 def fit_logistic(feats: np.ndarray, labels: np.ndarray, num_classes: int, class_weight: str | None = None,
@@ -158,16 +175,28 @@ def fit_logistic(feats: np.ndarray, labels: np.ndarray, num_classes: int, class_
 
 def infer_logits(model: torch.nn.Module, dataset, batch_size: int = 64, device: torch.device | str = "cpu",
                  workers: int | None = None, progress=None, precision: str = "no",
-                 channels_last: bool = True, fold_bn: bool | None = None) -> np.ndarray:
+                 channels_last: bool = True, fold_bn: bool | None = None, shard: bool = False) -> np.ndarray:
     """Outputs (N, C) of ``model`` in eval mode over ``dataset`` (logits, or features for a backbone).
 
     With ``channels_last``, 4-d batches go in channels-last; with ``fold_bn`` (default: for 64 inputs or
     more, where the one-off copy pays) tensor batches run on ``_fold.inference_copy``: BatchNorm folded,
-    checked on the first batch, NHWC. ``model`` itself is never changed.
+    checked on the first batch, NHWC. ``model`` itself is never changed. With ``shard`` (called by every one
+    of several processes) each process runs its share and all get every output, in order.
     """
+    n = len(dataset)
+    if shard and 1 < _dist.world() <= n:
+        part = _infer(model, torch.utils.data.Subset(dataset, _dist.shard(n)), batch_size, device, workers,
+                      (lambda k: progress(k * _dist.world())) if progress else None, precision, channels_last,
+                      fold_bn if fold_bn is not None else n >= 64, getattr(dataset, "collate_fn", None))
+        return _dist.gather_rows(torch.from_numpy(part).to(device), n).cpu().numpy()
+    return _infer(model, dataset, batch_size, device, workers, progress, precision, channels_last, fold_bn,
+                  getattr(dataset, "collate_fn", None))
+
+
+def _infer(model, dataset, batch_size, device, workers, progress, precision, channels_last, fold_bn, collate_fn):
     from ._fold import inference_copy
 
-    loader = make_loader(dataset, batch_size, workers, collate_fn=getattr(dataset, "collate_fn", None))
+    loader = make_loader(dataset, batch_size, workers, collate_fn=collate_fn)
     batches = iter(loader)
     first = next(batches, None)
     if first is None:

@@ -41,8 +41,12 @@ class Task:
     def epoch_row(self, sums: dict[str, torch.Tensor], seen: int) -> dict[str, float]:
         return {k: (v / max(seen, 1)).item() for k, v in sums.items()}
 
-    def evaluate(self, model, loader, to_device) -> dict[str, float]:
-        """Validation row (``val_*`` keys) of one epoch."""
+    def evaluate(self, model, loader, to_device, gather=None) -> dict[str, float]:
+        """Validation row (``val_*`` keys) of one epoch.
+
+        With several processes ``loader`` holds this process's share of val; ``gather(tensor)`` returns the
+        rows of every process's share in val's order (each item once), so the row is computed on all of val.
+        """
         raise NotImplementedError
 
     def selection_score(self, row: dict[str, float]) -> tuple:

@@ -45,21 +45,20 @@ class Classification(Task):
         return {"train_acc": (outputs.detach().argmax(1) == targets).sum()}
 
     @torch.inference_mode()
-    def evaluate(self, model, loader, to_device) -> dict[str, float]:
+    def evaluate(self, model, loader, to_device, gather=None) -> dict[str, float]:
         model.eval()
-        loss_sum = correct = None
-        n = 0
+        logits, targets = [], []
         for x, y in loader:
             x, y = to_device(x, y)
-            logits = model(x).float()
-            batch_loss = F.cross_entropy(logits, y, reduction="sum")
-            batch_correct = (logits.argmax(1) == y).sum()
-            loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
-            correct = batch_correct if correct is None else correct + batch_correct
-            n += len(y)
-        if not n:
+            logits.append(model(x).float())
+            targets.append(y)
+        if gather is not None:  # every process's share of val, each item once
+            logits, targets = [gather(torch.cat(logits))], [gather(torch.cat(targets))]
+        if not logits or not len(logits[0]):
             return {}
-        return {"val_loss": (loss_sum / n).item(), "val_acc": (correct / n).item()}
+        logits, targets = torch.cat(logits), torch.cat(targets)
+        return {"val_loss": F.cross_entropy(logits, targets).item(),
+                "val_acc": (logits.argmax(1) == targets).float().mean().item()}
 
     def selection_score(self, row):
         return (row["val_acc"], -row["val_loss"])

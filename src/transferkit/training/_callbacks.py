@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from .. import _dist
 from .._runfolder import CHECKPOINT, atomic_write
 
 log = logging.getLogger("transferkit")
@@ -29,8 +30,9 @@ class BestEpoch:
         score = self.task.selection_score(row)
         if self.best is None or score > tuple(self.best["score"]):
             self.best, self.bad_epochs = {"score": list(score), "epoch": epoch + 1}, 0
-            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            atomic_write(self.path, lambda p: torch.save(state, p))
+            if _dist.is_main():  # the others get the weights back from it (sync_module) at the end
+                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                atomic_write(self.path, lambda p: torch.save(state, p))
             return False
         self.bad_epochs += 1
         if self.patience > 0 and self.bad_epochs >= self.patience:
@@ -40,7 +42,7 @@ class BestEpoch:
         return False
 
     def restore(self, model: torch.nn.Module) -> None:
-        if self.best is not None and self.path.is_file():
+        if self.best is not None and _dist.is_main() and self.path.is_file():
             model.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
             log.info("kept the best epoch by validation score: %d", self.best["epoch"])
 
@@ -78,6 +80,8 @@ class Checkpoint:
         self.callbacks = {k: c for k, c in callbacks.items() if c is not None}
 
     def save(self, epoch: int, model, optimizer, scheduler, history: list[dict]) -> None:
+        if not _dist.is_main():  # one writer; every process holds the same weights and optimizer state
+            return
         ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "epoch": epoch, "history": history}
         for c in self.callbacks.values():

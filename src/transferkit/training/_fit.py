@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import _dist
 from .. import _runfolder as rf
 from ..backbones import create_backbone
 from ..config import RunConfig, fill_defaults, load_config_file, resolve_config, resolve_precision
@@ -24,6 +25,7 @@ from ..features import extract_features, infer_logits
 from ..modalities import data_for, get_modality, modality_of
 from ..strategies import get_strategy
 from ..tasks import get_task
+from ._launch import announce_run_dir, join_process_group, launch, launched, wanted_processes
 from ._loop import seed_everything, train_loop
 from ._progress import progress_bar
 
@@ -77,18 +79,23 @@ def _attach_log(run_dir: Path) -> logging.Handler:
 
 
 def fit(data: LabelledData | str | None = None, *, config_file: str | Path | None = None,
-        resume: str | Path | None = None, on_epoch_end=None, **settings) -> Run:
+        resume: str | Path | None = None, on_epoch_end=None, processes: int | None = None, **settings) -> Run:
     """Train a model on ``data`` with a pretrained backbone and a strategy; write a run folder.
 
     Args:
         data: a dataset object or a path (a folder of images or audio clips, a CSV/TSV/JSONL).
         config_file: YAML of settings; keyword ``settings`` override it (see :class:`RunConfig`).
-        resume: a run folder to continue from its last checkpoint.
+        resume: a run folder to continue from its last checkpoint (with any number of processes).
+        processes: worker processes sharing each batch (DDP; default: one per GPU, else 1). Under
+            ``torchrun`` or ``accelerate launch`` the processes are theirs and this is not needed.
 
     Example:
         >>> run = fit("photos/", backbone="packaged:efficientnet_lite0", strategy="lp-ft", epochs=5)
         >>> run.metrics["accuracy"]
     """
+    n = wanted_processes(processes, bool(settings.get("cpu")))
+    if n > 1 and not launched():
+        return launch(fit, n, data, config_file=config_file, resume=resume, on_epoch_end=on_epoch_end, **settings)
     if resume is not None:
         return _resume(Path(resume), on_epoch_end)
     if isinstance(data, (str, Path)):
@@ -123,6 +130,7 @@ def _resume(run_dir: Path, on_epoch_end) -> Run:
 
 def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state, on_epoch_end) -> Run:
     t_start = time.time()
+    join_process_group(cfg.cpu)
     strategy = get_strategy(cfg)  # fail on a bad strategy or task name before any work
     task = get_task(cfg.task)
     modality = modality_of(data)
@@ -144,10 +152,11 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     device = torch.device("cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu")
     cfg.precision = resolve_precision(cfg.precision, device)
     fresh_dir = run_dir is None
-    run_dir = run_dir or _new_run_dir(cfg)
-    handler = _attach_log(run_dir)
+    run_dir = run_dir or _dist.broadcast(_new_run_dir(cfg) if _dist.is_main() else None)  # one folder, the main's
+    announce_run_dir(run_dir)
+    handler = _attach_log(run_dir) if _dist.is_main() else None
     try:
-        if fresh_dir:
+        if fresh_dir and _dist.is_main():
             cfg.save(run_dir / rf.CONFIG)
             rf.write_json(run_dir / rf.LABELS, classes)
             rf.write_json(run_dir / "splits.json", _splits_record(data))
@@ -160,6 +169,8 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
                  backbone.num_features, task.name, strategy.name, eval_split,
                  "" if select_on_val else " (no test split: val is not used for model selection)")
         log.info("preprocessing: %s", ", ".join(f"{k} {v}" for k, v in data_config.items()))
+        if _dist.world() > 1:
+            log.info("world size %d: every pass over the data is shared by %d processes", _dist.world(), _dist.world())
         model = task.build_model(backbone, {"head": cfg.head, "labels": classes})
         _check_input_size(model, modality, data_config, cfg)
         eval_items = data.splits_[eval_split]
@@ -171,9 +182,12 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
             prep = modality.feature_key(eval_tf, data_config)
             feats = _features(backbone, modality, data, eval_tf, prep, nhwc, cfg, device, ["train", eval_split])
             t0 = time.time()
-            probe_info = task.fit_probe(model, feats["train"], np.asarray(data.splits_["train"].labels), cfg) or {}
-            probe_info["head_seconds"] = round(time.time() - t0, 2)
-            log.info("probe head: %s", probe_info)
+            if _dist.is_main():  # one fit; the others receive the head
+                probe_info = task.fit_probe(model, feats["train"], np.asarray(data.splits_["train"].labels), cfg) or {}
+                probe_info["head_seconds"] = round(time.time() - t0, 2)
+                log.info("probe head: %s", probe_info)
+            probe_info = _dist.broadcast(probe_info)
+            _dist.sync_module(model.head)
             if not strategy.trains_backbone:
                 with torch.no_grad():
                     eval_out = model.head(torch.from_numpy(feats[eval_split])).numpy()
@@ -183,12 +197,14 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
             val_ds = _epoch_dataset(modality, backbone, data.splits_["val"], eval_tf, cfg, "val") if has_val else None
             history = train_loop(model, strategy, task, train_ds, val_ds, cfg, run_dir, select_on_val, nhwc,
                                  resume_state, on_epoch_end)
-            _write_history(run_dir, history)
             model.to(device)
             with progress_bar(f"evaluate {eval_split}", len(eval_items)) as update:
                 eval_out = infer_logits(model, modality.dataset(backbone, eval_items, eval_tf, cfg), cfg.batch_size * 2,
                                         device, cfg.workers, progress=update, precision=cfg.precision,
-                                        channels_last=nhwc)
+                                        channels_last=nhwc, shard=True)
+        if not _dist.is_main():  # the main process writes the run folder; the others return what it measured
+            return Run(run_dir, cfg, _dist.broadcast(None), history)
+        _write_history(run_dir, history)
         metrics = task.score(run_dir, eval_out, eval_items, classes, eval_split)
         metrics.update(task=task.name, modality=modality.name, strategy=strategy.name, backbone=cfg.backbone,
                        selection="C by cross-validation on train" if not strategy.trains_backbone
@@ -204,6 +220,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         backbone.save_extra(run_dir)
         rf.save_model(run_dir, model, meta)
         rf.write_json(run_dir / rf.METRICS, metrics)  # written last: its presence marks a finished run
+        _dist.broadcast(metrics)
         for leftover in (rf.CHECKPOINT, "best.pt"):
             (run_dir / leftover).unlink(missing_ok=True)
         log.info("%s: %s", eval_split, task.summary(metrics))
@@ -212,13 +229,14 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         _write_report(run)
         return run
     except BaseException:
-        if fresh_dir and not (run_dir / rf.CHECKPOINT).exists():
+        if fresh_dir and _dist.is_main() and not (run_dir / rf.CHECKPOINT).exists():
             handler.close()  # release train.log before the folder goes
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
         raise
     finally:
-        handler.close()
-        log.removeHandler(handler)
+        if handler is not None:
+            handler.close()
+            log.removeHandler(handler)
 
 
 def _check_input_size(model, modality, data_config: dict, cfg: RunConfig) -> None:
@@ -254,7 +272,7 @@ def _features(backbone, modality, data, transform, preprocessing, nhwc, cfg, dev
             out[split] = extract_features(
                 backbone, items, transform, cfg.batch_size * 2, cfg.cache_dir, cfg.workers, device,
                 progress=update, dataset=modality.dataset(backbone, items, transform, cfg), precision=cfg.precision,
-                channels_last=nhwc, preprocessing=preprocessing)
+                channels_last=nhwc, preprocessing=preprocessing, shard=True)
     return out
 
 

@@ -7,17 +7,21 @@ import logging
 import math
 import random
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
+from .. import _dist
 from ..config import RunConfig, resolve_precision
 from ..errors import TrainingError
 from ..features import make_loader, to_device
 from ..strategies import Strategy
 from ._callbacks import L2SP, BestEpoch, Checkpoint
 from ._progress import progress_bar
+from ._sharding import GlobalBatches, SeededItems
 
 log = logging.getLogger("transferkit")
 
@@ -70,37 +74,45 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
 
     cpu = cfg.cpu or not torch.cuda.is_available()
     accelerator = Accelerator(cpu=cpu, mixed_precision=resolve_precision(cfg.precision, "cpu" if cpu else "cuda"))
-    device = accelerator.device
-    strategy.prepare(model)
+    device, raw = accelerator.device, model
+    strategy.prepare(raw)
+    _sync_batchnorm(raw, strategy, device)
     if channels_last:  # 1.15-1.35x faster CNN steps on CPU (bench/step_throughput.py); undone before returning
-        model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(cfg, strategy.param_groups(model))
+        raw.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, strategy.param_groups(raw))
     labels = list(train_ds.items.labels)
     steps_per_epoch = max(1, len(labels) // cfg.batch_size)  # drop_last keeps BatchNorm away from 1-item batches
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(int(cfg.warmup_epochs * steps_per_epoch), steps_per_epoch * cfg.epochs))
-    model, optimizer = accelerator.prepare(model, optimizer)
-    raw = accelerator.unwrap_model(model)
+    optimizer = accelerator.prepare_optimizer(optimizer)
+    raw.to(device)
     penalties = [L2SP(raw.backbone, cfg.l2sp)] if cfg.l2sp > 0 else []
-    val_loader = make_loader(val_ds, cfg.batch_size * 2, cfg.workers, collate_fn=getattr(val_ds, "collate_fn", None)) \
-        if val_ds is not None and len(val_ds) else None
+    val_loader = make_loader(Subset(val_ds, _dist.shard(len(val_ds))), cfg.batch_size * 2, cfg.workers,
+                             collate_fn=getattr(val_ds, "collate_fn", None)) if val_ds is not None and len(val_ds) else None
     best = BestEpoch(task, run_dir, cfg.patience, active=select_on_val and val_loader is not None)
     checkpoint = Checkpoint(run_dir, best=best, l2sp=penalties[0] if penalties else None)
-    history, start = [], 0
+    history, start, wrapped = [], 0, None
     if resume:
         history, start = checkpoint.restore(resume, raw, optimizer, scheduler)
         log.info("resumed at epoch %d/%d", start + 1, cfg.epochs)
+    if _dist.world() > 1:
+        log.info("%d processes share each batch of %d (%d each)", _dist.world(), cfg.batch_size,
+                 cfg.batch_size // _dist.world())
 
     def move(x, y):
         return to_device(x, device, channels_last), torch.as_tensor(y).to(device, non_blocking=True)
 
     for epoch in range(start, cfg.epochs):
         # Batch order and augmentation depend on (seed, epoch) only, so a resumed run is the same run.
+        # Every process draws the same global batches and takes its stride of each; items carry their own seeds.
         generator = seed_everything(cfg.seed * 1000 + epoch)
-        loader = make_loader(train_ds, cfg.batch_size, cfg.workers, drop_last=len(labels) > cfg.batch_size,
-                             sampler=epoch_sampler(cfg, labels, generator), generator=generator,
-                             collate_fn=getattr(train_ds, "collate_fn", None))
+        batches = GlobalBatches(epoch_sampler(cfg, labels, generator), cfg.batch_size, len(labels) > cfg.batch_size)
+        loader = make_loader(SeededItems(train_ds, cfg.seed * 1000 + epoch), None, cfg.workers, batch_sampler=batches,
+                             generator=generator, collate_fn=getattr(train_ds, "collate_fn", None))
         strategy.on_epoch_start(raw, epoch)
+        trainable = [n for n, p in raw.named_parameters() if p.requires_grad]
+        if trainable != wrapped:  # DDP all-reduces what trains when it is wrapped: wrap again when that changes
+            model, wrapped = (accelerator.prepare_model(raw) if _dist.world() > 1 or wrapped is None else raw), trainable
         strategy.train_mode(raw)
         t0, sums, seen = time.time(), {}, 0
         with progress_bar(f"epoch {epoch + 1}/{cfg.epochs}", len(loader)) as update:
@@ -118,15 +130,16 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
                     sums[k] = sums[k] + v if k in sums else v
                 seen += len(y)
                 update(1)
+        sums, seen = {k: _dist.all_sum(v) for k, v in sums.items()}, int(_dist.all_sum(torch.tensor(seen, device=device)))
         row = {"epoch": epoch + 1, **task.epoch_row(sums, seen), "lr": scheduler.get_last_lr()[-1],
                "seconds": round(time.time() - t0, 2)}
         if not math.isfinite(row["train_loss"]):  # checked before anything of this epoch is written
             raise TrainingError(f"The training loss became {row['train_loss']} in epoch {epoch + 1}",
                                 "a finite loss", "Lower --lr (or --backbone-lr-mult), or use --precision no")
         if val_loader is not None:
-            row.update(task.evaluate(model, val_loader, move))
+            row.update(task.evaluate(model, val_loader, move, partial(_dist.gather_rows, n=len(val_ds))))
         history.append(row)
-        stop = best.update(epoch, row, raw)
+        stop = _dist.broadcast(best.update(epoch, row, raw))  # decided once, by the main process
         log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs,
                  ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
         checkpoint.save(epoch + 1, raw, optimizer, scheduler, history)
@@ -138,4 +151,15 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     if channels_last:
         raw.to(memory_format=torch.contiguous_format)
     best.restore(raw)
+    _dist.sync_module(raw)  # the best epoch's weights were read by the main process
     return history
+
+
+def _sync_batchnorm(model, strategy: Strategy, device) -> None:
+    """Batch statistics over the global batch where BatchNorm layers use them (SyncBatchNorm, GPUs only)."""
+    if _dist.world() == 1 or strategy.bn_policy() != "train":
+        return
+    if device.type == "cuda":
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    elif any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        log.warning("BatchNorm layers use each process's own batch statistics (SyncBatchNorm needs GPUs)")

@@ -1,0 +1,123 @@
+"""Several processes: start them (``--processes N``, through torch's elastic launcher — the machinery behind
+``torchrun`` and ``accelerate launch``), or join the process group when one of those tools started us."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+
+from .. import _dist
+from .._runfolder import CHECKPOINT
+from ..errors import ConfigError, TrainingError, TransferkitError
+
+log = logging.getLogger("transferkit")
+_LAUNCH_DIR = "TRANSFERKIT_LAUNCH_DIR"  # where workers leave their errors and the run folder for the launcher
+
+
+def launched() -> bool:
+    """True inside a process started as one of several (torchrun, accelerate launch, --processes)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def timeout_seconds() -> int:
+    """How long a collective operation waits for the other processes before failing (not hanging)."""
+    return int(os.environ.get("TRANSFERKIT_DIST_TIMEOUT", "1800"))
+
+
+def wanted_processes(processes: int | None, cpu: bool = False) -> int:
+    """``processes`` as given; by default one per GPU when there are GPUs, else 1."""
+    if processes is None:
+        return torch.cuda.device_count() if torch.cuda.is_available() and not cpu else 1
+    if not isinstance(processes, int) or isinstance(processes, bool) or not 1 <= processes <= 1024:
+        raise ConfigError(f"processes={processes!r} is out of range", "a whole number of processes, 1–1024",
+                          "Use --processes 2 (or leave it out: one per GPU, else 1)")
+    return processes
+
+
+def join_process_group(cpu: bool) -> None:
+    """Join the process group this process was launched into (a no-op in one process).
+
+    CPU workers use gloo and share the cores (threads = cores / local processes unless OMP_NUM_THREADS is
+    set); GPU workers use NCCL, one GPU each. Collective operations time out after
+    ``TRANSFERKIT_DIST_TIMEOUT`` seconds, so a lost process ends the run with an error, not a hang.
+    """
+    if not launched() or _dist.world() > 1:
+        return
+    from accelerate import PartialState
+
+    cpu = cpu or not torch.cuda.is_available()
+    if cpu:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // local)))
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    PartialState(cpu=cpu, timeout=timedelta(seconds=timeout_seconds()))
+    if not _dist.is_main():
+        log.setLevel(logging.WARNING)  # one voice: the main process logs
+    log.info("distributed: %d processes (%s), this is rank %d", _dist.world(), "gloo" if cpu else "nccl",
+             _dist.rank())
+
+
+def announce_run_dir(path: Path) -> None:
+    """Tell the launcher (if any) which run folder the workers write, for its error message."""
+    where = os.environ.get(_LAUNCH_DIR)
+    if where and _dist.is_main():
+        Path(where, "run_dir").write_text(str(path))
+
+
+def launch(entry, processes: int, *args, **kwargs):
+    """Run ``entry(*args, **kwargs)`` in ``processes`` local worker processes; return the main one's result.
+
+    A worker that fails or dies stops all of them; a :class:`TransferkitError` raised in a worker is raised
+    here unchanged, any other failure as a :class:`TrainingError` naming the process and the run folder.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    where = tempfile.mkdtemp(prefix="transferkit-launch-")
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=uuid.uuid4().hex,
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.2,
+                          start_method="spawn")
+    try:
+        return elastic_launch(config, _worker)(where, entry, args, kwargs)[0]
+    except ChildFailedError as exc:
+        raise _explain(exc, Path(where), processes) from None
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def _worker(where: str, entry, args, kwargs):
+    os.environ[_LAUNCH_DIR] = where
+    log.addHandler(logging.StreamHandler(sys.stderr))
+    log.setLevel(logging.INFO)
+    try:
+        return entry(*args, **kwargs)
+    except TransferkitError as exc:
+        Path(where, f"error{os.environ.get('RANK', '0')}.pkl").write_bytes(pickle.dumps(exc))
+        raise
+
+
+def _explain(exc, where: Path, processes: int) -> TransferkitError:
+    """The error to show for a failed launch: a worker's own TransferkitError, else which process stopped how."""
+    for path in sorted(where.glob("error*.pkl")):
+        try:
+            return pickle.loads(path.read_bytes())
+        except Exception:  # an unreadable record: fall through to the generic message
+            pass
+    rank, failure = min(exc.failures.items())
+    how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
+    record = where / "run_dir"
+    run_dir = Path(record.read_text()) if record.is_file() else None
+    resume = (f"; continue it with `transferkit train --resume {run_dir}`"
+              if run_dir is not None and (run_dir / CHECKPOINT).is_file() else "")
+    return TrainingError(f"Worker process {rank} of {processes} {how}, so all {processes} were stopped{resume}",
+                         "every worker to run to the end",
+                         "See the worker's output above for its cause (memory, a signal, an exception)")
