@@ -202,6 +202,7 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
             seeds: int = O(3, help="seeds per strategy (paired across strategies)"),
             first_seed: int = O(0, help="first seed (to add seeds to an earlier comparison)"),
             config: Optional[Path] = O(None, help="YAML config; flags override it"),
+            processes: Optional[int] = O(None, help="worker processes sharing each run's batches (default: one per GPU, else 1)"),
             **options) -> None:
     """Train several strategies on the same split and seeds; report the gain over scratch."""
     from .compare import compare as _compare
@@ -212,7 +213,7 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
     output = settings.pop("output", "runs")
     run_name = settings.pop("name", None)
     result = _compare(data, [s.strip() for s in strategies.split(",") if s.strip()], seeds=seeds,
-                      output=output, name=run_name, first_seed=first_seed, **settings)
+                      output=output, name=run_name, first_seed=first_seed, processes=processes, **settings)
     from .evaluation.report import gain_text, mcnemar_text
 
     metrics = result["metrics"]
@@ -238,7 +239,8 @@ def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
          then_train: Optional[str] = O(None, help="train the best backbone with this strategy"),
          modality: Optional[str] = O(None, help="image | text | audio (default: detected from the data)"),
          label_by: Optional[str] = O(None, help="regex over file names whose first group is the label (a flat folder)"),
-         shots: Optional[int] = O(None, help="score on N training examples per class")) -> None:
+         shots: Optional[int] = O(None, help="score on N training examples per class"),
+         processes: Optional[int] = O(None, help="worker processes sharing feature extraction (default: one per GPU, else 1)")) -> None:
     """Score backbones on frozen features before training (transferability); best first."""
     from datetime import datetime
 
@@ -250,7 +252,7 @@ def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
     ds = data_for(resolve_config({"data": data, "shots": shots, "modality": modality, "label_by": label_by}))
     out_dir = output / f"rank-{Path(data).stem}-{datetime.now():%Y%m%d-%H%M%S}"
     rows = _rank(ds, [b.strip() for b in backbones.split(",") if b.strip()], metric, cache_dir,
-                 image_size=image_size, output=out_dir)
+                 image_size=image_size, output=out_dir, processes=processes)
     keys = [k for k in ("logme", "leep", "nce", "hscore", "knn") if any(r.get(k) is not None for r in rows)]
     t = Table(title=f"transferability on {ds.summary()}")
     for col in ("#", "backbone", *keys, "features", "time"):

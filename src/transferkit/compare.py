@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _dist
+from ._launch import join_process_group, launch, launched, wanted_processes
 from ._runfolder import write_json
 from .config import resolve_config
 from .errors import ConfigError
@@ -71,23 +73,30 @@ def transfer_warnings(rows: list[dict], metric: str = "accuracy") -> list[str]:
 
 
 def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, output: str | Path = "runs",
-            name: str | None = None, first_seed: int = 0, **settings) -> dict[str, Any]:
+            name: str | None = None, first_seed: int = 0, processes: int | None = None, **settings) -> dict[str, Any]:
     """Train every strategy with every seed on the same split; write ``compare.json`` and a report.
+
+    ``processes``: every run shares each batch over this many worker processes (see :func:`fit`).
 
     Returns:
         The comparison: rows per strategy (mean ± std of accuracy and macro-F1, time, gain over
         scratch with its interval), warnings, and the run folders.
     """
     _check_plan(strategies, seeds, settings)  # every name and setting before the first run trains
+    n = wanted_processes(processes, bool(settings.get("cpu")))
+    if n > 1 and not launched():
+        return launch(compare, n, data, strategies, seeds, output, name, first_seed, **settings)
+    join_process_group(bool(settings.get("cpu")))
     if isinstance(data, (str, Path)):
         data = data_for(resolve_config({**settings, "data": str(data)}))
     settings.pop("data", None)
-    out_dir = Path(output) / (name or f"compare-{Path(data.location).stem}-{datetime.now():%Y%m%d-%H%M%S}")
-    if out_dir.exists():
+    out_dir = _dist.broadcast(Path(output) / (name or f"compare-{Path(data.location).stem}-{datetime.now():%Y%m%d-%H%M%S}"))
+    if _dist.broadcast(out_dir.exists()):
         raise ConfigError(f"Comparison folder {out_dir} already exists", "a new comparison name",
                           "Choose another --name, or add seeds to it with --first-seed in a new folder")
     data.setup()  # scan once: every run shares the split
-    out_dir.mkdir(parents=True)
+    if _dist.is_main():
+        out_dir.mkdir(parents=True)
     results: dict[str, list] = {s: [] for s in strategies}
     for seed in range(first_seed, first_seed + seeds):
         for s in strategies:
@@ -96,6 +105,8 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
             run = fit(data, strategy=s, seed=seed, output=str(out_dir / "runs"), name=f"{s.replace(':', '')}-seed{seed}",
                       **settings)
             results[s].append((run, time.time() - t0))
+    if not _dist.is_main():  # the main process reads the run folders and writes the comparison
+        return _dist.broadcast(None)
     task = get_task(settings.get("task", "classify"))
     metric_names = task.compare_metrics
     headline = metric_names[0]
@@ -126,7 +137,7 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
 
     write_compare_report(out_dir, result)
     result["path"] = str(out_dir)
-    return result
+    return _dist.broadcast(result)
 
 
 def _check_plan(strategies: list[str], seeds: int, settings: dict) -> None:

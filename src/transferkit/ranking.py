@@ -18,6 +18,8 @@ from ._runfolder import write_json
 from .backbones import Backbone, create_backbone
 from .data import LabelledData
 from .errors import ConfigError
+from . import _dist
+from ._launch import join_process_group, launch, launched, wanted_processes
 from .features import extract_features
 from .modalities import modality_of
 
@@ -147,8 +149,10 @@ def score_features(features: np.ndarray, labels: np.ndarray, source_probs: np.nd
 
 def rank(data: LabelledData, backbones: list[str | Backbone], metric: str = "all", cache_dir: str | Path | None = None,
          batch_size: int = 64, image_size: int | None = None, output: str | Path | None = None,
-         max_length: int = 128, clip_seconds: float | None = None) -> list[dict[str, Any]]:
+         max_length: int = 128, clip_seconds: float | None = None, processes: int | None = None) -> list[dict[str, Any]]:
     """Score each backbone on the training split's frozen features; best first (by ``metric``, LogME for all).
+
+    ``processes``: feature extraction is shared by this many worker processes (default: one per GPU, else 1).
 
     Example:
         >>> rank(ImageFolderData("photos/"), ["packaged:efficientnet_lite0", "random:tf_efficientnet_lite0"])
@@ -158,6 +162,11 @@ def rank(data: LabelledData, backbones: list[str | Backbone], metric: str = "all
     metrics = METRICS if metric == "all" else (metric,)
     if any(m not in METRICS for m in metrics):
         raise ConfigError(f"Unknown metric '{metric}'", f"one of {', '.join(METRICS)} or all")
+    n = wanted_processes(processes)
+    if n > 1 and not launched():
+        return launch(rank, n, data, backbones, metric, cache_dir, batch_size, image_size, output, max_length,
+                      clip_seconds)
+    join_process_group(cpu=False)
     data.setup()
     modality = modality_of(data)
     items = data.splits_["train"]
@@ -174,7 +183,7 @@ def rank(data: LabelledData, backbones: list[str | Backbone], metric: str = "all
         _, eval_tf, dc = modality.pipeline(b, cfg, data)
         feats = extract_features(b, items, eval_tf, batch_size, cache_dir, device=device,
                                  dataset=modality.dataset(b, items, eval_tf),
-                                 preprocessing=modality.feature_key(eval_tf, dc))
+                                 preprocessing=modality.feature_key(eval_tf, dc), shard=True)
         probs = None
         if b.source_head is not None:
             with torch.no_grad():
@@ -185,7 +194,7 @@ def rank(data: LabelledData, backbones: list[str | Backbone], metric: str = "all
         log.info("rank %s: %s", name, ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if v is not None))
     key = "logme" if metric == "all" else metric
     rows.sort(key=lambda r: -np.inf if r.get(key) is None else -r[key])
-    if output is not None:
+    if output is not None and _dist.is_main():
         Path(output).mkdir(parents=True, exist_ok=True)
         write_json(Path(output) / "rank.json", {"data": data.location, "n_train": len(items), "metric": key,
                                                 "ranking": rows})

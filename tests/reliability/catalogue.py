@@ -315,6 +315,12 @@ MESSAGE_CASES = [
                            "--resume", str(tmp / "r")]),
     Case("presplit_without_eval", "a train/ folder alone with --test-fraction", "error", "is split already",
          _train_only),
+    Case("processes_zero", "--processes 0", "error", "processes=0 is out of range",
+         lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--processes", "0", "--output", str(tmp / "runs")]),
+    Case("processes_uneven_batch", "--processes 2 with a batch size that does not split in two", "error",
+         "cannot be split evenly over 2 processes",
+         lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--strategy", "finetune", "--processes", "2",
+                           "--batch-size", "3", "--output", str(tmp / "runs")]),
 ]
 
 RUN_CASES = [

@@ -25,8 +25,9 @@ from ..features import extract_features, infer_logits
 from ..modalities import data_for, get_modality, modality_of
 from ..strategies import get_strategy
 from ..tasks import get_task
-from ._launch import announce_run_dir, join_process_group, launch, launched, wanted_processes
+from .._launch import announce_run_dir, join_process_group, launch, launched, wanted_processes
 from ._loop import seed_everything, train_loop
+from ._sharding import check_global_batch
 from ._progress import progress_bar
 
 log = logging.getLogger("transferkit")
@@ -132,6 +133,8 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     t_start = time.time()
     join_process_group(cfg.cpu)
     strategy = get_strategy(cfg)  # fail on a bad strategy or task name before any work
+    if strategy.trains_backbone:
+        check_global_batch(cfg.batch_size)
     task = get_task(cfg.task)
     modality = modality_of(data)
     cfg.modality = modality.name

@@ -70,10 +70,12 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
         resume: a checkpoint dict from ``checkpoint.pt`` to continue from.
         on_epoch_end: ``callable(epoch, row)`` hook (e.g. a live log or a test's kill switch).
     """
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
     cpu = cfg.cpu or not torch.cuda.is_available()
-    accelerator = Accelerator(cpu=cpu, mixed_precision=resolve_precision(cfg.precision, "cpu" if cpu else "cuda"))
+    # Backbones may hold parameters the task's forward never uses (a text model's pooler): DDP must look for them.
+    accelerator = Accelerator(cpu=cpu, mixed_precision=resolve_precision(cfg.precision, "cpu" if cpu else "cuda"),
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     device, raw = accelerator.device, model
     strategy.prepare(raw)
     _sync_batchnorm(raw, strategy, device)

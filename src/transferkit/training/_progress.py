@@ -6,13 +6,16 @@ import os
 from contextlib import contextmanager
 
 from rich.console import Console
+
+from .. import _dist
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True)
 
 
 def progress_enabled() -> bool:
-    return console.is_terminal and os.environ.get("TRANSFERKIT_QUIET", "") in ("", "0")
+    """Bars on a terminal, unless TRANSFERKIT_QUIET is set; with several processes, the main process's only."""
+    return console.is_terminal and os.environ.get("TRANSFERKIT_QUIET", "") in ("", "0") and _dist.is_main()
 
 
 @contextmanager

@@ -12,17 +12,22 @@ from .. import _dist
 from ..errors import ConfigError
 
 
+def check_global_batch(batch_size: int) -> None:
+    """The global batch must split evenly: every process takes the same share of every batch."""
+    world = _dist.world()
+    if batch_size % world:
+        raise ConfigError(f"batch_size={batch_size} cannot be split evenly over {world} processes",
+                          f"a global batch size that is a multiple of {world}",
+                          f"Use --batch-size {-(-batch_size // world) * world} (the batch is shared, not repeated)")
+
+
 class GlobalBatches(torch.utils.data.Sampler):
     """Batches of ``batch_size`` indices from ``sampler`` (the global batch, as one process would take it);
     each process yields its stride ``batch[rank::world]``. A last partial batch too small to give every
     process an item is dropped on all of them (they must take the same number of steps)."""
 
     def __init__(self, sampler, batch_size: int, drop_last: bool):
-        world = _dist.world()
-        if batch_size % world:
-            raise ConfigError(f"batch_size={batch_size} cannot be split evenly over {world} processes",
-                              f"a global batch size that is a multiple of {world}",
-                              f"Use --batch-size {max(world, batch_size // world * world)} (the batch is shared, not repeated)")
+        check_global_batch(batch_size)
         self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
 
     def __iter__(self):

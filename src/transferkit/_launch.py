@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .. import _dist
-from .._runfolder import CHECKPOINT
-from ..errors import ConfigError, TrainingError, TransferkitError
+from . import _dist
+from ._runfolder import CHECKPOINT
+from .errors import ConfigError, TrainingError, TransferkitError
 
 log = logging.getLogger("transferkit")
 _LAUNCH_DIR = "TRANSFERKIT_LAUNCH_DIR"  # where workers leave their errors and the run folder for the launcher
@@ -83,6 +83,8 @@ def launch(entry, processes: int, *args, **kwargs):
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     where = tempfile.mkdtemp(prefix="transferkit-launch-")
+    elastic = logging.getLogger("torch.distributed.elastic")
+    level, elastic.level = elastic.level, logging.CRITICAL  # its per-process failure notes: ours says it once
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.2,
                           start_method="spawn")
@@ -91,6 +93,7 @@ def launch(entry, processes: int, *args, **kwargs):
     except ChildFailedError as exc:
         raise _explain(exc, Path(where), processes) from None
     finally:
+        elastic.setLevel(level)
         shutil.rmtree(where, ignore_errors=True)
 
 
@@ -100,9 +103,9 @@ def _worker(where: str, entry, args, kwargs):
     log.setLevel(logging.INFO)
     try:
         return entry(*args, **kwargs)
-    except TransferkitError as exc:
+    except TransferkitError as exc:  # a user error: the launcher raises it as it is, without a worker traceback
         Path(where, f"error{os.environ.get('RANK', '0')}.pkl").write_bytes(pickle.dumps(exc))
-        raise
+        sys.exit(2)
 
 
 def _explain(exc, where: Path, processes: int) -> TransferkitError:
