@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from . import _dist
 from .errors import TransferkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -112,6 +113,8 @@ def train(data: Optional[str] = typer.Argument(None, help="image folder, or CSV/
             raise TransferkitError("No data given", "DATA (a folder of images or a CSV/TSV/JSONL file)",
                                    "Run `transferkit train PATH`")
         run = fit(data, config_file=config, processes=processes, **_settings(options))
+    if not _dist.is_main():  # under torchrun / accelerate launch: the main process reports
+        return
     _print_metrics(run.metrics)
     out.print(f"run folder: [bold]{run.path}[/]")
 
@@ -214,6 +217,8 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
     run_name = settings.pop("name", None)
     result = _compare(data, [s.strip() for s in strategies.split(",") if s.strip()], seeds=seeds,
                       output=output, name=run_name, first_seed=first_seed, processes=processes, **settings)
+    if not _dist.is_main():
+        return
     from .evaluation.report import gain_text, mcnemar_text
 
     metrics = result["metrics"]
@@ -253,6 +258,8 @@ def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
     out_dir = output / f"rank-{Path(data).stem}-{datetime.now():%Y%m%d-%H%M%S}"
     rows = _rank(ds, [b.strip() for b in backbones.split(",") if b.strip()], metric, cache_dir,
                  image_size=image_size, output=out_dir, processes=processes)
+    if not _dist.is_main():
+        return
     keys = [k for k in ("logme", "leep", "nce", "hscore", "knn") if any(r.get(k) is not None for r in rows)]
     t = Table(title=f"transferability on {ds.summary()}")
     for col in ("#", "backbone", *keys, "features", "time"):
