@@ -28,7 +28,7 @@ TRAIN_OPTIONS = dict(
     modality=O(None, help="image | text | audio (default: detected from the data: file types, table columns)"),
     backbone=O(None, help="source:name, e.g. packaged:efficientnet_lite0, timm:resnet50, file:w.safetensors"),
     arch=O(None, help="timm architecture of a file: backbone"),
-    strategy=O(None, help="linear-probe | finetune | partial:K | gradual | lp-ft | lora | scratch"),
+    strategy=O(None, help="auto (default) | linear-probe | finetune | partial:K | gradual | lp-ft | lora | contrastive | scratch"),
     head=O(None, help="linear | mlp:<width>"),
     epochs=O(None), batch_size=O(None), lr=O(None, help="head learning rate (default 3e-3 images, 1e-3 text)"),
     backbone_lr_mult=O(None, help="backbone lr = lr × this (default 0.1 images, 0.05 text)"),
@@ -206,17 +206,26 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
             first_seed: int = O(0, help="first seed (to add seeds to an earlier comparison)"),
             config: Optional[Path] = O(None, help="YAML config; flags override it"),
             processes: Optional[int] = O(None, help="worker processes sharing each run's batches (default: one per GPU, else 1)"),
+            shots: Optional[str] = O(None, help="training examples per class; a list (8,16,64) compares at each"),
             **options) -> None:
     """Train several strategies on the same split and seeds; report the gain over scratch."""
-    from .compare import compare as _compare
+    from .compare import compare as _compare, compare_shots
     from .config import load_config_file
 
     _setup_logging()
     settings = {**(load_config_file(config) if config else {}), **_settings(options)}
     output = settings.pop("output", "runs")
     run_name = settings.pop("name", None)
-    result = _compare(data, [s.strip() for s in strategies.split(",") if s.strip()], seeds=seeds,
-                      output=output, name=run_name, first_seed=first_seed, processes=processes, **settings)
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    counts = _counts(shots) if shots is not None else [settings.pop("shots")] if settings.get("shots") else []
+    if len(counts) > 1:
+        sweep = compare_shots(data, names, counts, seeds=seeds, output=output, name=run_name, first_seed=first_seed,
+                              processes=processes, **settings)
+        return _print_sweep(sweep)
+    if counts:
+        settings["shots"] = counts[0]
+    result = _compare(data, names, seeds=seeds, output=output, name=run_name, first_seed=first_seed,
+                      processes=processes, **settings)
     if not _dist.is_main():
         return
     from .evaluation.report import gain_text, mcnemar_text
@@ -233,6 +242,34 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
     for w in result["warnings"]:
         out.print(f"[bold red]{w}[/]")
     out.print(f"comparison: [bold]{result['path']}[/] (compare.json, report.html)")
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise TransferkitError(f"--shots {text} is not a list of counts", "whole numbers ≥ 1, e.g. --shots 8,16,64")
+    return counts
+
+
+def _print_sweep(sweep: dict) -> None:
+    from .evaluation.report import interval_text
+
+    if not _dist.is_main():
+        return
+    t = Table(title=f"{sweep['metric']} · {sweep['backbone']} · {sweep['seeds']} seed(s) · {sweep['split']} "
+                    f"({sweep['n_eval']} items) · mean [95% interval]")
+    t.add_column("strategy", no_wrap=True)
+    for n in sweep["shots"]:
+        t.add_column(f"{n}/class", justify="right")
+    t.add_column("time/run (largest)", justify="right")
+    for name, points in sweep["lines"].items():
+        by = {p["shots"]: p for p in points}
+        t.add_row(name, *[interval_text(by.get(n)) for n in sweep["shots"]], f"{points[-1]['seconds']:.0f} s")
+    out.print(t)
+    out.print(f"sweep: [bold]{sweep['path']}[/] (sweep.json, report.html)")
 
 
 @app.command()

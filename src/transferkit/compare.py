@@ -119,6 +119,9 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
             vals = [r.metrics[m] for r, _ in runs]
             row.update({m: vals, f"{m}_mean": float(np.mean(vals)), f"{m}_std": float(np.std(vals))})
         row.update(seconds_mean=float(np.mean([t for _, t in runs])), runs=[str(r.path) for r, _ in runs])
+        values = scratch_values if s == "scratch" and scratch else [task.item_values(r.path, data.classes_) for r, _ in runs]
+        if all(headline in v for v in values):  # the headline's own 95% interval over seeds × items
+            row["interval"] = crossed_interval(np.stack([v[headline] for v in values]))
         if scratch and s != "scratch":
             row["gains"] = paired_gains(task, [r for r, _ in runs], scratch, data.classes_, scratch_values)
             row["gain"] = row["gains"][headline]
@@ -160,10 +163,46 @@ def no_transfer_row(task, data: LabelledData, name: str, x_train, x_eval, second
     t0 = time.time()
     tr, ev = data.splits_["train"], data.splits_[data.eval_split]
     clf = LogisticRegression(C=10, max_iter=2000, class_weight="balanced").fit(x_train, tr.labels)
-    scores = np.eye(len(data.classes_))[clf.predict(x_eval)]
-    m = task.rescore(scores, ev.labels, data.classes_)
+    pred = clf.predict(x_eval)
+    m = task.rescore(np.eye(len(data.classes_))[pred], ev.labels, data.classes_)
     row: dict[str, Any] = {"strategy": f"{name} + logreg (no transfer)"}
     for k in task.compare_metrics:
         row.update({k: [m[k]], f"{k}_mean": m[k], f"{k}_std": 0.0})
-    row.update(seconds_mean=seconds + time.time() - t0, runs=[])
+    row.update(seconds_mean=seconds + time.time() - t0, runs=[],
+               interval=crossed_interval((pred == np.asarray(ev.labels)).astype(float)[None]))
     return row
+
+
+def compare_shots(data: str | Path | LabelledData, strategies: list[str], shots: list[int], seeds: int = 3,
+                  output: str | Path = "runs", name: str | None = None, **settings) -> dict[str, Any]:
+    """:func:`compare` at each number of training examples per class, on one evaluation split; writes
+    ``sweep.json`` and a report with the headline metric against shots, a line per strategy.
+
+    Example:
+        >>> compare_shots("sms.tsv", ["linear-probe", "contrastive"], shots=[8, 16, 64], backbone="packaged:minilm")
+    """
+    if not shots or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shots):
+        raise ConfigError(f"shots={shots!r} is not a list of counts", "whole numbers ≥ 1, e.g. --shots 8,16,64")
+    path = data if isinstance(data, (str, Path)) else data.location  # each count draws its own training subset
+    base = Path(output) / (name or f"shots-{Path(path).stem}-{datetime.now():%Y%m%d-%H%M%S}")
+    if base.exists():
+        raise ConfigError(f"Comparison folder {base} already exists", "a new comparison name", "Choose another --name")
+    results = {n: compare(path, strategies, seeds, output=base, name=f"shots-{n}", **{**settings, "shots": n})
+               for n in sorted(set(shots))}
+    first = next(iter(results.values()))
+    lines: dict[str, list[dict]] = {}
+    for n, result in results.items():
+        for r in result["rows"]:
+            iv = r.get("interval") or {}
+            lines.setdefault(r["strategy"], []).append(
+                {"shots": n, "mean": r[f"{result['metrics'][0]}_mean"], "std": r[f"{result['metrics'][0]}_std"],
+                 "low": iv.get("low"), "high": iv.get("high"), "seconds": r["seconds_mean"]})
+    sweep = {"data": str(path), "backbone": first["backbone"], "seeds": seeds, "split": first["split"],
+             "n_eval": first["n_eval"], "metric": first["metrics"][0], "shots": sorted(results), "lines": lines,
+             "comparisons": {n: r["path"] for n, r in results.items()}, "path": str(base)}
+    if _dist.is_main():
+        from .evaluation.report import write_sweep_report
+
+        write_json(base / "sweep.json", sweep)
+        write_sweep_report(base, sweep)
+    return sweep

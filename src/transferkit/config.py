@@ -19,7 +19,7 @@ class RunConfig:
     data: str = ""
     backbone: str = "packaged:efficientnet_lite0"
     arch: str | None = None  # timm architecture for file: backbones
-    strategy: str = "linear-probe"
+    strategy: str = "auto"  # auto: the modality's choice for the data (linear-probe; contrastive for few texts)
     head: str = "linear"
     task: str = "classify"
     modality: str | None = None  # None: detected from the data (file types, table columns)

@@ -183,14 +183,22 @@ def infer_logits(model: torch.nn.Module, dataset, batch_size: int = 64, device: 
     checked on the first batch, NHWC. ``model`` itself is never changed. With ``shard`` (called by every one
     of several processes) each process runs its share and all get every output, in order.
     """
-    n = len(dataset)
+    n, collate, lengths = len(dataset), getattr(dataset, "collate_fn", None), getattr(dataset, "lengths", None)
+    order = np.argsort(np.asarray(lengths), kind="stable") if lengths is not None and n > 1 else None
+    if order is not None:  # shortest first: batches of similar length pad little; outputs put back in order below
+        dataset = torch.utils.data.Subset(dataset, order.tolist())
     if shard and 1 < _dist.world() <= n:
         part = _infer(model, torch.utils.data.Subset(dataset, _dist.shard(n)), batch_size, device, workers,
                       (lambda k: progress(k * _dist.world())) if progress else None, precision, channels_last,
-                      fold_bn if fold_bn is not None else n >= 64, getattr(dataset, "collate_fn", None))
-        return _dist.gather_rows(torch.from_numpy(part).to(device), n).cpu().numpy()
-    return _infer(model, dataset, batch_size, device, workers, progress, precision, channels_last, fold_bn,
-                  getattr(dataset, "collate_fn", None))
+                      fold_bn if fold_bn is not None else n >= 64, collate)
+        out = _dist.gather_rows(torch.from_numpy(part).to(device), n).cpu().numpy()
+    else:
+        out = _infer(model, dataset, batch_size, device, workers, progress, precision, channels_last, fold_bn, collate)
+    if order is None:
+        return out
+    restored = np.empty_like(out)
+    restored[order] = out
+    return restored
 
 
 def _infer(model, dataset, batch_size, device, workers, progress, precision, channels_last, fold_bn, collate_fn):

@@ -9,6 +9,10 @@ once, then :meth:`Strategy.on_epoch_start` and :meth:`Strategy.train_mode` at th
 
 from __future__ import annotations
 
+import math
+
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import RunConfig
@@ -22,6 +26,8 @@ STRATEGIES = {
     "gradual": "head only for freeze_epochs, then everything with layer-wise lr decay (fastai fine_tune)",
     "lp-ft": "linear probe first, then fine-tune everything from the probed head (Kumar et al. 2022)",
     "lora": "low-rank adapters (peft) on attention projections; backbone weights frozen",
+    "contrastive": "SetFit's recipe: the encoder learns from every same/different-class pair in each batch, "
+                   "then a logistic head on its features (the default for small text sets)",
     "scratch": "same architecture from random init: the baseline transfer must beat",
 }
 
@@ -53,7 +59,10 @@ class Strategy:
 
     name = "finetune"
     probe_first = False  # fit the head on cached features before the loop (linear-probe, lp-ft)
+    probe_after = False  # fit the head on the trained backbone's features after the loop (contrastive)
     trains_backbone = True
+    uses_val = True  # the loop scores val each epoch (and may select the best epoch on it)
+    defaults: dict = {}  # settings this strategy wants where the user gave none (before the modality's)
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -99,6 +108,18 @@ class Strategy:
 
     def on_epoch_start(self, model: TransferModel, epoch: int) -> None:
         """Change what trains at the start of ``epoch`` (0-based); called again on resume."""
+
+    def train_module(self, model: TransferModel) -> nn.Module:
+        """What the loop calls on a batch: the whole model (logits) by default."""
+        return model
+
+    def objective(self, task):
+        """What the loop minimises on ``train_module``'s outputs: the task's loss by default."""
+        return task
+
+    def epoch_samples(self, n: int, batch_size: int, epochs: int) -> int:
+        """Training items drawn per epoch (one pass by default)."""
+        return n
 
     def bn_policy(self) -> str:
         """``auto``: pretrained BatchNorm statistics stay (eval); scratch has none worth keeping (train)."""
@@ -211,11 +232,53 @@ class LoRA(Strategy):
                 {"params": list(model.head.parameters()), "lr": self.cfg.lr, "name": "head"}]
 
 
+class CosinePairs:
+    """SetFit's objective over every pair in a batch: the cosine similarity of the two embeddings is pulled to 1
+    for two items of one class and to 0 for two classes (mean squared error)."""
+
+    def loss(self, embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        z = F.normalize(embeddings.float(), dim=-1)
+        same = (targets[:, None] == targets[None]).float()
+        pairs = ~torch.eye(len(targets), dtype=torch.bool, device=z.device)
+        return ((z @ z.T - same)[pairs] ** 2).mean() if len(targets) > 1 else z.sum() * 0
+
+    def step_stats(self, outputs, targets) -> dict:
+        return {}
+
+    def epoch_row(self, sums: dict, seen: int) -> dict:
+        return {k: (v / max(seen, 1)).item() for k, v in sums.items()}
+
+
+class Contrastive(Strategy):
+    """Contrastive fine-tuning of the encoder on in-batch pairs, then the probe's logistic head on the adapted
+    features (SetFit, Tunstall et al. 2022, with pairs formed inside each batch instead of sampled one by one).
+    An epoch draws at least enough items for ``min_steps`` steps over the run, so tiny sets adapt too."""
+
+    name = "contrastive"
+    defaults = {"backbone_lr_mult": 0.1}  # 1e-4 peak at the text lr 1e-3 (SMS spam, 8–64 per class)
+    probe_after = True
+    uses_val = False  # val accuracy needs the head, which is fitted after the loop
+    min_steps = 30
+
+    def prepare(self, model: TransferModel) -> None:
+        set_trainable(model.backbone, True)
+        set_trainable(model.head, False)
+
+    def train_module(self, model: TransferModel) -> nn.Module:
+        return model.backbone
+
+    def objective(self, task) -> CosinePairs:
+        return CosinePairs()
+
+    def epoch_samples(self, n: int, batch_size: int, epochs: int) -> int:
+        return max(n, math.ceil(self.min_steps / epochs) * batch_size)
+
+
 def get_strategy(cfg: RunConfig) -> Strategy:
     """Strategy object for ``cfg.strategy``; unknown names list the valid ones."""
     name = cfg.strategy
     simple = {"finetune": Finetune, "scratch": Scratch, "linear-probe": LinearProbe, "gradual": Gradual,
-              "lp-ft": LPFT, "lora": LoRA}
+              "lp-ft": LPFT, "lora": LoRA, "contrastive": Contrastive}
     if name in simple:
         return simple[name](cfg)
     if name.startswith("partial:") and name[8:].isdigit():

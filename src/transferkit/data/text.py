@@ -44,21 +44,39 @@ class TextData(LabelledData):
 
 
 class TextDataset(torch.utils.data.Dataset):
-    """Texts → token batches (tokenised in ``collate_fn``, padded per batch)."""
+    """Texts → token batches. Every text is tokenised once, when the dataset is made (one fast-tokenizer call),
+    and a batch is padded to its own longest text, never to ``max_length``. ``lengths`` (tokens per text) lets
+    the loop group texts of similar length into batches and inference run in length order."""
 
     def __init__(self, items: Items, tokenizer, max_length: int = 128):
         self.items = items
         self.tokenizer = tokenizer
         self.max_length = max_length
+        enc = tokenizer(list(items.inputs), truncation=True, max_length=max_length) if len(items) else {"input_ids": []}
+        self.encoded = [{k: enc[k][i] for k in enc.keys()} for i in range(len(enc["input_ids"]))]
+        self.lengths = [len(e["input_ids"]) for e in self.encoded]
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int):
-        return self.items.inputs[i], self.items.labels[i]
+        return self.encoded[i], self.items.labels[i]
 
     def collate_fn(self, batch):
-        texts, labels = zip(*batch)
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
-        return dict(enc), torch.tensor(labels)
+        """Pad to the batch's longest text, on the tokenizer's padding side (the tokenizer's own call would do the
+        same from the texts; this skips tokenising them again)."""
+        encoded, labels = zip(*batch)
+        width = max(len(e["input_ids"]) for e in encoded)
+        pad_id = self.tokenizer.pad_token_id or 0
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        out = {}
+        for key in encoded[0]:
+            t = torch.full((len(encoded), width), pad_id if key == "input_ids" else 0, dtype=torch.long)
+            for row, e in enumerate(encoded):
+                v = torch.as_tensor(e[key], dtype=torch.long)
+                if left:
+                    t[row, width - len(v):] = v
+                else:
+                    t[row, :len(v)] = v
+            out[key] = t
+        return out, torch.tensor(labels)

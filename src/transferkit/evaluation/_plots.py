@@ -30,9 +30,12 @@ def learning_curves(history: list[dict], title: str = "") -> str | None:
         return None
     plt = _fig()
     epochs = [r["epoch"] for r in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for key, ax, label in (("loss", a, "loss"), ("acc", b, "accuracy")):
-        ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", label="train")
+    panels = [(k, label) for k, label in (("loss", "loss"), ("acc", "accuracy"))  # a contrastive run has no accuracy
+              if f"train_{k}" in history[0] or f"val_{k}" in history[0]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
+    for (key, label), ax in zip(panels, axes[0]):
+        if f"train_{key}" in history[0]:
+            ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", label="train")
         if f"val_{key}" in history[0]:
             ax.plot(epochs, [r[f"val_{key}"] for r in history], "o-", label="val")
         ax.set_xlabel("epoch")
@@ -89,6 +92,26 @@ def strategy_bars(rows: list[dict]) -> str:
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("accuracy")
     ax.set_title("accuracy by strategy (mean ± std over seeds; grey = scratch)")
+    return to_png64(fig)
+
+
+def shots_curve(sweep: dict) -> str:
+    """The headline metric against training examples per class, a line per strategy (95% intervals)."""
+    plt = _fig()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, points in sweep["lines"].items():
+        x = [p["shots"] for p in points]
+        y = [p["mean"] for p in points]
+        lo = [p["mean"] - p["low"] if p["low"] is not None else 0 for p in points]
+        hi = [p["high"] - p["mean"] if p["high"] is not None else 0 for p in points]
+        ax.errorbar(x, y, yerr=[lo, hi], fmt="o-" if "no transfer" not in name else "s--", capsize=3, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sweep["shots"], [str(n) for n in sweep["shots"]])
+    ax.set_xlabel("training examples per class")
+    ax.set_ylabel(sweep["metric"])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{sweep['metric']} against shots (mean, 95% interval over seeds × items)")
     return to_png64(fig)
 
 

@@ -103,3 +103,32 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
     out = out_dir / rf.REPORT
     rf.atomic_write(out, lambda p: p.write_text(_page("comparison", "".join(body)), encoding="utf-8"))
     return out
+
+
+def write_sweep_report(out_dir: str | Path, sweep: dict) -> Path:
+    """``report.html`` of a shots sweep: one table (the metric per strategy and shot count) and one plot."""
+    out_dir = Path(out_dir)
+    head = "".join(f"<th>{n} per class</th>" for n in sweep["shots"])
+    rows = []
+    for name, points in sweep["lines"].items():
+        by = {p["shots"]: p for p in points}
+        cells = "".join(f"<td>{interval_text(by.get(n))}</td>" for n in sweep["shots"])
+        rows.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
+    links = "".join(f"<li><a href='shots-{n}/report.html'>{n} per class</a></li>" for n in sweep["shots"])
+    body = (f"<h1>{html.escape(sweep['metric'])} against training examples per class</h1><p class=sub>"
+            f"{html.escape(sweep['data'])} · {html.escape(sweep['backbone'])} · {sweep['seeds']} seed(s) · evaluated "
+            f"on <b>{html.escape(sweep['split'])}</b> ({sweep['n_eval']} items), the same split at every count</p>"
+            f"<table><tr><th>strategy</th>{head}</tr>{''.join(rows)}</table><p class=note>Mean over seeds with its "
+            f"95% interval over seeds × evaluation items.</p>{_plots.img(_plots.shots_curve(sweep), 'metric against shots')}"
+            f"<h2>Comparisons</h2><ul>{links}</ul>")
+    path = out_dir / "report.html"
+    path.write_text(_page("shots sweep", body), encoding="utf-8")
+    return path
+
+
+def interval_text(p: dict | None) -> str:
+    if not p:
+        return "—"
+    if p.get("low") is None:
+        return f"{p['mean']:.3f}"
+    return f"{p['mean']:.3f} [{p['low']:.3f}, {p['high']:.3f}]"

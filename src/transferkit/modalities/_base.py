@@ -58,6 +58,10 @@ class Modality:
         """A torch Dataset of (input tensor(s), label); ``fill`` holds decoded inputs in memory now."""
         raise NotImplementedError
 
+    def default_strategy(self, train) -> str:
+        """The strategy ``--strategy auto`` (the default) picks for these training items."""
+        return "linear-probe"
+
     def channels_last(self, cfg) -> bool:
         """Whether 4-d batches run channels-last (as ``--channels-last`` says; other batches are left as they are)."""
         return bool(cfg is None or cfg.channels_last)

@@ -9,6 +9,7 @@ from ..errors import DataError
 from ._base import Modality
 
 
+FEW_SHOT_PER_CLASS = 100  # training texts per class up to which --strategy auto picks contrastive
 MAX_REQUEST_CHARS = 100_000  # serve: longer texts are refused (the tokenizer truncates far earlier)
 
 
@@ -30,6 +31,12 @@ class TextModality(Modality):
         from ..data.text import TextData
 
         return TextData(path, cfg.text_column, cfg.label_column, **split)
+
+    def default_strategy(self, train) -> str:
+        """Few texts per class: contrastive pairs beat the frozen probe by 4–7 points of accuracy on SMS spam at
+        8–64 per class (bench/setfit_vs_transferkit.py); with many, the probe is close and far cheaper."""
+        per_class = len(train) / max(1, len(set(train.labels)))
+        return "contrastive" if per_class <= FEW_SHOT_PER_CLASS else "linear-probe"
 
     def pipeline(self, backbone, cfg, data=None):
         return None, None, {"max_length": cfg.max_length}

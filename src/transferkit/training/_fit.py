@@ -132,9 +132,8 @@ def _resume(run_dir: Path, on_epoch_end) -> Run:
 def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state, on_epoch_end) -> Run:
     t_start = time.time()
     join_process_group(cfg.cpu)
-    strategy = get_strategy(cfg)  # fail on a bad strategy or task name before any work
-    if strategy.trains_backbone:
-        check_global_batch(cfg.batch_size)
+    if cfg.strategy != "auto":
+        get_strategy(cfg)  # fail on a bad strategy or task name before any work
     task = get_task(cfg.task)
     modality = modality_of(data)
     cfg.modality = modality.name
@@ -142,7 +141,13 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     backbone = create_backbone(cfg.backbone, arch=cfg.arch, max_length=cfg.max_length)  # before the scan: fail fast
     modality.check_backbone(backbone, cfg.backbone)
     data.setup()
-    fill_defaults(cfg, {**modality.defaults, **backbone.train_defaults})
+    if cfg.strategy == "auto":
+        cfg.strategy = modality.default_strategy(data.splits_["train"])
+        log.info("strategy: %s (auto, for %d training items)", cfg.strategy, len(data.splits_["train"]))
+    strategy = get_strategy(cfg)
+    if strategy.trains_backbone:
+        check_global_batch(cfg.batch_size)
+    fill_defaults(cfg, {**modality.defaults, **backbone.train_defaults, **strategy.defaults})
     backbone = strategy.prepare_backbone(backbone)
     classes = data.classes_
     train_tf, eval_tf, data_config = modality.pipeline(backbone, cfg, data)
@@ -170,7 +175,8 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
             log.info("skipped %d bad file(s); listed in %s", len(data.bad_files_), run_dir / rf.BAD_FILES)
         log.info("backbone %s (%d features), task %s, strategy %s, evaluating on %s%s", backbone.name,
                  backbone.num_features, task.name, strategy.name, eval_split,
-                 "" if select_on_val else " (no test split: val is not used for model selection)")
+                 "" if select_on_val and strategy.uses_val else " (no test split: val is not used for model selection)"
+                 if eval_split != "test" else " (the final epoch is kept)")
         log.info("preprocessing: %s", ", ".join(f"{k} {v}" for k, v in data_config.items()))
         if _dist.world() > 1:
             log.info("world size %d: every pass over the data is shared by %d processes", _dist.world(), _dist.world())
@@ -181,26 +187,32 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         probe_info: dict[str, Any] = {}
         history: list[dict] = []
 
-        if strategy.probe_first and resume_state is None:
-            prep = modality.feature_key(eval_tf, data_config)
-            feats = _features(backbone, modality, data, eval_tf, prep, nhwc, cfg, device, ["train", eval_split])
-            t0 = time.time()
+        def probe() -> np.ndarray:
+            """Fit the task's head on the backbone's features of train; the outputs on the evaluation split."""
+            feats = _features(backbone, modality, data, eval_tf, modality.feature_key(eval_tf, data_config), nhwc, cfg,
+                              device, ["train", eval_split])
+            t0, info = time.time(), {}
             if _dist.is_main():  # one fit; the others receive the head
-                probe_info = task.fit_probe(model, feats["train"], np.asarray(data.splits_["train"].labels), cfg) or {}
-                probe_info["head_seconds"] = round(time.time() - t0, 2)
-                log.info("probe head: %s", probe_info)
-            probe_info = _dist.broadcast(probe_info)
+                info = task.fit_probe(model, feats["train"], np.asarray(data.splits_["train"].labels), cfg) or {}
+                info["head_seconds"] = round(time.time() - t0, 2)
+                log.info("probe head: %s", info)
+            probe_info.update(_dist.broadcast(info))
             _dist.sync_module(model.head)
-            if not strategy.trains_backbone:
-                with torch.no_grad():
-                    eval_out = model.head(torch.from_numpy(feats[eval_split])).numpy()
+            with torch.no_grad():
+                return model.head.to("cpu")(torch.from_numpy(feats[eval_split])).numpy()
 
+        if strategy.probe_first and resume_state is None:
+            eval_out = probe()
         if strategy.trains_backbone:
             train_ds = _epoch_dataset(modality, backbone, data.splits_["train"], train_tf, cfg, "train")
-            val_ds = _epoch_dataset(modality, backbone, data.splits_["val"], eval_tf, cfg, "val") if has_val else None
-            history = train_loop(model, strategy, task, train_ds, val_ds, cfg, run_dir, select_on_val, nhwc,
-                                 resume_state, on_epoch_end)
+            val_ds = _epoch_dataset(modality, backbone, data.splits_["val"], eval_tf, cfg, "val") \
+                if has_val and strategy.uses_val else None
+            history = train_loop(model, strategy, task, train_ds, val_ds, cfg, run_dir,
+                                 select_on_val and strategy.uses_val, nhwc, resume_state, on_epoch_end)
             model.to(device)
+        if strategy.probe_after:
+            eval_out = probe()
+        elif strategy.trains_backbone:
             with progress_bar(f"evaluate {eval_split}", len(eval_items)) as update:
                 eval_out = infer_logits(model, modality.dataset(backbone, eval_items, eval_tf, cfg), cfg.batch_size * 2,
                                         device, cfg.workers, progress=update, precision=cfg.precision,
@@ -211,6 +223,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         metrics = task.score(run_dir, eval_out, eval_items, classes, eval_split)
         metrics.update(task=task.name, modality=modality.name, strategy=strategy.name, backbone=cfg.backbone,
                        selection="C by cross-validation on train" if not strategy.trains_backbone
+                       else "final epoch; head C by cross-validation on train" if strategy.probe_after
                        else "best val epoch" if select_on_val else "final epoch (val not used for selection)",
                        seconds=round(time.time() - t_start, 2),
                        probe=probe_info or None, n_train=len(data.splits_["train"]),

@@ -49,12 +49,13 @@ def make_optimizer(cfg: RunConfig, groups: list[dict]) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def epoch_sampler(cfg: RunConfig, labels: list[int], generator: torch.Generator):
+def epoch_sampler(cfg: RunConfig, labels: list[int], generator: torch.Generator, samples: int | None = None):
+    samples = samples or len(labels)
     if cfg.sampler == "balanced":
         counts = np.bincount(labels)
         weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
-        return torch.utils.data.WeightedRandomSampler(weights, len(labels), generator=generator)
-    return torch.utils.data.RandomSampler(range(len(labels)), generator=generator)
+        return torch.utils.data.WeightedRandomSampler(weights, samples, generator=generator)
+    return torch.utils.data.RandomSampler(range(len(labels)), num_samples=samples, generator=generator)
 
 
 def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig, run_dir: Path,
@@ -83,14 +84,17 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
         raw.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, strategy.param_groups(raw))
     labels = list(train_ds.items.labels)
-    steps_per_epoch = max(1, len(labels) // cfg.batch_size)  # drop_last keeps BatchNorm away from 1-item batches
+    samples = strategy.epoch_samples(len(labels), cfg.batch_size, cfg.epochs)
+    steps_per_epoch = max(1, samples // cfg.batch_size)  # drop_last keeps BatchNorm away from 1-item batches
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(int(cfg.warmup_epochs * steps_per_epoch), steps_per_epoch * cfg.epochs))
     optimizer = accelerator.prepare_optimizer(optimizer)
     raw.to(device)
     penalties = [L2SP(raw.backbone, cfg.l2sp)] if cfg.l2sp > 0 else []
-    val_loader = make_loader(Subset(val_ds, _dist.shard(len(val_ds))), cfg.batch_size * 2, cfg.workers,
-                             collate_fn=getattr(val_ds, "collate_fn", None)) if val_ds is not None and len(val_ds) else None
+    val_loader = make_loader(Subset(val_ds, _by_length(val_ds, _dist.shard(len(val_ds)))), cfg.batch_size * 2,
+                             cfg.workers, collate_fn=getattr(val_ds, "collate_fn", None)) \
+        if val_ds is not None and len(val_ds) else None
+    objective, lengths = strategy.objective(task), getattr(train_ds, "lengths", None)
     best = BestEpoch(task, run_dir, cfg.patience, active=select_on_val and val_loader is not None)
     checkpoint = Checkpoint(run_dir, best=best, l2sp=penalties[0] if penalties else None)
     history, start, wrapped = [], 0, None
@@ -108,13 +112,15 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
         # Batch order and augmentation depend on (seed, epoch) only, so a resumed run is the same run.
         # Every process draws the same global batches and takes its stride of each; items carry their own seeds.
         generator = seed_everything(cfg.seed * 1000 + epoch)
-        batches = GlobalBatches(epoch_sampler(cfg, labels, generator), cfg.batch_size, len(labels) > cfg.batch_size)
+        batches = GlobalBatches(epoch_sampler(cfg, labels, generator, samples), cfg.batch_size,
+                                samples > cfg.batch_size, lengths, generator)
         loader = make_loader(SeededItems(train_ds, cfg.seed * 1000 + epoch), None, cfg.workers, batch_sampler=batches,
                              generator=generator, collate_fn=getattr(train_ds, "collate_fn", None))
         strategy.on_epoch_start(raw, epoch)
-        trainable = [n for n, p in raw.named_parameters() if p.requires_grad]
+        module = strategy.train_module(raw)
+        trainable = [n for n, p in module.named_parameters() if p.requires_grad]
         if trainable != wrapped:  # DDP all-reduces what trains when it is wrapped: wrap again when that changes
-            model, wrapped = (accelerator.prepare_model(raw) if _dist.world() > 1 or wrapped is None else raw), trainable
+            model, wrapped = (accelerator.prepare_model(module) if _dist.world() > 1 or wrapped is None else module), trainable
         strategy.train_mode(raw)
         t0, sums, seen = time.time(), {}, 0
         with progress_bar(f"epoch {epoch + 1}/{cfg.epochs}", len(loader)) as update:
@@ -122,24 +128,24 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
                 x, y = move(x, y)
                 with accelerator.autocast():
                     outputs = model(x)
-                loss = task.loss(outputs, y) + sum(p.penalty(raw) for p in penalties)
+                loss = objective.loss(outputs, y) + sum(p.penalty(raw) for p in penalties)
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()
                 # Sums stay on the device: no host sync per step.
-                for k, v in {"train_loss": loss.detach() * len(y), **task.step_stats(outputs, y)}.items():
+                for k, v in {"train_loss": loss.detach() * len(y), **objective.step_stats(outputs, y)}.items():
                     sums[k] = sums[k] + v if k in sums else v
                 seen += len(y)
                 update(1)
         sums, seen = {k: _dist.all_sum(v) for k, v in sums.items()}, int(_dist.all_sum(torch.tensor(seen, device=device)))
-        row = {"epoch": epoch + 1, **task.epoch_row(sums, seen), "lr": scheduler.get_last_lr()[-1],
+        row = {"epoch": epoch + 1, **objective.epoch_row(sums, seen), "lr": scheduler.get_last_lr()[-1],
                "seconds": round(time.time() - t0, 2)}
         if not math.isfinite(row["train_loss"]):  # checked before anything of this epoch is written
             raise TrainingError(f"The training loss became {row['train_loss']} in epoch {epoch + 1}",
                                 "a finite loss", "Lower --lr (or --backbone-lr-mult), or use --precision no")
         if val_loader is not None:
-            row.update(task.evaluate(model, val_loader, move, partial(_dist.gather_rows, n=len(val_ds))))
+            row.update(task.evaluate(raw, val_loader, move, partial(_dist.gather_rows, n=len(val_ds))))
         history.append(row)
         stop = _dist.broadcast(best.update(epoch, row, raw))  # decided once, by the main process
         log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs,
@@ -155,6 +161,12 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     best.restore(raw)
     _dist.sync_module(raw)  # the best epoch's weights were read by the main process
     return history
+
+
+def _by_length(dataset, indices: list[int]) -> list[int]:
+    """``indices`` shortest first where items have lengths (texts): batches of similar length pad little."""
+    lengths = getattr(dataset, "lengths", None)
+    return indices if lengths is None else sorted(indices, key=lambda i: lengths[i])
 
 
 def _sync_batchnorm(model, strategy: Strategy, device) -> None:

@@ -24,21 +24,34 @@ def check_global_batch(batch_size: int) -> None:
 class GlobalBatches(torch.utils.data.Sampler):
     """Batches of ``batch_size`` indices from ``sampler`` (the global batch, as one process would take it);
     each process yields its stride ``batch[rank::world]``. A last partial batch too small to give every
-    process an item is dropped on all of them (they must take the same number of steps)."""
+    process an item is dropped on all of them (they must take the same number of steps).
 
-    def __init__(self, sampler, batch_size: int, drop_last: bool):
+    With ``lengths`` (tokens per text), indices are sorted by length within windows of ``window`` batches and
+    the batches are then shuffled with ``generator``: each batch pads little, and the order still depends on
+    (seed, epoch) only.
+    """
+
+    def __init__(self, sampler, batch_size: int, drop_last: bool, lengths=None, generator=None, window: int = 50):
         check_global_batch(batch_size)
         self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
+        self.lengths, self.generator, self.window = lengths, generator, window
+
+    def batches(self) -> list[list[int]]:
+        """This epoch's global batches."""
+        order, size = [int(i) for i in self.sampler], self.batch_size
+        if self.lengths is not None:
+            span = size * self.window
+            order = [i for s in range(0, len(order), span) for i in sorted(order[s:s + span], key=self.lengths.__getitem__)]
+        out = [order[s:s + size] for s in range(0, len(order), size)]
+        if out and len(out[-1]) < size and (self.drop_last or len(out[-1]) < _dist.world()):
+            out.pop()
+        if self.lengths is not None:
+            out = [out[i] for i in torch.randperm(len(out), generator=self.generator).tolist()]
+        return out
 
     def __iter__(self):
         r, w = _dist.rank(), _dist.world()
-        batch: list[int] = []
-        for i in self.sampler:
-            batch.append(int(i))
-            if len(batch) == self.batch_size:
-                yield batch[r::w]
-                batch = []
-        if len(batch) >= w and not self.drop_last:
+        for batch in self.batches():
             yield batch[r::w]
 
     def __len__(self) -> int:

@@ -1,0 +1,125 @@
+"""Few-shot text: the contrastive strategy, --strategy auto, length-bucketed batches, tokenising once, and the
+compare --shots sweep."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import transferkit as tk
+from transferkit.strategies import CosinePairs
+from transferkit.training._sharding import GlobalBatches
+
+from conftest import FAST
+from test_text import texts, tiny_bert  # noqa: F401  (fixtures)
+
+pytest.importorskip("transformers")
+
+
+def test_auto_picks_contrastive_for_few_texts_and_it_trains_a_head_on_adapted_features(tiny_bert, texts, tmp_path):
+    run = tk.fit(texts, backbone=f"hf:{tiny_bert}", epochs=2, batch_size=8, workers=0,
+                 output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"))
+    assert run.config.strategy == "contrastive" and run.metrics["strategy"] == "contrastive"
+    assert run.metrics["selection"].startswith("final epoch; head C by cross-validation")
+    assert run.metrics["probe"]["head"] == "logistic regression"
+    assert run.config.backbone_lr_mult == 0.1  # the strategy's default, below a flag
+    assert [set(r) >= {"train_loss"} and "train_acc" not in r for r in run.history] == [True, True]
+    from safetensors.torch import load_file
+
+    key = "encoder.layer.0.attention.self.query.weight"
+    adapted, start = load_file(str(run.path / "model.safetensors")), load_file(str(tiny_bert / "model.safetensors"))
+    assert not torch.equal(adapted[f"backbone.model.{key}"], start[key])  # the encoder itself was trained
+    assert run.accuracy >= 0.9
+    assert (run.path / "report.html").is_file()
+    assert tk.evaluate(run.path)["accuracy"] == pytest.approx(run.accuracy)  # an ordinary model when saved
+
+
+def test_auto_keeps_the_probe_for_images(image_folder, run_kwargs):
+    run = tk.fit(image_folder, **run_kwargs)
+    assert run.config.strategy == "linear-probe"
+
+
+def test_cosine_pairs_is_zero_when_classes_are_aligned_and_orthogonal():
+    y = torch.tensor([0, 0, 1, 1])
+    aligned = torch.tensor([[1.0, 0], [2.0, 0], [0, 1.0], [0, 3.0]])
+    assert CosinePairs().loss(aligned, y).item() == pytest.approx(0.0, abs=1e-7)
+    mixed = torch.tensor([[1.0, 0], [0, 1.0], [1.0, 0], [0, 1.0]])
+    assert CosinePairs().loss(mixed, y).item() > 0.5
+
+
+def test_length_buckets_group_similar_lengths_and_depend_only_on_the_seed():
+    lengths = np.random.default_rng(0).integers(1, 200, 400).tolist()
+
+    def epoch(seed):
+        g = torch.Generator().manual_seed(seed)
+        sampler = torch.utils.data.RandomSampler(range(400), generator=g)
+        return GlobalBatches(sampler, 16, drop_last=False, lengths=lengths, generator=g, window=10).batches()
+
+    batches = epoch(3)
+    assert sorted(i for b in batches for i in b) == list(range(400))  # every item once
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    assert spread < 40  # random batches of 16 from 1..200 span ~170
+    assert epoch(3) == batches and epoch(4) != batches
+    order = [np.mean([lengths[i] for i in b]) for b in batches]
+    assert order != sorted(order)  # the batches themselves are shuffled
+
+
+def test_texts_are_tokenised_once_and_padded_like_the_tokenizer(tiny_bert):
+    from transformers import AutoTokenizer
+
+    from transferkit.data import Items
+    from transferkit.data.text import TextDataset
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    texts = ["short", "a somewhat longer text than that", "word " * 400]
+    ds = TextDataset(Items(texts, [0, 1, 0]), tok, 64)
+    assert ds.lengths == [len(tok(t, truncation=True, max_length=64)["input_ids"]) for t in texts]
+    batch, _ = ds.collate_fn([ds[i] for i in range(3)])
+    ref = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    assert all(torch.equal(batch[k], ref[k]) for k in ref)
+
+
+class _Indexed(torch.utils.data.Dataset):
+    lengths = [5, 1, 4, 2, 3]
+
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i)]), 0
+
+
+def test_inference_runs_in_length_order_and_returns_rows_in_input_order():
+    from transferkit.features import infer_logits
+
+    seen = []
+
+    class Echo(torch.nn.Module):
+        def forward(self, x):
+            seen.extend(x[:, 0].tolist())
+            return x
+
+    out = infer_logits(Echo(), _Indexed(), batch_size=2, workers=0, channels_last=False)
+    assert seen == [1.0, 3.0, 4.0, 2.0, 0.0]  # shortest first
+    assert out[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_compare_shots_sweeps_counts_on_one_split(tiny_bert, texts, tmp_path):
+    from transferkit.compare import compare_shots
+
+    sweep = compare_shots(str(texts), ["linear-probe", "contrastive"], [4, 8], seeds=1, output=str(tmp_path / "cmp"),
+                          backbone=f"hf:{tiny_bert}", epochs=1, batch_size=8, workers=0,
+                          cache_dir=str(tmp_path / "cache"))
+    assert sweep["shots"] == [4, 8]
+    assert set(sweep["lines"]) == {"linear-probe", "contrastive", "tfidf + logreg (no transfer)"}
+    for points in sweep["lines"].values():
+        assert [p["shots"] for p in points] == [4, 8]
+        assert all(p["low"] <= p["mean"] <= p["high"] for p in points)
+    saved = json.loads((tmp_path / "cmp" / sweep["path"].split("/")[-1] / "sweep.json").read_text())
+    assert saved["lines"] == sweep["lines"]
+    one = json.loads((tmp_path / "cmp" / sweep["path"].split("/")[-1] / "shots-8" / "compare.json").read_text())
+    assert one["n_eval"] == sweep["n_eval"]  # the same evaluation split at every count
+    assert (tmp_path / "cmp" / sweep["path"].split("/")[-1] / "report.html").is_file()
