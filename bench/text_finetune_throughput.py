@@ -6,7 +6,8 @@ max_length 128, AdamW); the figure is training texts per second over that epoch.
 Trainer tokenise each batch as it comes and pad it to its longest text (the usual
 DataCollatorWithPadding), in random order; transferkit tokenises once and groups texts of similar length
 into batches. Each contender is also run with length grouping (bare loop: sorted windows as transferkit
-does; Trainer: ``group_by_length=True``) and transferkit without it, to separate the two effects.
+does; Trainer: ``train_sampling_strategy="group_by_length"``) and transferkit without it, to separate the
+two effects. The bare loop uses torch.optim.AdamW as written by hand; Trainer and transferkit use the fused kernel.
 
     HF_HUB_OFFLINE=1 python bench/text_finetune_throughput.py [--texts 1024]
 """
@@ -88,7 +89,8 @@ def trainer(texts, y, grouped: bool) -> float:
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(out, per_device_train_batch_size=BATCH, num_train_epochs=1, learning_rate=5e-5,
                                  report_to="none", use_cpu=True, dataloader_num_workers=0, save_strategy="no",
-                                 logging_strategy="no", group_by_length=grouped, seed=0, dataloader_drop_last=True,
+                                 logging_strategy="no", seed=0, dataloader_drop_last=True,
+                                 train_sampling_strategy="group_by_length" if grouped else "random",
                                  lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0)
         t = Trainer(model=WithLoss(model), args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(tok))
         t0 = time.perf_counter()

@@ -14,6 +14,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from . import _dist
+from ._printing import print_comparison, print_metrics, print_sweep
 from .errors import TransferkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -115,20 +116,8 @@ def train(data: Optional[str] = typer.Argument(None, help="image folder, or CSV/
         run = fit(data, config_file=config, processes=processes, **_settings(options))
     if not _dist.is_main():  # under torchrun / accelerate launch: the main process reports
         return
-    _print_metrics(run.metrics)
+    print_metrics(out, run.metrics)
     out.print(f"run folder: [bold]{run.path}[/]")
-
-
-def _print_metrics(m: dict) -> None:
-    t = Table(title=f"{m.get('strategy', '')} on {m['split']} ({m['n']} items)")
-    for col in ("class", "precision", "recall", "F1", "support"):
-        t.add_column(col, justify="left" if col == "class" else "right")
-    for name, r in m["per_class"].items():
-        t.add_row(name, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", str(r["support"]))
-    t.add_row("[bold]macro[/]", f"{m['macro_precision']:.3f}", f"{m['macro_recall']:.3f}",
-              f"[bold]{m['macro_f1']:.3f}[/]", str(m["n"]))
-    out.print(t)
-    out.print(f"accuracy [bold]{m['accuracy']:.1%}[/]" + (f"  ({m['seconds']:.1f} s)" if "seconds" in m else ""))
 
 
 @app.command()
@@ -142,7 +131,7 @@ def evaluate(run: Path = typer.Argument(..., help="a finished run folder"),
     if json_out:
         print(json.dumps(m, indent=1))
     else:
-        _print_metrics(m)
+        print_metrics(out, m)
 
 
 @app.command()
@@ -221,27 +210,14 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
     if len(counts) > 1:
         sweep = compare_shots(data, names, counts, seeds=seeds, output=output, name=run_name, first_seed=first_seed,
                               processes=processes, **settings)
-        return _print_sweep(sweep)
+        return print_sweep(out, sweep) if _dist.is_main() else None
     if counts:
         settings["shots"] = counts[0]
     result = _compare(data, names, seeds=seeds, output=output, name=run_name, first_seed=first_seed,
                       processes=processes, **settings)
     if not _dist.is_main():
         return
-    from .evaluation.report import gain_text, mcnemar_text
-
-    metrics = result["metrics"]
-    t = Table(title=f"{result['backbone']} · {result['seeds']} seed(s) · {result['split']} ({result['n_eval']} items)")
-    for col in ("strategy", *metrics, "time/run", *[f"{m} gain [95% CI]" for m in metrics], "McNemar p"):
-        t.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=col == "strategy")
-    for r in result["rows"]:
-        gains = r.get("gains") or {}
-        t.add_row(r["strategy"], *[f"{r[m + '_mean']:.3f} ± {r[m + '_std']:.3f}" for m in metrics],
-                  f"{r['seconds_mean']:.0f} s", *[gain_text(gains.get(m)) for m in metrics], mcnemar_text(r.get("gain")))
-    out.print(t)
-    for w in result["warnings"]:
-        out.print(f"[bold red]{w}[/]")
-    out.print(f"comparison: [bold]{result['path']}[/] (compare.json, report.html)")
+    print_comparison(out, result)
 
 
 def _counts(text: str) -> list[int]:
@@ -252,24 +228,6 @@ def _counts(text: str) -> list[int]:
     if not counts or min(counts) < 1:
         raise TransferkitError(f"--shots {text} is not a list of counts", "whole numbers ≥ 1, e.g. --shots 8,16,64")
     return counts
-
-
-def _print_sweep(sweep: dict) -> None:
-    from .evaluation.report import interval_text
-
-    if not _dist.is_main():
-        return
-    t = Table(title=f"{sweep['metric']} · {sweep['backbone']} · {sweep['seeds']} seed(s) · {sweep['split']} "
-                    f"({sweep['n_eval']} items) · mean [95% interval]")
-    t.add_column("strategy", no_wrap=True)
-    for n in sweep["shots"]:
-        t.add_column(f"{n}/class", justify="right")
-    t.add_column("time/run (largest)", justify="right")
-    for name, points in sweep["lines"].items():
-        by = {p["shots"]: p for p in points}
-        t.add_row(name, *[interval_text(by.get(n)) for n in sweep["shots"]], f"{points[-1]['seconds']:.0f} s")
-    out.print(t)
-    out.print(f"sweep: [bold]{sweep['path']}[/] (sweep.json, report.html)")
 
 
 @app.command()
@@ -311,7 +269,7 @@ def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
 
         run = fit(ds, backbone=rows[0]["backbone"], strategy=then_train, image_size=image_size,
                   output=str(output), cache_dir=cache_dir)
-        _print_metrics(run.metrics)
+        print_metrics(out, run.metrics)
         out.print(f"run folder: [bold]{run.path}[/]")
 
 
