@@ -2,10 +2,10 @@
 MiniLM model (encoder + mean pooling + linear head), texts, batch size and optimizer, in one run.
 
 Every contender fine-tunes the whole model for one epoch over the same SMS training texts (batch 16,
-max_length 128, AdamW); the figure is training texts per second over that epoch. The bare loop and the
-Trainer tokenise each batch as it comes and pad it to its longest text (the usual
-DataCollatorWithPadding), in random order; transferkit tokenises once and groups texts of similar length
-into batches. Each contender is also run with length grouping (bare loop: sorted windows as transferkit
+max_length 128, AdamW); the figure is training texts per second over that epoch. The bare loop tokenises
+each batch as it comes and pads it to its longest text, in random order; the Trainer's dataset is tokenised
+once (datasets.map) and padded per batch (DataCollatorWithPadding); transferkit tokenises once and groups
+texts of similar length into batches. Each contender is also run with length grouping (bare loop: sorted windows as transferkit
 does; Trainer: ``train_sampling_strategy="group_by_length"``) and transferkit without it, to separate the
 two effects. The bare loop uses torch.optim.AdamW as written by hand; Trainer and transferkit use the fused kernel.
 

@@ -155,7 +155,9 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
         stop = _dist.broadcast(best.update(epoch, row, raw))  # decided once, by the main process
         log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs,
                  ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
-        checkpoint.save(epoch + 1, raw, optimizer, scheduler, history)
+        # The last epoch is always kept: a failure while evaluating or saving must not cost training.
+        checkpoint.save(epoch + 1, raw, optimizer, scheduler, history,
+                        force=best.improved or stop or epoch + 1 == cfg.epochs)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
         if stop:
