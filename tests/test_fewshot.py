@@ -123,3 +123,14 @@ def test_compare_shots_sweeps_counts_on_one_split(tiny_bert, texts, tmp_path):
     one = json.loads((tmp_path / "cmp" / sweep["path"].split("/")[-1] / "shots-8" / "compare.json").read_text())
     assert one["n_eval"] == sweep["n_eval"]  # the same evaluation split at every count
     assert (tmp_path / "cmp" / sweep["path"].split("/")[-1] / "report.html").is_file()
+
+
+def test_contrastive_trains_at_least_30_steps_and_10_passes():
+    from transferkit.config import RunConfig
+    from transferkit.strategies import get_strategy
+
+    s = get_strategy(RunConfig(strategy="contrastive"))
+    assert s.epoch_samples(16, 16, 5) == 96  # 16 texts: 6 steps an epoch, 30 in all
+    assert s.epoch_samples(128, 16, 5) == 256  # 128 texts: 10 passes, 80 steps
+    assert s.epoch_samples(5000, 16, 5) == 10000
+    assert get_strategy(RunConfig(strategy="finetune")).epoch_samples(128, 16, 5) == 128

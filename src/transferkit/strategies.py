@@ -252,13 +252,15 @@ class CosinePairs:
 class Contrastive(Strategy):
     """Contrastive fine-tuning of the encoder on in-batch pairs, then the probe's logistic head on the adapted
     features (SetFit, Tunstall et al. 2022, with pairs formed inside each batch instead of sampled one by one).
-    An epoch draws at least enough items for ``min_steps`` steps over the run, so tiny sets adapt too."""
+    The run takes at least ``min_steps`` steps and ``min_passes`` passes over the data (an epoch draws that
+    many items), so tiny sets adapt too: at 64 texts per class, 10 passes instead of 5 took SMS spam from
+    0.961 / 0.969 to 0.971 / 0.974 accuracy (two training draws not used in the README's table)."""
 
     name = "contrastive"
     defaults = {"backbone_lr_mult": 0.1}  # 1e-4 peak at the text lr 1e-3 (SMS spam, 8–64 per class)
     probe_after = True
     uses_val = False  # val accuracy needs the head, which is fitted after the loop
-    min_steps = 30
+    min_steps, min_passes = 30, 10
 
     def prepare(self, model: TransferModel) -> None:
         set_trainable(model.backbone, True)
@@ -271,7 +273,7 @@ class Contrastive(Strategy):
         return CosinePairs()
 
     def epoch_samples(self, n: int, batch_size: int, epochs: int) -> int:
-        return max(n, math.ceil(self.min_steps / epochs) * batch_size)
+        return max(n, math.ceil(self.min_steps / epochs) * batch_size, math.ceil(self.min_passes * n / epochs))
 
 
 def get_strategy(cfg: RunConfig) -> Strategy:
