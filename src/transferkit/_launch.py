@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -71,6 +72,21 @@ def announce_run_dir(path: Path) -> None:
     where = os.environ.get(_LAUNCH_DIR)
     if where and _dist.is_main():
         Path(where, "run_dir").write_text(str(path))
+
+
+def across_processes(fn):
+    """Give ``fn`` a ``processes=`` keyword: with more than one (by default one per GPU), ``fn`` runs in that many
+    worker processes and the main one's result is returned; inside a worker, or with one process, ``fn`` runs
+    here. ``fn`` joins the process group itself (:func:`join_process_group`), with the device it resolves."""
+
+    @functools.wraps(fn)
+    def run(*args, processes: int | None = None, **kwargs):
+        n = wanted_processes(processes, bool(kwargs.get("cpu")))
+        if n > 1 and not launched():
+            return launch(run, n, *args, **kwargs)  # ``run`` pickles by name: the workers call this wrapper
+        return fn(*args, **kwargs)
+
+    return run
 
 
 def launch(entry, processes: int, *args, **kwargs):

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _dist
-from ._launch import join_process_group, launch, launched, wanted_processes
+from ._launch import across_processes, join_process_group
 from ._runfolder import write_json
 from .config import resolve_config
 from .errors import ConfigError
@@ -25,15 +25,16 @@ from .training import fit
 log = logging.getLogger("transferkit")
 
 
-def paired_gains(task, runs: list, baseline: list, labels: list[str],
+def paired_gains(task, runs: list, baseline: list, labels: list[str], values: list[dict] | None = None,
                  base_values: list[dict] | None = None) -> dict[str, dict[str, Any]]:
     """Gain of ``runs`` over ``baseline`` (paired by seed and by evaluation item) for every compared metric.
 
     Each gain has a 95% interval over seeds × items (``evaluation._intervals.crossed_interval``), the
     variance split between the two sources, and, for right/wrong outcomes, McNemar's exact test per seed
-    and pooled over seeds. ``base_values``: the baseline runs' ``item_values``, when already read.
+    and pooled over seeds. ``values``, ``base_values``: the runs' and the baseline runs' ``item_values``, when
+    already read.
     """
-    values = [task.item_values(r.path, labels) for r in runs]
+    values = values if values is not None else [task.item_values(r.path, labels) for r in runs]
     base = base_values if base_values is not None else [task.item_values(r.path, labels) for r in baseline]
     out: dict[str, dict[str, Any]] = {}
     for m in task.compare_metrics:
@@ -72,8 +73,9 @@ def transfer_warnings(rows: list[dict], metric: str = "accuracy") -> list[str]:
     return msgs
 
 
+@across_processes
 def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, output: str | Path = "runs",
-            name: str | None = None, first_seed: int = 0, processes: int | None = None, **settings) -> dict[str, Any]:
+            name: str | None = None, first_seed: int = 0, **settings) -> dict[str, Any]:
     """Train every strategy with every seed on the same split; write ``compare.json`` and a report.
 
     ``processes``: every run shares each batch over this many worker processes (see :func:`fit`).
@@ -83,9 +85,6 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
         scratch with its interval), warnings, and the run folders.
     """
     _check_plan(strategies, seeds, settings)  # every name and setting before the first run trains
-    n = wanted_processes(processes, bool(settings.get("cpu")))
-    if n > 1 and not launched():
-        return launch(compare, n, data, strategies, seeds, output, name, first_seed, **settings)
     join_process_group(bool(settings.get("cpu")))
     if isinstance(data, (str, Path)):
         data = data_for(resolve_config({**settings, "data": str(data)}))
@@ -123,7 +122,7 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
         if all(headline in v for v in values):  # the headline's own 95% interval over seeds × items
             row["interval"] = crossed_interval(np.stack([v[headline] for v in values]))
         if scratch and s != "scratch":
-            row["gains"] = paired_gains(task, [r for r, _ in runs], scratch, data.classes_, scratch_values)
+            row["gains"] = paired_gains(task, [r for r, _ in runs], scratch, data.classes_, values, scratch_values)
             row["gain"] = row["gains"][headline]
         rows.append(row)
     baseline = modality_of(data).baseline_features(data.splits_["train"], data.splits_[data.eval_split])

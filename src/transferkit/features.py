@@ -183,9 +183,10 @@ def infer_logits(model: torch.nn.Module, dataset, batch_size: int = 64, device: 
     checked on the first batch, NHWC. ``model`` itself is never changed. With ``shard`` (called by every one
     of several processes) each process runs its share and all get every output, in order.
     """
-    n, collate, lengths = len(dataset), getattr(dataset, "collate_fn", None), getattr(dataset, "lengths", None)
-    order = np.argsort(np.asarray(lengths), kind="stable") if lengths is not None and n > 1 else None
-    if order is not None:  # shortest first: batches of similar length pad little; outputs put back in order below
+    n, collate = len(dataset), getattr(dataset, "collate_fn", None)
+    order = None
+    if getattr(dataset, "lengths", None) is not None and n > 1:  # outputs are put back in input order below
+        order = np.asarray(length_order(dataset, list(range(n))))
         dataset = torch.utils.data.Subset(dataset, order.tolist())
     if shard and 1 < _dist.world() <= n:
         part = _infer(model, torch.utils.data.Subset(dataset, _dist.shard(n)), batch_size, device, workers,
@@ -199,6 +200,13 @@ def infer_logits(model: torch.nn.Module, dataset, batch_size: int = 64, device: 
     restored = np.empty_like(out)
     restored[order] = out
     return restored
+
+
+def length_order(dataset, indices: list[int]) -> list[int]:
+    """``indices`` shortest first where the dataset's items have lengths (texts: tokens), else as they are: batches
+    of similar length pad little."""
+    lengths = getattr(dataset, "lengths", None)
+    return indices if lengths is None else sorted(indices, key=lengths.__getitem__)
 
 
 def _infer(model, dataset, batch_size, device, workers, progress, precision, channels_last, fold_bn, collate_fn):

@@ -19,7 +19,7 @@ from .backbones import Backbone, create_backbone
 from .data import LabelledData
 from .errors import ConfigError
 from . import _dist
-from ._launch import join_process_group, launch, launched, wanted_processes
+from ._launch import across_processes, join_process_group
 from .features import extract_features
 from .modalities import modality_of
 
@@ -147,9 +147,10 @@ def score_features(features: np.ndarray, labels: np.ndarray, source_probs: np.nd
     return out
 
 
+@across_processes
 def rank(data: LabelledData, backbones: list[str | Backbone], metric: str = "all", cache_dir: str | Path | None = None,
          batch_size: int = 64, image_size: int | None = None, output: str | Path | None = None,
-         max_length: int = 128, clip_seconds: float | None = None, processes: int | None = None) -> list[dict[str, Any]]:
+         max_length: int = 128, clip_seconds: float | None = None) -> list[dict[str, Any]]:
     """Score each backbone on the training split's frozen features; best first (by ``metric``, LogME for all).
 
     ``processes``: feature extraction is shared by this many worker processes (default: one per GPU, else 1).
@@ -162,10 +163,6 @@ def rank(data: LabelledData, backbones: list[str | Backbone], metric: str = "all
     metrics = METRICS if metric == "all" else (metric,)
     if any(m not in METRICS for m in metrics):
         raise ConfigError(f"Unknown metric '{metric}'", f"one of {', '.join(METRICS)} or all")
-    n = wanted_processes(processes)
-    if n > 1 and not launched():
-        return launch(rank, n, data, backbones, metric, cache_dir, batch_size, image_size, output, max_length,
-                      clip_seconds)
     join_process_group(cpu=False)
     data.setup()
     modality = modality_of(data)

@@ -18,6 +18,7 @@ from torch import nn
 from .config import RunConfig
 from .errors import ConfigError
 from .heads import TransferModel
+from .tasks._base import Task
 
 STRATEGIES = {
     "linear-probe": "backbone frozen; features extracted once (cached); logistic-regression head",
@@ -232,21 +233,16 @@ class LoRA(Strategy):
                 {"params": list(model.head.parameters()), "lr": self.cfg.lr, "name": "head"}]
 
 
-class CosinePairs:
+class CosinePairs(Task):
     """SetFit's objective over every pair in a batch: the cosine similarity of the two embeddings is pulled to 1
-    for two items of one class and to 0 for two classes (mean squared error)."""
+    for two items of one class and to 0 for two classes (mean squared error). It meets the loop's share of the
+    task contract (loss; the base per-batch statistics and epoch row)."""
 
     def loss(self, embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         z = F.normalize(embeddings.float(), dim=-1)
         same = (targets[:, None] == targets[None]).float()
         pairs = ~torch.eye(len(targets), dtype=torch.bool, device=z.device)
         return ((z @ z.T - same)[pairs] ** 2).mean() if len(targets) > 1 else z.sum() * 0
-
-    def step_stats(self, outputs, targets) -> dict:
-        return {}
-
-    def epoch_row(self, sums: dict, seen: int) -> dict:
-        return {k: (v / max(seen, 1)).item() for k, v in sums.items()}
 
 
 class Contrastive(Strategy):

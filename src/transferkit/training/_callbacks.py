@@ -79,9 +79,10 @@ class L2SP:
 class Checkpoint:
     """Everything a resumed run needs, written atomically after the first and the last epoch, and between them
     after any epoch that ends ``interval`` seconds or more after the last write (or that changed the best
-    epoch, so that best.pt and the checkpoint always agree). Writing a text model and its AdamW state (270 MB for MiniLM) after
-    every 1.5 s epoch of a few-shot run took a fifth of the run; a resumed run repeats at most ``interval``
-    seconds of training, which replays exactly (batches and augmentation depend on seed and epoch only)."""
+    epoch, so that best.pt and the checkpoint always agree). Writing a text model and its AdamW state (270 MB
+    for MiniLM) after every 1.5 s epoch of a few-shot run took a fifth of the run; a resumed run repeats at
+    most ``interval`` seconds of training, which replays exactly (batches and augmentation depend on seed and
+    epoch only)."""
 
     def __init__(self, run_dir: Path, interval: float = 60.0, **callbacks):
         self.path = Path(run_dir) / CHECKPOINT

@@ -25,7 +25,7 @@ from ..features import extract_features, infer_logits
 from ..modalities import data_for, get_modality, modality_of
 from ..strategies import get_strategy
 from ..tasks import get_task
-from .._launch import announce_run_dir, join_process_group, launch, launched, wanted_processes
+from .._launch import across_processes, announce_run_dir, join_process_group
 from ._loop import seed_everything, train_loop
 from ._sharding import check_global_batch
 from ._progress import progress_bar
@@ -79,8 +79,9 @@ def _attach_log(run_dir: Path) -> logging.Handler:
     return handler
 
 
+@across_processes
 def fit(data: LabelledData | str | None = None, *, config_file: str | Path | None = None,
-        resume: str | Path | None = None, on_epoch_end=None, processes: int | None = None, **settings) -> Run:
+        resume: str | Path | None = None, on_epoch_end=None, **settings) -> Run:
     """Train a model on ``data`` with a pretrained backbone and a strategy; write a run folder.
 
     Args:
@@ -94,9 +95,6 @@ def fit(data: LabelledData | str | None = None, *, config_file: str | Path | Non
         >>> run = fit("photos/", backbone="packaged:efficientnet_lite0", strategy="lp-ft", epochs=5)
         >>> run.metrics["accuracy"]
     """
-    n = wanted_processes(processes, bool(settings.get("cpu")))
-    if n > 1 and not launched():
-        return launch(fit, n, data, config_file=config_file, resume=resume, on_epoch_end=on_epoch_end, **settings)
     if resume is not None:
         return _resume(Path(resume), on_epoch_end)
     if isinstance(data, (str, Path)):
@@ -187,10 +185,11 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         probe_info: dict[str, Any] = {}
         history: list[dict] = []
 
-        def probe() -> np.ndarray:
-            """Fit the task's head on the backbone's features of train; the outputs on the evaluation split."""
+        def probe(final: bool) -> np.ndarray | None:
+            """Fit the task's head on the backbone's features of train; with ``final`` (the head is the model's last
+            word), its outputs on the evaluation split — lp-ft fine-tunes on, so it extracts no evaluation features."""
             feats = _features(backbone, modality, data, eval_tf, modality.feature_key(eval_tf, data_config), nhwc, cfg,
-                              device, ["train", eval_split])
+                              device, ["train", eval_split] if final else ["train"])
             t0, info = time.time(), {}
             if _dist.is_main():  # one fit; the others receive the head
                 info = task.fit_probe(model, feats["train"], np.asarray(data.splits_["train"].labels), cfg) or {}
@@ -198,11 +197,13 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
                 log.info("probe head: %s", info)
             probe_info.update(_dist.broadcast(info))
             _dist.sync_module(model.head)
+            if not final:
+                return None
             with torch.no_grad():
                 return model.head.to("cpu")(torch.from_numpy(feats[eval_split])).numpy()
 
         if strategy.probe_first and resume_state is None:
-            eval_out = probe()
+            eval_out = probe(final=not strategy.trains_backbone)
         if strategy.trains_backbone:
             train_ds = _epoch_dataset(modality, backbone, data.splits_["train"], train_tf, cfg, "train")
             val_ds = _epoch_dataset(modality, backbone, data.splits_["val"], eval_tf, cfg, "val") \
@@ -211,7 +212,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
                                  select_on_val and strategy.uses_val, nhwc, resume_state, on_epoch_end)
             model.to(device)
         if strategy.probe_after:
-            eval_out = probe()
+            eval_out = probe(final=True)
         elif strategy.trains_backbone:
             with progress_bar(f"evaluate {eval_split}", len(eval_items)) as update:
                 eval_out = infer_logits(model, modality.dataset(backbone, eval_items, eval_tf, cfg), cfg.batch_size * 2,

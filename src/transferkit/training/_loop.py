@@ -17,7 +17,7 @@ from torch.utils.data import Subset
 from .. import _dist
 from ..config import RunConfig, resolve_precision
 from ..errors import TrainingError
-from ..features import make_loader, to_device
+from ..features import length_order, make_loader, to_device
 from ..strategies import Strategy
 from ._callbacks import L2SP, BestEpoch, Checkpoint
 from ._progress import progress_bar
@@ -96,7 +96,7 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     optimizer = accelerator.prepare_optimizer(optimizer)
     raw.to(device)
     penalties = [L2SP(raw.backbone, cfg.l2sp)] if cfg.l2sp > 0 else []
-    val_loader = make_loader(Subset(val_ds, _by_length(val_ds, _dist.shard(len(val_ds)))), cfg.batch_size * 2,
+    val_loader = make_loader(Subset(val_ds, length_order(val_ds, _dist.shard(len(val_ds)))), cfg.batch_size * 2,
                              cfg.workers, collate_fn=getattr(val_ds, "collate_fn", None)) \
         if val_ds is not None and len(val_ds) else None
     objective, lengths = strategy.objective(task), getattr(train_ds, "lengths", None)
@@ -116,10 +116,11 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     for epoch in range(start, cfg.epochs):
         # Batch order and augmentation depend on (seed, epoch) only, so a resumed run is the same run.
         # Every process draws the same global batches and takes its stride of each; items carry their own seeds.
-        generator = seed_everything(cfg.seed * 1000 + epoch)
+        epoch_seed = cfg.seed * 1000 + epoch
+        generator = seed_everything(epoch_seed)
         batches = GlobalBatches(epoch_sampler(cfg, labels, generator, samples), cfg.batch_size,
                                 samples > cfg.batch_size, lengths, generator)
-        loader = make_loader(SeededItems(train_ds, cfg.seed * 1000 + epoch), None, cfg.workers, batch_sampler=batches,
+        loader = make_loader(SeededItems(train_ds, epoch_seed), None, cfg.workers, batch_sampler=batches,
                              generator=generator, collate_fn=getattr(train_ds, "collate_fn", None))
         strategy.on_epoch_start(raw, epoch)
         module = strategy.train_module(raw)
@@ -168,12 +169,6 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     best.restore(raw)
     _dist.sync_module(raw)  # the best epoch's weights were read by the main process
     return history
-
-
-def _by_length(dataset, indices: list[int]) -> list[int]:
-    """``indices`` shortest first where items have lengths (texts): batches of similar length pad little."""
-    lengths = getattr(dataset, "lengths", None)
-    return indices if lengths is None else sorted(indices, key=lambda i: lengths[i])
 
 
 def _sync_batchnorm(model, strategy: Strategy, device) -> None:
