@@ -63,6 +63,9 @@ class RunConfig:
     quoting: str = "auto"  # tables: auto (csv quotes; a quote that swallows rows is an error) | csv | none
     max_length: int = 128
     clip_seconds: float | None = None  # audio clip length (None: the 95th percentile of training clips)
+    annotations: str | None = None  # detection: a COCO JSON (or a folder holding one) for images under data
+    images: str | None = None  # detection: the folder COCO file names are relative to
+    score_threshold: float = 0.5  # detection: boxes at or above this score are reported (and counted as TP/FP)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,9 +183,10 @@ _RANGES: dict[str, tuple[type, float | None, float | None, str]] = {
     "image_cache_mb": (int, 0, 2**31, "a size in MiB, or 0 to turn the cache off"),
     "max_length": (int, 1, 1_000_000, "a token count ≥ 1"),
     "clip_seconds": (float, 0.01, 30.0, "a clip length in seconds, in (0, 30]"),
+    "score_threshold": (float, 0.0, 1.0, "a score in [0, 1]"),
 }
 _TEXT = ("data", "backbone", "arch", "strategy", "head", "task", "modality", "output", "name", "cache_dir",
-         "text_column", "label_column", "path_column", "group_by", "label_by")
+         "text_column", "label_column", "path_column", "group_by", "label_by", "annotations", "images")
 
 
 def _typed(key: str, value: Any, kind: type, wanted: str) -> Any:

@@ -12,7 +12,6 @@ from . import _runfolder as rf
 from .backbones import backbone_from_spec
 from .data import Items
 from .errors import DataError
-from .features import infer_logits
 from .modalities import get_modality
 from .tasks import get_task
 
@@ -33,7 +32,8 @@ class Predictor:
         self.model.load_state_dict(state)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
-        self.transform = self.modality.eval_transform(meta, backbone)
+        self.task = self.task.loaded(self.path, meta, _saved_config(self.path))
+        self.transform = self.task.eval_transform(meta) or self.modality.eval_transform(meta, backbone)
 
     def fast_model(self) -> torch.nn.Module:
         """The model as predict and serve run it (``_fold.inference_copy``: BatchNorm folded, checked on a
@@ -42,19 +42,20 @@ class Predictor:
             from ._fold import inference_copy
 
             self._fast = self.model
-            example = self.modality.example_input(self.meta["data_config"])
+            example = self.task.example_input(self.modality, self.meta["data_config"])
             if example is not None and self.modality.channels_last(None):
                 self._fast = inference_copy(self.model, example.to(self.device))
         return self._fast
 
     def _dataset(self, inputs: Sequence[str]):
         items = Items(list(map(str, inputs)), [0] * len(inputs))  # labels are not read at inference
-        return self.modality.dataset(self.model.backbone, items, self.transform)
+        return self.task.dataset(self.modality, self.model.backbone, items, self.transform)
 
-    def outputs(self, inputs: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Raw model outputs (N, ...) for the inputs (paths, or texts for a text model)."""
-        return infer_logits(self.fast_model(), self._dataset(inputs), batch_size, self.device, fold_bn=False,
-                            channels_last=self.modality.channels_last(None))
+    def outputs(self, inputs: Sequence[str], batch_size: int = 32):
+        """Raw model outputs for the inputs (paths, or texts for a text model): logits (N, C) for classification,
+        per-image boxes for detection."""
+        return self.task.infer(self.fast_model(), self._dataset(inputs), batch_size, self.device, fold_bn=False,
+                               channels_last=self.modality.channels_last(None))
 
     def predict_proba(self, inputs: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Class probabilities (N, C) of a classification run."""
@@ -99,7 +100,8 @@ def evaluate(path: str | Path, data: str | None = None, batch_size: int = 32) ->
         from .modalities import data_for
 
         cfg = resolve_config({**load_config_file(run / rf.CONFIG), "data": str(data), "group_by": None})
-        ds = data_for(cfg, pred.modality, val_fraction=0.0, test_fraction=0.0, shots=None).setup()
+        ds = (pred.task.read_data(cfg, val_fraction=0.0, test_fraction=0.0)
+              or data_for(cfg, pred.modality, val_fraction=0.0, test_fraction=0.0, shots=None)).setup()
         unknown = [c for c in ds.classes_ if c not in pred.labels]
         if unknown:
             raise DataError(f"Label(s) {', '.join(unknown)} in {data} were not seen in training",
@@ -107,4 +109,11 @@ def evaluate(path: str | Path, data: str | None = None, batch_size: int = 32) ->
         rows = [(i, ds.classes_[lab]) for part in ds.splits_.values() for i, lab in zip(part.inputs, part.labels)]
         items = Items([i for i, _ in rows], [pred.labels.index(lab) for _, lab in rows])
         split = f"data {data}"
-    return {"split": split, **pred.task.rescore(pred.outputs(items.inputs, batch_size), items.labels, pred.labels)}
+    task = pred.task if data is None else pred.task.with_data(ds)
+    return {"split": split, **task.rescore(pred.outputs(items.inputs, batch_size), items, pred.labels)}
+
+
+def _saved_config(run: Path):
+    from .config import load_config_file, resolve_config
+
+    return resolve_config(load_config_file(run / rf.CONFIG)) if (run / rf.CONFIG).is_file() else None

@@ -22,6 +22,7 @@ from .tasks._base import Task
 
 STRATEGIES = {
     "linear-probe": "backbone frozen; features extracted once (cached); logistic-regression head",
+    "frozen": "backbone frozen; the head trains in the loop, with augmentation (detection: FPN, RPN and RoI heads)",
     "finetune": "everything trains; backbone lr = lr × backbone_lr_mult",
     "partial:K": "only the last K backbone stages and the head train",
     "gradual": "head only for freeze_epochs, then everything with layer-wise lr decay (fastai fine_tune)",
@@ -163,6 +164,16 @@ class LinearProbe(Strategy):
         set_trainable(model.head, True)
 
 
+class Frozen(Strategy):
+    """The backbone stays as loaded (BatchNorm statistics too); the task's head trains by gradient descent."""
+
+    name = "frozen"
+
+    def prepare(self, model: TransferModel) -> None:
+        set_trainable(model.backbone, False)
+        set_trainable(model.head, True)
+
+
 class Partial(Strategy):
     """Only the last K stages of the backbone (and the head) train."""
 
@@ -276,7 +287,7 @@ def get_strategy(cfg: RunConfig) -> Strategy:
     """Strategy object for ``cfg.strategy``; unknown names list the valid ones."""
     name = cfg.strategy
     simple = {"finetune": Finetune, "scratch": Scratch, "linear-probe": LinearProbe, "gradual": Gradual,
-              "lp-ft": LPFT, "lora": LoRA, "contrastive": Contrastive}
+              "lp-ft": LPFT, "lora": LoRA, "contrastive": Contrastive, "frozen": Frozen}
     if name in simple:
         return simple[name](cfg)
     if name.startswith("partial:") and name[8:].isdigit():

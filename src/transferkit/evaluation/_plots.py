@@ -30,7 +30,7 @@ def learning_curves(history: list[dict], title: str = "") -> str | None:
         return None
     plt = _fig()
     epochs = [r["epoch"] for r in history]
-    panels = [(k, label) for k, label in (("loss", "loss"), ("acc", "accuracy"))  # a contrastive run has no accuracy
+    panels = [(k, label) for k, label in (("loss", "loss"), ("acc", "accuracy"), ("map", "mAP@[.5:.95]"))  # by what the task logs
               if f"train_{k}" in history[0] or f"val_{k}" in history[0]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
     for (key, label), ax in zip(panels, axes[0]):

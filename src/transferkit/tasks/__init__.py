@@ -19,10 +19,10 @@ def tasks() -> dict[str, Task]:
 
 def get_task(name: str) -> Task:
     if name not in _TASKS:
-        raise ConfigError(f"Unknown task '{name}'", f"one of {', '.join(_TASKS)}", "Pass --task classify")
+        raise ConfigError(f"Unknown task '{name}'", f"one of {', '.join(_TASKS)}", f"Pass --task {next(iter(_TASKS))}")
     return _TASKS[name]
 
 
-from . import classification  # noqa: E402,F401  (register the built-in tasks)
+from . import classification, detection  # noqa: E402,F401  (register the built-in tasks)
 
 __all__ = ["Task", "get_task", "register_task", "tasks"]

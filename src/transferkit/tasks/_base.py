@@ -22,6 +22,62 @@ class Task:
     compare_metrics: tuple[str, ...] = ()
     #: an ``item_values`` key holding 0/1 right/wrong outcomes, for McNemar's test (None: no such outcome)
     paired_test_metric: str | None = None
+    #: the modalities this task reads (None: every one)
+    modalities: tuple[str, ...] | None = None
+    #: settings this task wants where the user gave none (after the modality's, before the strategy's)
+    defaults: dict = {}
+
+    # -- where a task reads its own data and inputs (targets richer than one label per input); the defaults
+    #    hand everything to the modality -------------------------------------------------------------------
+    def read_data(self, cfg, **split):
+        """The run's labelled data when this task has its own formats (boxes, transcripts); None: the modality's."""
+        return None
+
+    def saved_data(self, run_dir: Path, modality):
+        """The split an earlier run saved (``--resume``)."""
+        from ..data import SavedSplit
+
+        return SavedSplit(run_dir, modality.name, modality.inputs_are_files)
+
+    def check_strategy(self, strategy) -> None:
+        """Refuse strategies that cannot train this task's head (a ConfigError naming those that can)."""
+
+    def default_strategy(self, modality, items) -> str:
+        """``--strategy auto``: the modality's choice for classification."""
+        return modality.default_strategy(items)
+
+    def pipeline(self, modality, backbone, cfg, data=None):
+        """(train transform, eval transform, data config)."""
+        return modality.pipeline(backbone, cfg, data)
+
+    def eval_transform(self, meta):
+        """The saved run's inference transform; None: the modality's."""
+        return None
+
+    def dataset(self, modality, backbone, items, transform, cfg=None, fill=False, progress=None):
+        return modality.dataset(backbone, items, transform, cfg, fill=fill, progress=progress)
+
+    def example_input(self, modality, data_config):
+        """A random batch the model must take (checked before training); None: no such check."""
+        return modality.example_input(data_config)
+
+    def loaded(self, run_dir: Path, meta: dict, cfg) -> "Task":
+        """This task set up for a finished run (predict, evaluate, serve)."""
+        return self
+
+    def with_data(self, data) -> "Task":
+        """This (loaded) task scoring ``data`` read afresh (``evaluate RUN DATA``)."""
+        return self
+
+    def rescore(self, outputs, items, labels: list[str]) -> dict[str, Any]:
+        """Metrics of ``outputs`` on ``items`` without writing anything (``evaluate``)."""
+        raise NotImplementedError
+
+    def infer(self, model, dataset, batch_size: int, device, progress=None, **options):
+        """Model outputs over ``dataset`` in its order (classification: logits (N, C))."""
+        from ..features import infer_logits
+
+        return infer_logits(model, dataset, batch_size, device, progress=progress, **options)
 
     def setup(self, cfg, data) -> "Task":
         """A task configured for one run (class weights, label smoothing …); returns a new object."""

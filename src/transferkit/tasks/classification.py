@@ -74,9 +74,9 @@ class Classification(Task):
                 w.writerow([inp, labels[t], labels[p], f"{pr[p]:.4f}"])
         return metrics
 
-    def rescore(self, outputs: np.ndarray, targets, labels) -> dict[str, Any]:
-        """Metrics of outputs against targets, without writing anything (``evaluate``)."""
-        return classification_metrics(targets, outputs.argmax(1), labels)
+    def rescore(self, outputs: np.ndarray, items, labels) -> dict[str, Any]:
+        """Metrics of outputs against the items' labels, without writing anything (``evaluate``)."""
+        return classification_metrics(items.labels, outputs.argmax(1), labels)
 
     def item_values(self, run_dir, labels):
         """Right/wrong per item (accuracy) and macro-F1's jackknife pseudo-values, from predictions.csv."""

@@ -19,9 +19,9 @@ from .. import _dist
 from .. import _runfolder as rf
 from ..backbones import create_backbone
 from ..config import RunConfig, fill_defaults, load_config_file, resolve_config, resolve_precision
-from ..data import LabelledData, SavedSplit
+from ..data import LabelledData
 from ..errors import ConfigError, RunFolderError
-from ..features import extract_features, infer_logits
+from ..features import extract_features
 from ..modalities import data_for, get_modality, modality_of
 from ..strategies import get_strategy
 from ..tasks import get_task
@@ -100,9 +100,12 @@ def fit(data: LabelledData | str | None = None, *, config_file: str | Path | Non
     if isinstance(data, (str, Path)):
         settings["data"] = str(Path(data).resolve())  # absolute: --resume and evaluate work from any folder
         data = None
+    for key in ("annotations", "images"):
+        if settings.get(key):
+            settings[key] = str(Path(settings[key]).resolve())
     cfg = resolve_config(settings, config_file)
     if data is None:
-        data = data_for(cfg)
+        data = get_task(cfg.task).read_data(cfg) or data_for(cfg)
     else:
         cfg.data = cfg.data or data.location
     return _run(cfg, data, run_dir=None, resume_state=None, on_epoch_end=on_epoch_end)
@@ -123,7 +126,7 @@ def _resume(run_dir: Path, on_epoch_end) -> Run:
         raise RunFolderError(f"{run_dir / rf.CHECKPOINT} is damaged ({type(exc).__name__})", "a checkpoint written "
                              "by an interrupted run", "Start the run again (the damaged checkpoint cannot be resumed)") from None
     modality = get_modality(cfg.modality or "image")
-    data = SavedSplit(run_dir, modality.name, modality.inputs_are_files)  # the split as saved, never re-made
+    data = get_task(cfg.task).saved_data(run_dir, modality)  # the split as saved, never re-made
     return _run(cfg, data, run_dir=run_dir, resume_state=state, on_epoch_end=on_epoch_end)
 
 
@@ -135,20 +138,24 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     task = get_task(cfg.task)
     modality = modality_of(data)
     cfg.modality = modality.name
+    if task.modalities is not None and modality.name not in task.modalities:
+        raise ConfigError(f"Task {task.name} does not read {modality.name} data", f"{', '.join(task.modalities)} data",
+                          "Pass data of that kind, or choose another --task")
     seed_everything(cfg.seed)  # random-init backbones and new heads start from the seed
     backbone = create_backbone(cfg.backbone, arch=cfg.arch, max_length=cfg.max_length)  # before the scan: fail fast
     modality.check_backbone(backbone, cfg.backbone)
     data.setup()
     if cfg.strategy == "auto":
-        cfg.strategy = modality.default_strategy(data.splits_["train"])
+        cfg.strategy = task.default_strategy(modality, data.splits_["train"])
         log.info("strategy: %s (auto, for %d training items)", cfg.strategy, len(data.splits_["train"]))
     strategy = get_strategy(cfg)
+    task.check_strategy(strategy)
     if strategy.trains_backbone:
         check_global_batch(cfg.batch_size)
-    fill_defaults(cfg, {**modality.defaults, **backbone.train_defaults, **strategy.defaults})
+    fill_defaults(cfg, {**modality.defaults, **task.defaults, **backbone.train_defaults, **strategy.defaults})
     backbone = strategy.prepare_backbone(backbone)
     classes = data.classes_
-    train_tf, eval_tf, data_config = modality.pipeline(backbone, cfg, data)
+    train_tf, eval_tf, data_config = task.pipeline(modality, backbone, cfg, data)
     task = task.setup(cfg, data)
     nhwc = modality.channels_last(cfg)
     eval_split = data.eval_split
@@ -178,8 +185,8 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         log.info("preprocessing: %s", ", ".join(f"{k} {v}" for k, v in data_config.items()))
         if _dist.world() > 1:
             log.info("world size %d: every pass over the data is shared by %d processes", _dist.world(), _dist.world())
-        model = task.build_model(backbone, {"head": cfg.head, "labels": classes})
-        _check_input_size(model, modality, data_config, cfg)
+        model = task.build_model(backbone, {"head": cfg.head, "labels": classes, "data_config": data_config})
+        _check_input_size(model, task.example_input(modality, data_config), cfg)
         eval_items = data.splits_[eval_split]
         eval_out = None
         probe_info: dict[str, Any] = {}
@@ -205,8 +212,8 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         if strategy.probe_first and resume_state is None:
             eval_out = probe(final=not strategy.trains_backbone)
         if strategy.trains_backbone:
-            train_ds = _epoch_dataset(modality, backbone, data.splits_["train"], train_tf, cfg, "train")
-            val_ds = _epoch_dataset(modality, backbone, data.splits_["val"], eval_tf, cfg, "val") \
+            train_ds = _epoch_dataset(task, modality, backbone, data.splits_["train"], train_tf, cfg, "train")
+            val_ds = _epoch_dataset(task, modality, backbone, data.splits_["val"], eval_tf, cfg, "val") \
                 if has_val and strategy.uses_val else None
             history = train_loop(model, strategy, task, train_ds, val_ds, cfg, run_dir,
                                  select_on_val and strategy.uses_val, nhwc, resume_state, on_epoch_end)
@@ -215,9 +222,9 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
             eval_out = probe(final=True)
         elif strategy.trains_backbone:
             with progress_bar(f"evaluate {eval_split}", len(eval_items)) as update:
-                eval_out = infer_logits(model, modality.dataset(backbone, eval_items, eval_tf, cfg), cfg.batch_size * 2,
-                                        device, cfg.workers, progress=update, precision=cfg.precision,
-                                        channels_last=nhwc, shard=True)
+                eval_out = task.infer(model, task.dataset(modality, backbone, eval_items, eval_tf, cfg), cfg.batch_size * 2,
+                                      device, progress=update, workers=cfg.workers, precision=cfg.precision,
+                                      channels_last=nhwc, shard=True)
         if not _dist.is_main():  # the main process writes the run folder; the others return what it measured
             return Run(run_dir, cfg, _dist.broadcast(None), history)
         _write_history(run_dir, history)
@@ -256,10 +263,9 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
             log.removeHandler(handler)
 
 
-def _check_input_size(model, modality, data_config: dict, cfg: RunConfig) -> None:
+def _check_input_size(model, example, cfg: RunConfig) -> None:
     """One forward pass on a random batch: a backbone that cannot take this input size (a ViT built for 224 px)
     fails here with the size to use, not with a traceback mid-epoch."""
-    example = modality.example_input(data_config)
     if example is None:
         return
     try:
@@ -275,7 +281,8 @@ def _check_input_size(model, modality, data_config: dict, cfg: RunConfig) -> Non
 
 def _splits_record(data: LabelledData) -> dict:
     """splits.json: the exact inputs and labels of each split, and the groups of a grouped split."""
-    out: dict[str, Any] = {k: {"inputs": v.inputs, "labels": v.labels} for k, v in data.splits_.items()}
+    out: dict[str, Any] = {k: {"inputs": v.inputs, "labels": v.labels, **(data.split_extras(k) if hasattr(
+        data, "split_extras") else {})} for k, v in data.splits_.items()}
     for k, groups in getattr(data, "split_groups_", {}).items():
         out[k]["groups"] = groups
     return out
@@ -293,10 +300,10 @@ def _features(backbone, modality, data, transform, preprocessing, nhwc, cfg, dev
     return out
 
 
-def _epoch_dataset(modality, backbone, items, transform, cfg, split: str):
+def _epoch_dataset(task, modality, backbone, items, transform, cfg, split: str):
     """A dataset read every epoch: its inputs are decoded once, into the in-memory cache where the modality has one."""
     with progress_bar(f"decode {split}", len(items)) as update:
-        ds = modality.dataset(backbone, items, transform, cfg, fill=True, progress=update)
+        ds = task.dataset(modality, backbone, items, transform, cfg, fill=True, progress=update)
     held = [h for h in (getattr(ds, "held", None) or []) if h is not None]
     if held:
         log.info("input cache: %d/%d %s inputs held decoded (%.0f MiB)", len(held), len(items), split,

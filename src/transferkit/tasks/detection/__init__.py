@@ -1,0 +1,193 @@
+"""Object detection: boxes around the objects of each class. torchvision's Faster R-CNN on the backbone's stages
+(FPN), COCO metrics through torchmetrics, box-aware augmentation through ``transforms.v2``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ... import _runfolder as rf
+from ...errors import ConfigError
+from .._base import Task
+from ._data import DetectionData, DetectionDataset, DetPresize, DetTransform, box_ops, split_targets
+from ._metrics import detection_metrics, headline, jackknife, mean_ap
+from ._model import Detector
+
+DETECTIONS = "detections.jsonl"
+STRATEGIES = "frozen, finetune, partial:K, gradual or scratch"
+
+
+class Detection(Task):
+    name = "detect"
+    compare_metrics = ("map", "map_50")
+    modalities = ("image",)
+    #: AdamW at 3e-4 for the new FPN / RPN / RoI heads, the backbone at a tenth (raccoon, Lite0)
+    defaults = {"lr": 3e-4, "backbone_lr_mult": 0.1}
+    default_size = 512
+
+    def __init__(self, records: dict | None = None, classes: list[str] | None = None, threshold: float = 0.5):
+        self.records = records or {}
+        self.classes = classes or []
+        self.threshold = threshold
+
+    # -- data ------------------------------------------------------------------------------------------------
+    def read_data(self, cfg, **split) -> DetectionData:
+        kw = dict(val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed,
+                  on_bad_file=cfg.on_bad_file, quoting=cfg.quoting, on_leak=cfg.on_leak)
+        return DetectionData(cfg.data, cfg.annotations, cfg.images, **{**kw, **split})
+
+    def saved_data(self, run_dir: Path, modality) -> DetectionData:
+        data = DetectionData(run_dir)
+        saved = json.loads((Path(run_dir) / "splits.json").read_text())
+        data._presaved = {k: v.get("records", []) for k, v in saved.items()}
+        return data
+
+    def check_strategy(self, strategy) -> None:
+        if strategy.probe_first or strategy.probe_after or strategy.name in ("lora", "contrastive"):
+            raise ConfigError(f"Strategy {strategy.name} does not apply to detection (its head is trained by the "
+                              "loop, never fitted on cached features)", f"one of {STRATEGIES}",
+                              "Use --strategy frozen for a frozen backbone (FPN, RPN and heads train)")
+
+    def default_strategy(self, modality, items) -> str:
+        return "finetune"
+
+    def setup(self, cfg, data) -> "Detection":
+        return Detection(data.records_, list(data.classes_), cfg.score_threshold)
+
+    def pipeline(self, modality, backbone, cfg, data=None):
+        size = cfg.image_size or self.default_size
+        presize = DetPresize(size, round(size * 5 / 3))
+        dc = {"min_size": size, "max_size": presize.max_side, "input_size": [3, size, size],
+              "mean": list(backbone.pretrained_cfg.get("mean", (0.485, 0.456, 0.406))),
+              "std": list(backbone.pretrained_cfg.get("std", (0.229, 0.224, 0.225)))}
+        return DetTransform(presize, box_ops(cfg.augment), train=True), DetTransform(presize), dc
+
+    def eval_transform(self, meta) -> DetTransform:
+        dc = meta["data_config"]
+        return DetTransform(DetPresize(dc["min_size"], dc["max_size"]))
+
+    def dataset(self, modality, backbone, items, transform, cfg=None, fill=False, progress=None):
+        from ...data import shared_cache
+
+        held = None
+        if cfg is not None and cfg.image_cache_mb != 0:
+            cache = shared_cache(None if cfg.image_cache_mb is None else cfg.image_cache_mb << 20)
+            held = cache.take(list(items.inputs), transform.presize, fill=fill, progress=progress)
+        elif progress:
+            progress(len(items))
+        return DetectionDataset(items, self.records, transform, self.classes, transform.train, held)
+
+    # -- model and loop ----------------------------------------------------------------------------------
+    def build_model(self, backbone, meta) -> Detector:
+        dc = meta.get("data_config") or {"min_size": self.default_size, "max_size": round(self.default_size * 5 / 3)}
+        return Detector(backbone, len(meta["labels"]), dc["min_size"], dc["max_size"])
+
+    def loss(self, outputs: dict, targets) -> torch.Tensor:
+        return sum(outputs.values())
+
+    def step_stats(self, outputs: dict, targets) -> dict[str, torch.Tensor]:
+        return {f"train_{k.replace('loss_', '')}": v.detach() * len(targets) for k, v in outputs.items()}
+
+    @torch.inference_mode()
+    def evaluate(self, model, loader, to_device, gather=None) -> dict[str, float]:
+        dets, gts = [], []
+        model.eval()
+        for x, y in loader:
+            x, _ = to_device(x, y)
+            dets += [{k: v.cpu().numpy() for k, v in d.items()} for d in model(x)]
+            gts += [{k: v.cpu().numpy() for k, v in t.items()} for t in split_targets(x)]
+        if not gts:
+            return {}
+        r = headline(mean_ap(dets, gts, sync=True))
+        return {"val_map": r["map"], "val_map_50": r["map_50"]}
+
+    def selection_score(self, row):
+        return (row.get("val_map", 0.0), row.get("val_map_50", 0.0))
+
+    @torch.inference_mode()
+    def infer(self, model, dataset, batch_size: int, device, progress=None, **_) -> list[dict]:
+        """Per image: boxes (x1 y1 x2 y2, original pixels), scores and 1-based labels, every score ≥ 0.05."""
+        from ...features import make_loader, to_device
+
+        model.eval()
+        out = []
+        for x, _ in make_loader(dataset, max(1, batch_size // 4), 0, collate_fn=dataset.collate_fn):
+            out += [{k: v.cpu().numpy() for k, v in d.items()} for d in model(to_device(x, device))]
+            if progress:
+                progress(len(x["counts"]))
+        return out
+
+    # -- scoring ------------------------------------------------------------------------------------------
+    def _truth(self, inputs) -> list[dict]:
+        index = {c: i + 1 for i, c in enumerate(self.classes)}
+        recs = [self.records.get(p, {"boxes": [], "labels": [], "ignore": []}) for p in inputs]
+        return [{"boxes": r["boxes"], "labels": [index.get(lab, 0) for lab in r["labels"]], "ignore": r["ignore"]}
+                for r in recs]
+
+    def score(self, run_dir, outputs, items, labels, split):
+        gts = self._truth(items.inputs)
+        metrics = {"split": split, **detection_metrics(outputs, gts, labels, self.threshold)}
+        with open(run_dir / rf.PREDICTIONS, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["input", "label", "score", "x1", "y1", "x2", "y2"])
+            for inp, d in zip(items.inputs, outputs):
+                for box, s, lab in zip(d["boxes"], d["scores"], d["labels"]):
+                    if s >= self.threshold:
+                        w.writerow([inp, labels[int(lab) - 1], f"{s:.4f}", *(f"{v:.1f}" for v in box)])
+        with open(run_dir / DETECTIONS, "w", encoding="utf-8") as fh:
+            for inp, d, g in zip(items.inputs, outputs, gts):
+                fh.write(json.dumps({"input": inp, "gt": g, "det": {k: np.round(np.asarray(v), 2).tolist()
+                                                                       for k, v in d.items()}}) + "\n")
+        return metrics
+
+    def rescore(self, outputs, items, labels) -> dict[str, Any]:
+        return detection_metrics(outputs, self._truth(items.inputs), labels, self.threshold)
+
+    def loaded(self, run_dir, meta, cfg) -> "Detection":
+        saved = Path(run_dir) / "splits.json"
+        records = {r["path"]: r for part in json.loads(saved.read_text()).values() for r in part.get("records", [])} \
+            if saved.is_file() else {}
+        return Detection(records, list(meta["labels"]), cfg.score_threshold if cfg else 0.5)
+
+    def with_data(self, data) -> "Detection":
+        return Detection(data.records_, self.classes, self.threshold)
+
+    def example_input(self, modality, data_config):
+        return None  # the stage check in Detector gives the clear error
+
+    def item_values(self, run_dir, labels):
+        rows = read_detections(run_dir)
+        return jackknife([r["det"] for r in rows], [r["gt"] for r in rows], self.compare_metrics)
+
+    def summary(self, m):
+        c = m["counts"]
+        return (f"mAP@[.5:.95] {m['map']:.3f}, mAP@.5 {m['map_50']:.3f}, mAP@.75 {m['map_75']:.3f}, AR@100 "
+                f"{m['mar_100']:.3f}; at score ≥ {m['score_threshold']}: {c['tp']} true positives, {c['fp']} false "
+                f"positives, {c['missed']} missed of {m['objects']} objects ({m['n']} images)")
+
+    def decode(self, outputs, labels, topk=3):
+        return [{"boxes": [{"label": labels[int(lab) - 1], "score": round(float(s), 4),
+                            "box": [round(float(v), 1) for v in box]}
+                           for box, s, lab in zip(d["boxes"], d["scores"], d["labels"]) if s >= self.threshold]}
+                for d in outputs]
+
+    def report_sections(self, run_dir, m, meta, modality):
+        from ._report import sections
+
+        return sections(run_dir, m, read_detections(run_dir), meta["labels"])
+
+
+def read_detections(run_dir) -> list[dict]:
+    path = Path(run_dir) / DETECTIONS
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if path.is_file() else []
+
+
+from .. import register_task  # noqa: E402
+
+register_task(Detection())
