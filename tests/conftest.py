@@ -119,3 +119,68 @@ def texts(tmp_path):
     p = tmp_path / "t.tsv"
     p.write_text("\n".join(rows) + "\n")
     return p
+
+
+BOX_CLASSES = ("square", "disc")
+DETECT = dict(task="detect", backbone=TINY, image_size=64, epochs=2, batch_size=4, workers=0)
+
+
+def box_scenes(n: int = 12, seed: int = 0, size: tuple[int, int] = (80, 60)) -> list[tuple[Image.Image, list]]:
+    """Synthetic detection scenes: bright squares and discs on noise, 1–2 objects each: [(image, [(class, x1, y1,
+    x2, y2)])], boxes in pixels."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    scenes = []
+    for _ in range(n):
+        img = Image.fromarray(rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8))
+        d, objs = ImageDraw.Draw(img), []
+        for _ in range(int(rng.integers(1, 3))):
+            cls = BOX_CLASSES[int(rng.integers(2))]
+            w = int(rng.integers(size[1] // 4, size[1] // 2))
+            x, y = int(rng.integers(0, size[0] - w)), int(rng.integers(0, size[1] - w))
+            (d.rectangle if cls == "square" else d.ellipse)([x, y, x + w - 1, y + w - 1],
+                                                            fill=(230, 60, 60) if cls == "square" else (60, 200, 230))
+            objs.append((cls, x, y, x + w, y + w))
+        scenes.append((img, objs))
+    return scenes
+
+
+def make_boxes(root: Path, fmt: str = "voc", n: int = 12, seed: int = 0) -> Path:
+    """The scenes of :func:`box_scenes` written as Pascal VOC (JPEGImages/ + Annotations/), COCO (images/ +
+    annotations.json), YOLO (data.yaml, images/ + labels/) or a CSV of boxes; returns what to pass as DATA."""
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    img_dir = root / ("JPEGImages" if fmt == "voc" else "images")
+    img_dir.mkdir(exist_ok=True)
+    coco = {"images": [], "annotations": [], "categories": [{"id": i + 1, "name": c} for i, c in enumerate(BOX_CLASSES)]}
+    rows = ["filename,width,height,class,xmin,ymin,xmax,ymax"]
+    for i, (img, objs) in enumerate(box_scenes(n, seed)):
+        name = f"scene{i}.png"
+        img.save(img_dir / name)
+        W, H = img.size
+        if fmt == "voc":
+            (root / "Annotations").mkdir(exist_ok=True)
+            xml = "".join(f"<object><name>{c}</name><difficult>0</difficult><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
+                          f"<xmax>{e}</xmax><ymax>{f}</ymax></bndbox></object>" for c, a, b, e, f in objs)
+            (root / "Annotations" / f"scene{i}.xml").write_text(
+                f"<annotation><filename>{name}</filename><size><width>{W}</width><height>{H}</height></size>{xml}</annotation>")
+        elif fmt == "yolo":
+            (root / "labels").mkdir(exist_ok=True)
+            (root / "labels" / f"scene{i}.txt").write_text("".join(
+                f"{BOX_CLASSES.index(c)} {(a + e) / 2 / W} {(b + f) / 2 / H} {(e - a) / W} {(f - b) / H}\n" for c, a, b, e, f in objs))
+        coco["images"].append({"id": i, "file_name": name, "width": W, "height": H})
+        coco["annotations"] += [{"id": len(coco["annotations"]), "image_id": i, "category_id": BOX_CLASSES.index(c) + 1,
+                                 "bbox": [a, b, e - a, f - b], "iscrowd": 0} for c, a, b, e, f in objs]
+        rows += [f"{name},{W},{H},{c},{a},{b},{e},{f}" for c, a, b, e, f in objs]
+    if fmt == "coco":
+        (root / "annotations.json").write_text(json.dumps(coco))
+        return root / "annotations.json"
+    if fmt == "yolo":
+        (root / "data.yaml").write_text(f"path: .\ntrain: images\nnames: {list(BOX_CLASSES)}\n")
+        return root / "data.yaml"
+    if fmt == "csv":
+        (root / "boxes.csv").write_text("\n".join(rows) + "\n")
+        return root / "boxes.csv"
+    return root

@@ -6,16 +6,50 @@ from rich.table import Table
 
 
 def print_metrics(out, m: dict) -> None:
-    """A run's metrics on its evaluation split: per-class table, accuracy."""
+    """A run's metrics on its evaluation split: the per-class table (whatever the task scores per class) and the
+    task's one-line summary."""
+    from .tasks import get_task
+
     t = Table(title=f"{m.get('strategy', '')} on {m['split']} ({m['n']} items)")
-    for col in ("class", "precision", "recall", "F1", "support"):
+    cols = list(next(iter(m["per_class"].values()), {}))
+    for col in ("class", *cols):
         t.add_column(col, justify="left" if col == "class" else "right")
     for name, r in m["per_class"].items():
-        t.add_row(name, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", str(r["support"]))
-    t.add_row("[bold]macro[/]", f"{m['macro_precision']:.3f}", f"{m['macro_recall']:.3f}",
-              f"[bold]{m['macro_f1']:.3f}[/]", str(m["n"]))
+        t.add_row(name, *[f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols])
+    if "macro_f1" in m:
+        t.add_row("[bold]macro[/]", *[f"{m[f'macro_{c}']:.3f}" if f"macro_{c}" in m else str(m["n"]) for c in cols])
     out.print(t)
-    out.print(f"accuracy [bold]{m['accuracy']:.1%}[/]" + (f"  ({m['seconds']:.1f} s)" if "seconds" in m else ""))
+    out.print(get_task(m.get("task", "classify")).summary(m) + (f"  ({m['seconds']:.1f} s)" if "seconds" in m else ""))
+
+
+def print_predictions(out, preds: list[dict], rows: list[dict], how: str, topk: int) -> None:
+    """``predict``'s output: JSON lines (as predicted), CSV (the task's flat rows) or a table."""
+    import csv
+    import json
+    import sys
+
+    if how == "json":
+        for p in preds:
+            print(json.dumps(p))
+        return
+    if how == "csv":
+        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["input"])
+        w.writeheader()
+        w.writerows({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+        return
+    t = Table()
+    if preds and "topk" in preds[0]:
+        t.add_column("input")
+        for i in range(min(topk, len(preds[0]["topk"]))):
+            t.add_column(f"#{i + 1}")
+        for p in preds:
+            t.add_row(p["input"][-60:], *[f"{lab} {pr:.1%}" for lab, pr in p["topk"]])
+    else:
+        for col in (rows[0] if rows else {"input": ""}):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(*[(f"{v:.3f}" if isinstance(v, float) else "" if v is None else str(v))[-60:] for v in r.values()])
+    out.print(t)
 
 
 def print_comparison(out, result: dict) -> None:

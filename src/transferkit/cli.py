@@ -14,7 +14,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from . import _dist
-from ._printing import print_comparison, print_metrics, print_sweep
+from ._printing import print_comparison, print_metrics, print_predictions, print_sweep
 from .errors import TransferkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,7 +25,7 @@ err = Console(stderr=True)
 # Options shared by train and compare. None means "not given": config file, then defaults, apply.
 O = typer.Option
 TRAIN_OPTIONS = dict(
-    task=O(None, help="classify (default)"),
+    task=O(None, help="classify (default) | detect (boxes: VOC, COCO, YOLO or a CSV of boxes)"),
     modality=O(None, help="image | text | audio (default: detected from the data: file types, table columns)"),
     backbone=O(None, help="source:name, e.g. packaged:efficientnet_lite0, timm:resnet50, file:w.safetensors"),
     arch=O(None, help="timm architecture of a file: backbone"),
@@ -51,6 +51,9 @@ TRAIN_OPTIONS = dict(
     name=O(None, help="run folder name"), cache_dir=O(None, help="feature cache (default ~/.cache/transferkit)"),
     text_column=O(None), label_column=O(None), path_column=O(None), max_length=O(None),
     quoting=O(None, help="tables: auto (a quote that swallows rows is an error) | csv (quoted fields may span lines) | none"),
+    annotations=O(None, help="detect: a COCO JSON (or a folder holding one)"),
+    images=O(None, help="detect: the folder COCO file names are relative to"),
+    score_threshold=O(None, help="detect: boxes at or above this score are reported (default 0.5)"),
 )
 
 
@@ -80,7 +83,8 @@ def _with_train_options(fn):
              "val_fraction": Optional[float], "test_fraction": Optional[float], "shots": Optional[int],
              "layer_decay": Optional[float], "l2sp": Optional[float], "freeze_epochs": Optional[int],
              "workers": Optional[int], "cpu": Optional[bool], "max_length": Optional[int],
-             "channels_last": Optional[bool], "image_cache_mb": Optional[int], "clip_seconds": Optional[float]}
+             "channels_last": Optional[bool], "image_cache_mb": Optional[int], "clip_seconds": Optional[float],
+             "score_threshold": Optional[float]}
     for k, default in TRAIN_OPTIONS.items():
         if k not in sig.parameters:
             params.append(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=default,
@@ -140,13 +144,15 @@ def predict(run: Path = typer.Argument(..., help="a finished run folder"),
             text: Optional[List[str]] = O(None, "--text", help="a text to classify (text runs; repeatable)"),
             file: Optional[Path] = O(None, "--file", help="a file of texts, one per line (text runs)"),
             topk: int = O(3, help="labels to show per input"),
+            score_threshold: Optional[float] = O(None, help="detection: report boxes at or above this score"),
+            draw: Optional[Path] = O(None, "--draw", help="detection: write each image with its boxes drawn here"),
             json_out: bool = O(False, "--json", help="JSON lines"), csv_out: bool = O(False, "--csv", help="CSV")) -> None:
-    """Top-k labels with probabilities for images (or texts)."""
+    """Predictions for images, texts or clips: top-k labels with probabilities, or boxes for a detection run."""
     from .predict import load
 
     if topk < 1:
         raise TransferkitError(f"--topk {topk} shows nothing", "--topk 1 or more")
-    predictor = load(run)
+    predictor = load(run, score_threshold=score_threshold)
     kind = predictor.modality
     if kind.inputs_are_files and (text or file is not None):
         raise TransferkitError(f"--text and --file are for text runs; {run} is a {kind.name} run",
@@ -167,24 +173,10 @@ def predict(run: Path = typer.Argument(..., help="a finished run folder"),
     if not items:
         raise TransferkitError("Nothing to predict", kind.inputs_help)
     preds = predictor.predict(items, topk=topk)
-    if json_out:
-        for p in preds:
-            print(json.dumps(p))
-    elif csv_out:
-        import csv
-
-        w = csv.writer(sys.stdout)
-        w.writerow(["input", "label", "probability"])
-        for p in preds:
-            w.writerow([p["input"], p["label"], f"{p['probability']:.4f}"])
-    else:
-        t = Table()
-        t.add_column("input")
-        for i in range(min(topk, len(preds[0]["topk"]))):
-            t.add_column(f"#{i + 1}")
-        for p in preds:
-            t.add_row(p["input"][-60:], *[f"{lab} {pr:.1%}" for lab, pr in p["topk"]])
-        out.print(t)
+    if draw is not None:
+        written = predictor.task.draw(preds, draw)
+        err.print(f"drew {len(written)} image(s) into {draw}")
+    print_predictions(out, preds, predictor.task.rows(preds), "json" if json_out else "csv" if csv_out else "table", topk)
 
 
 @app.command()

@@ -18,8 +18,8 @@ from .config import resolve_config
 from .errors import ConfigError
 from .evaluation._intervals import crossed_interval, dominant_source, mcnemar
 from .data import LabelledData
-from .modalities import data_for, modality_of
-from .tasks import get_task
+from .modalities import modality_of
+from .tasks import get_task, read_data
 from .training import fit
 
 log = logging.getLogger("transferkit")
@@ -87,7 +87,7 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
     _check_plan(strategies, seeds, settings)  # every name and setting before the first run trains
     join_process_group(bool(settings.get("cpu")))
     if isinstance(data, (str, Path)):
-        data = data_for(resolve_config({**settings, "data": str(data)}))
+        data = read_data(resolve_config({**settings, "data": str(data)}))
     settings.pop("data", None)
     out_dir = _dist.broadcast(Path(output) / (name or f"compare-{Path(data.location).stem}-{datetime.now():%Y%m%d-%H%M%S}"))
     if _dist.broadcast(out_dir.exists()):

@@ -44,9 +44,10 @@ def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, ch
         raise TransferkitError(f"--out {out_dir} is the run folder itself", "a separate folder (default RUN/export)",
                                "Leave --out out, or choose another folder")
     pred = Predictor(run, device="cpu")
-    example = pred.modality.example_input(pred.meta["data_config"])
+    example = pred.task.example_input(pred.modality, pred.meta["data_config"])
     if example is None and fmt != "safetensors":
-        raise TransferkitError(f"--format {fmt} is not available for {pred.modality.name} runs",
+        raise TransferkitError(f"--format {fmt} is not available for this run ({pred.task.name} on "
+                               f"{pred.modality.name} inputs)",
                                "a run whose model takes one tensor", "Use --format safetensors (weights + tokenizer + contract)")
     out_dir.mkdir(parents=True, exist_ok=True)
     model = pred.model.eval()

@@ -20,7 +20,7 @@ class Predictor:
     """A trained model loaded from its run folder (``tk.load(path)``): its task and modality decide
     how inputs are read and outputs decoded."""
 
-    def __init__(self, path: str | Path, device: str | None = None):
+    def __init__(self, path: str | Path, device: str | None = None, **overrides):
         self.path = Path(path)
         meta, state = rf.read_model(self.path)
         self.meta = meta
@@ -32,7 +32,7 @@ class Predictor:
         self.model.load_state_dict(state)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
-        self.task = self.task.loaded(self.path, meta, _saved_config(self.path))
+        self.task = self.task.loaded(self.path, meta, _saved_config(self.path, overrides))
         self.transform = self.task.eval_transform(meta) or self.modality.eval_transform(meta, backbone)
 
     def fast_model(self) -> torch.nn.Module:
@@ -75,9 +75,10 @@ class Predictor:
         return [{"input": str(inp), **d} for inp, d in zip(inputs, decoded)]
 
 
-def load(path: str | Path, device: str | None = None) -> Predictor:
-    """Load a finished run for prediction."""
-    return Predictor(path, device)
+def load(path: str | Path, device: str | None = None, **overrides) -> Predictor:
+    """Load a finished run for prediction; ``overrides`` change settings that apply at inference
+    (``score_threshold`` of a detection run)."""
+    return Predictor(path, device, **overrides)
 
 
 def evaluate(path: str | Path, data: str | None = None, batch_size: int = 32) -> dict[str, Any]:
@@ -97,11 +98,10 @@ def evaluate(path: str | Path, data: str | None = None, batch_size: int = 32) ->
                             "Evaluate on the data where it is now: `transferkit evaluate RUN DATA`")
     else:
         from .config import load_config_file, resolve_config
-        from .modalities import data_for
+        from .tasks import read_data
 
-        cfg = resolve_config({**load_config_file(run / rf.CONFIG), "data": str(data), "group_by": None})
-        ds = (pred.task.read_data(cfg, val_fraction=0.0, test_fraction=0.0)
-              or data_for(cfg, pred.modality, val_fraction=0.0, test_fraction=0.0, shots=None)).setup()
+        cfg = resolve_config({**load_config_file(run / rf.CONFIG), "data": str(data), "group_by": None, "shots": None})
+        ds = read_data(cfg, pred.modality, val_fraction=0.0, test_fraction=0.0).setup()
         unknown = [c for c in ds.classes_ if c not in pred.labels]
         if unknown:
             raise DataError(f"Label(s) {', '.join(unknown)} in {data} were not seen in training",
@@ -110,10 +110,11 @@ def evaluate(path: str | Path, data: str | None = None, batch_size: int = 32) ->
         items = Items([i for i, _ in rows], [pred.labels.index(lab) for _, lab in rows])
         split = f"data {data}"
     task = pred.task if data is None else pred.task.with_data(ds)
-    return {"split": split, **task.rescore(pred.outputs(items.inputs, batch_size), items, pred.labels)}
+    return {"split": split, "task": task.name, **task.rescore(pred.outputs(items.inputs, batch_size), items, pred.labels)}
 
 
-def _saved_config(run: Path):
+def _saved_config(run: Path, overrides: dict | None = None):
     from .config import load_config_file, resolve_config
 
-    return resolve_config(load_config_file(run / rf.CONFIG)) if (run / rf.CONFIG).is_file() else None
+    saved = load_config_file(run / rf.CONFIG) if (run / rf.CONFIG).is_file() else {}
+    return resolve_config({**saved, **{k: v for k, v in (overrides or {}).items() if v is not None}})

@@ -73,10 +73,10 @@ class Batcher:
 
     def _infer(self, xs: list) -> np.ndarray:
         pred = self.predictor
-        batch = pred.modality.collate(pred.model.backbone, xs)
+        batch = pred.task.collate(pred.modality, pred.model.backbone, xs)
         with torch.inference_mode():
             outputs = self.model(to_device(batch, pred.device, channels_last=pred.modality.channels_last(None)))
-        return outputs.float().cpu().numpy()
+        return pred.task.per_item(outputs)
 
 
 def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, max_bytes: int = 10 * 2**20):
@@ -99,7 +99,7 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
                   description=f"{predictor.task.name} on {modality.name} inputs; {len(predictor.labels)} labels.")
 
     def answer(outputs: np.ndarray, topk: int = 3) -> dict:
-        d = predictor.task.decode(outputs[None], predictor.labels, topk)[0]
+        d = predictor.task.decode([outputs], predictor.labels, topk)[0]
         if "topk" in d:
             d["topk"] = [{"label": lab, "probability": p} for lab, p in d["topk"]]
         return d

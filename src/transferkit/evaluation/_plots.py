@@ -78,20 +78,20 @@ def per_class_f1(per_class: dict[str, dict]) -> str:
     return to_png64(fig)
 
 
-def strategy_bars(rows: list[dict]) -> str:
-    """Accuracy mean ± std per strategy (comparison report)."""
+def strategy_bars(rows: list[dict], metric: str = "accuracy") -> str:
+    """The headline metric's mean ± std per strategy (comparison report)."""
     plt = _fig()
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows) + 1), 3.2))
     names = [r["strategy"] for r in rows]
-    means = [r["accuracy_mean"] for r in rows]
-    stds = [r["accuracy_std"] for r in rows]
+    means = [r[f"{metric}_mean"] for r in rows]
+    stds = [r[f"{metric}_std"] for r in rows]
     colors = ["#7f8c8d" if n == "scratch" else "#2e86c1" for n in names]
     bars = ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
     ax.bar_label(bars, [f"{m:.1%}" for m in means], fontsize=8, padding=3)
     ax.set_xticks(range(len(rows)), names)
     ax.set_ylim(0, 1.1)
-    ax.set_ylabel("accuracy")
-    ax.set_title("accuracy by strategy (mean ± std over seeds; grey = scratch)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by strategy (mean ± std over seeds; grey = scratch)")
     return to_png64(fig)
 
 

@@ -94,7 +94,7 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
             "exact test on the right/wrong outcomes is pooled over seeds. NEGATIVE TRANSFER is flagged when the "
             "whole interval is below 0.</p>",
             _plots.img(_plots.gain_intervals(rows, metrics), "gain over scratch with 95% intervals"),
-            _plots.img(_plots.strategy_bars(rows), "accuracy by strategy"), "<h2>Runs</h2><ul>"]
+            _plots.img(_plots.strategy_bars(rows, metrics[0]), f"{metrics[0]} by strategy"), "<h2>Runs</h2><ul>"]
     for r in rows:
         for p in r["runs"]:
             rel = Path(p).relative_to(out_dir) if Path(p).is_relative_to(out_dir) else Path(p)

@@ -17,6 +17,14 @@ def tasks() -> dict[str, Task]:
     return dict(_TASKS)
 
 
+def read_data(cfg, modality=None, **split):
+    """The labelled data of a run's config: read by its task when the task has its own formats (boxes), else by
+    its modality (detected unless given)."""
+    from ..modalities import data_for
+
+    return get_task(cfg.task).read_data(cfg, **split) or data_for(cfg, modality, **split)
+
+
 def get_task(name: str) -> Task:
     if name not in _TASKS:
         raise ConfigError(f"Unknown task '{name}'", f"one of {', '.join(_TASKS)}", f"Pass --task {next(iter(_TASKS))}")
@@ -25,4 +33,4 @@ def get_task(name: str) -> Task:
 
 from . import classification, detection  # noqa: E402,F401  (register the built-in tasks)
 
-__all__ = ["Task", "get_task", "register_task", "tasks"]
+__all__ = ["Task", "get_task", "read_data", "register_task", "tasks"]

@@ -73,6 +73,24 @@ class Task:
         """Metrics of ``outputs`` on ``items`` without writing anything (``evaluate``)."""
         raise NotImplementedError
 
+    def collate(self, modality, backbone, xs: list):
+        """Served inputs (as the modality's ``decode_request`` returned them) → one batch."""
+        return modality.collate(backbone, xs)
+
+    def per_item(self, outputs) -> list:
+        """A served batch's outputs → one entry per input (what :meth:`decode` reads)."""
+        return list(outputs.float().cpu().numpy())
+
+    def rows(self, predictions: list[dict]) -> list[dict]:
+        """``predict --csv`` / the printed table: flat rows of the predictions."""
+        return [{k: v for k, v in p.items() if not isinstance(v, (list, dict))} for p in predictions]
+
+    def draw(self, predictions: list[dict], out_dir: Path) -> list[Path]:
+        """Annotated copies of the inputs (``predict --draw``); tasks without a picture to draw refuse."""
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--draw is not available for {self.name} runs", "a detection run", "Leave --draw out")
+
     def infer(self, model, dataset, batch_size: int, device, progress=None, **options):
         """Model outputs over ``dataset`` in its order (classification: logits (N, C))."""
         from ..features import infer_logits

@@ -22,9 +22,9 @@ from ..config import RunConfig, fill_defaults, load_config_file, resolve_config,
 from ..data import LabelledData
 from ..errors import ConfigError, RunFolderError
 from ..features import extract_features
-from ..modalities import data_for, get_modality, modality_of
+from ..modalities import get_modality, modality_of
 from ..strategies import get_strategy
-from ..tasks import get_task
+from ..tasks import get_task, read_data
 from .._launch import across_processes, announce_run_dir, join_process_group
 from ._loop import seed_everything, train_loop
 from ._sharding import check_global_batch
@@ -105,7 +105,7 @@ def fit(data: LabelledData | str | None = None, *, config_file: str | Path | Non
             settings[key] = str(Path(settings[key]).resolve())
     cfg = resolve_config(settings, config_file)
     if data is None:
-        data = get_task(cfg.task).read_data(cfg) or data_for(cfg)
+        data = read_data(cfg)
     else:
         cfg.data = cfg.data or data.location
     return _run(cfg, data, run_dir=None, resume_state=None, on_epoch_end=on_epoch_end)

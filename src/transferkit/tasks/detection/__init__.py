@@ -152,7 +152,7 @@ class Detection(Task):
         saved = Path(run_dir) / "splits.json"
         records = {r["path"]: r for part in json.loads(saved.read_text()).values() for r in part.get("records", [])} \
             if saved.is_file() else {}
-        return Detection(records, list(meta["labels"]), cfg.score_threshold if cfg else 0.5)
+        return Detection(records, list(meta["labels"]), cfg.score_threshold if cfg else self.threshold)
 
     def with_data(self, data) -> "Detection":
         return Detection(data.records_, self.classes, self.threshold)
@@ -175,6 +175,26 @@ class Detection(Task):
                             "box": [round(float(v), 1) for v in box]}
                            for box, s, lab in zip(d["boxes"], d["scores"], d["labels"]) if s >= self.threshold]}
                 for d in outputs]
+
+    def collate(self, modality, backbone, xs):
+        return DetectionDataset.collate_fn([(x, i) for i, x in enumerate(xs)])[0]
+
+    def per_item(self, outputs) -> list:
+        return [{k: v.cpu().numpy() for k, v in d.items()} for d in outputs]
+
+    def rows(self, predictions):
+        """One row per box (label, score, x1 y1 x2 y2 in original pixels); an input without boxes gets an empty row."""
+        out = []
+        for p in predictions:
+            boxes = p["boxes"] or [{"label": "", "score": None, "box": [None] * 4}]
+            out += [{"input": p["input"], "label": b["label"], "score": b["score"],
+                     **dict(zip(("x1", "y1", "x2", "y2"), b["box"]))} for b in boxes]
+        return out
+
+    def draw(self, predictions, out_dir):
+        from ._report import save_drawn
+
+        return save_drawn(predictions, Path(out_dir))
 
     def report_sections(self, run_dir, m, meta, modality):
         from ._report import sections

@@ -123,6 +123,12 @@ class DetTransform:
         self.tensor_ops = tensor_ops
         self.train = train  # boxes scaled to the presized image, ignored boxes left out
 
+    def __call__(self, img: Image.Image):
+        """One image as the dataset gives it (``serve``): presized, with its original size and no boxes."""
+        empty = torch.zeros(0, 4)
+        return self.presize(img), {"boxes": empty, "labels": torch.zeros(0, dtype=torch.int64),
+                                   "ignore": torch.zeros(0, dtype=torch.bool), "orig_size": torch.tensor([img.height, img.width])}
+
     def __repr__(self) -> str:
         return f"DetTransform({self.presize!r}, {self.tensor_ops!r}, train={self.train})"
 

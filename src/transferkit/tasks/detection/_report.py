@@ -60,8 +60,9 @@ def pr_curves(curves: dict[str, list[float]]) -> str | None:
     return _plots.to_png64(fig)
 
 
-def draw(path: str, boxes: list[tuple[list[float], str, tuple]], width: int = 360, dashed=()) -> str:
-    """The image with ``(box, caption, colour)`` drawn, as an embedded JPEG ``<img>`` (boxes in original pixels)."""
+def draw(path: str, boxes: list[tuple[list[float], str, tuple]], width: int | None = 360, dashed=()) -> str:
+    """The image with ``(box, caption, colour)`` drawn, as an embedded JPEG ``<img>`` (boxes in original pixels;
+    ``width`` None: the image's own size)."""
     from PIL import Image, ImageDraw
 
     from ...data import load_rgb
@@ -70,8 +71,9 @@ def draw(path: str, boxes: list[tuple[list[float], str, tuple]], width: int = 36
         img = load_rgb(path)
     except Exception:
         return "(image unavailable)"
-    scale = width / img.width
-    img = img.resize((width, max(1, round(img.height * scale))), Image.BILINEAR)
+    scale = (width or img.width) / img.width
+    if width:
+        img = img.resize((width, max(1, round(img.height * scale))), Image.BILINEAR)
     d = ImageDraw.Draw(img)
     for box, caption, colour in boxes:
         x1, y1, x2, y2 = (v * scale for v in box)
@@ -116,3 +118,18 @@ def _false_positives(rows: list[dict], labels: list[str], threshold: float, limi
         cells.append(f"<div class=cell>{draw(r['input'], [(r['det']['boxes'][i], f'{lab} {score:.2f}', COLOURS['fp'])])}"
                      f"<br><small>{html.escape(Path(r['input']).name[:60])}</small></div>")
     return f"<p>{len(fps)} false positive(s); the most confident first.</p><div class=grid>{''.join(cells)}</div>"
+
+
+def save_drawn(predictions: list[dict], out_dir: Path) -> list[Path]:
+    """``predict --draw``: each input with its boxes drawn, as ``<stem>.jpg`` in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for p in predictions:
+        tag = draw(p["input"], [(b["box"], f"{b['label']} {b['score']:.2f}", COLOURS["tp"]) for b in p["boxes"]],
+                   width=None)
+        if "base64," not in tag:
+            continue
+        path = out_dir / f"{Path(p['input']).stem}.jpg"
+        path.write_bytes(base64.b64decode(tag.split("base64,", 1)[1].split('"', 1)[0]))
+        written.append(path)
+    return written
