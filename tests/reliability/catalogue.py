@@ -20,6 +20,7 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import TINY, make_audio_folder, make_folder, write_tone  # noqa: E402
+from reliability import detection_cases  # noqa: E402
 
 TRAIN = ["--backbone", TINY, "--image-size", "32", "--epochs", "1", "--workers", "0"]
 
@@ -474,4 +475,4 @@ CASES = [
     Case("negative_cache_bound", "a negative image-cache bound", "error", "image_cache_mb=-1",
          lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--image-cache-mb", "-1"]),
 ]
-CASES += AUDIO_CASES + TABLE_CASES + NUMBER_CASES + RUN_CASES + MESSAGE_CASES
+CASES += AUDIO_CASES + TABLE_CASES + NUMBER_CASES + RUN_CASES + MESSAGE_CASES + detection_cases.cases(Case)

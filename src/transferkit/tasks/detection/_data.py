@@ -43,9 +43,9 @@ class DetectionData(LabelledData):
             pre, flat = read_any(self.path, self.annotations, self.images, self.quoting, problems)
         self.bad_files_ = problems
         for where, reason in problems[:5]:
-            log.warning("%s: %s", where, reason)
+            log.warning("skipped %s: %s", where, reason)
         if len(problems) > 5:
-            log.warning("… %d more problem(s), listed in bad_files.txt", len(problems) - 5)
+            log.warning("skipped %d more (listed in the run's bad_files.txt)", len(problems) - 5)
         every = flat + [r for part in (pre or {}).values() for r in part]
         good = {str(p) for p in self._filter_bad([Path(r["path"]) for r in every])}
         parts = self._split(pre, [r for r in flat if r["path"] in good], good)
