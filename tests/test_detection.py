@@ -136,6 +136,12 @@ def test_detect_run_predict_evaluate_draw_and_serve(tmp_path):
     drawn = tk.load(run.path, score_threshold=0.05).task.draw([dict(pred, input=str(image))], tmp_path / "drawn")
     assert len(drawn) == 1 and drawn[0].stat().st_size > 0
 
+    from transferkit.export import export
+
+    res = export(run.path, "onnx")  # the whole detector, NMS included; parity on the run's test images
+    assert res["parity"]["n"] >= 1 and res["parity"]["same_detections"] == 1.0
+    assert res["parity"]["max_box_diff_px"] < 0.01 and res["parity"]["max_score_diff"] < 1e-3
+
     from fastapi.testclient import TestClient
 
     from transferkit.serve import create_app
@@ -187,3 +193,46 @@ def test_raccoon_layouts_agree_and_packaged_lite0_detects_losses():
     losses = model.train()(x)
     assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_torchvision_detector_transfers_whole_from_a_local_checkpoint(tmp_path):
+    """file:<checkpoint> --arch tv:<name>: trunk, FPN, RPN and RoI heads come from the checkpoint; only the box
+    predictor is new (sized for the user's classes)."""
+    from torchvision.models import detection
+
+    import transferkit as tk
+    from transferkit.tasks import get_task
+
+    torch.manual_seed(0)
+    source = detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=91)
+    torch.save(source.state_dict(), tmp_path / "tv.pth")
+    backbone = tk.create_backbone(f"file:{tmp_path / 'tv.pth'}", arch="tv:fasterrcnn_mobilenet_v3_large_320_fpn")
+    model = get_task("detect").build_model(backbone, {"labels": ["a", "b", "c"]})
+    ours = model.state_dict()
+    for key, value in source.state_dict().items():
+        mapped = (key.replace("backbone.body.", "backbone.model.").replace("backbone.fpn.", "head.fpn.")
+                  .replace("rpn.", "head.rpn.", 1).replace("roi_heads.", "head.roi_heads.", 1))
+        if "box_predictor" in key:
+            assert ours[mapped].shape[0] in (4, 16)  # 3 classes + background; 4 boxes each
+        else:
+            assert torch.equal(ours[mapped], value), key
+    assert backbone.stages()[0][0].startswith("model.") and len(backbone.stages()) > 3  # partial:K has stages
+
+
+def test_torchvision_detector_offline_is_a_clear_error(monkeypatch):
+    import urllib.error
+
+    import torch.hub
+
+    from transferkit.errors import BackboneError
+    import transferkit as tk
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(BackboneError, match="packaged:efficientnet_lite0") as err:
+        tk.create_backbone("tv:fasterrcnn_mobilenet_v3_large_fpn")
+    assert "file:" in str(err.value)
+    with pytest.raises(BackboneError, match="fasterrcnn_resnet50_fpn"):
+        tk.create_backbone("tv:fasterrcnn_resnet50")

@@ -290,7 +290,7 @@ def export(run: Path = typer.Argument(..., help="a finished run folder"),
     out.print(f"exported: [bold]{res['path']}[/]")
     p = res["parity"]
     if p:
-        out.print(f"parity on {p['n']} inputs: max |Δlogit| {p['max_abs_diff']:.2e}, top-1 agreement {p['top1_agreement']:.1%}")
+        out.print(f"parity on {p['n']} inputs: " + ", ".join(f"{k.replace('_', ' ')} {v:.3g}" for k, v in p.items() if k != "n"))
 
 
 @app.command()

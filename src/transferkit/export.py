@@ -23,7 +23,7 @@ def contract(pred: Predictor) -> dict[str, Any]:
     """What a consumer needs besides the weights: the modality's preprocessing, and the labels."""
     return {"labels": pred.labels, "task": pred.task.name, "modality": pred.modality.name,
             **pred.modality.contract(pred.meta["data_config"]),
-            "output": "logits (apply softmax for probabilities)"}
+            "output": pred.task.output_help}
 
 
 def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, check: str | Path | None = None,
@@ -44,6 +44,9 @@ def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, ch
         raise TransferkitError(f"--out {out_dir} is the run folder itself", "a separate folder (default RUN/export)",
                                "Leave --out out, or choose another folder")
     pred = Predictor(run, device="cpu")
+    own = pred.task.export(pred, fmt, out_dir, contract(pred), lambda: _check_inputs(pred, run, check, max_check))
+    if own is not None:
+        return own
     example = pred.task.example_input(pred.modality, pred.meta["data_config"])
     if example is None and fmt != "safetensors":
         raise TransferkitError(f"--format {fmt} is not available for this run ({pred.task.name} on "

@@ -1,6 +1,6 @@
 """Pretrained backbones by ``source:name``: timm, random, packaged, file, run, hf (text and Whisper)."""
 
-from . import _file, _hf, _packaged, _speech, _timm, _whisper  # noqa: F401  (register sources, kinds, loaders)
+from . import _file, _hf, _packaged, _speech, _timm, _torchvision, _whisper  # noqa: F401  (register sources, kinds, loaders)
 from ._base import Backbone
 from ._file import read_weights
 from ._packaged import lukemelas_to_timm, timm_block_names

@@ -105,6 +105,10 @@ def load_file_weights(name: str, arch: str | None = None, **_) -> Backbone:
     if not arch:
         raise BackboneError(f"file:{name} needs its architecture", "--arch <timm name>, e.g. --arch resnet18",
                             "Pass --arch with the timm model the weights were saved from")
+    if arch.startswith("tv:"):  # a torchvision detector's checkpoint (--task detect)
+        from ._torchvision import load_tv_file
+
+        return load_tv_file(Path(name), arch[3:], read_weights, load_into)
     arch = check_arch(arch)
     state = read_weights(Path(name))
     model = timm.create_model(arch, pretrained=False, num_classes=0)

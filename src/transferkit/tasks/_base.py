@@ -91,6 +91,14 @@ class Task:
 
         raise ConfigError(f"--draw is not available for {self.name} runs", "a detection run", "Leave --draw out")
 
+    #: what an exported model outputs (export's contract)
+    output_help = "logits (apply softmax for probabilities)"
+
+    def export(self, pred, fmt: str, out_dir: Path, meta: dict, check_inputs) -> dict[str, Any] | None:
+        """Export a run this task's own way (``check_inputs()`` gives real inputs for the parity check); None: the
+        generic path (one input tensor → one output tensor)."""
+        return None
+
     def infer(self, model, dataset, batch_size: int, device, progress=None, **options):
         """Model outputs over ``dataset`` in its order (classification: logits (N, C))."""
         from ..features import infer_logits

@@ -85,7 +85,7 @@ class Detection(Task):
     # -- model and loop ----------------------------------------------------------------------------------
     def build_model(self, backbone, meta) -> Detector:
         dc = meta.get("data_config") or {"min_size": self.default_size, "max_size": round(self.default_size * 5 / 3)}
-        return Detector(backbone, len(meta["labels"]), dc["min_size"], dc["max_size"])
+        return Detector.for_backbone(backbone, len(meta["labels"]), dc["min_size"], dc["max_size"])
 
     def loss(self, outputs: dict, targets) -> torch.Tensor:
         return sum(outputs.values())
@@ -116,7 +116,7 @@ class Detection(Task):
 
         model.eval()
         out = []
-        for x, _ in make_loader(dataset, max(1, batch_size // 4), 0, collate_fn=dataset.collate_fn):
+        for x, _ in make_loader(dataset, min(batch_size, 8), 0, collate_fn=dataset.collate_fn):  # large images: 8 at most
             out += [{k: v.cpu().numpy() for k, v in d.items()} for d in model(to_device(x, device))]
             if progress:
                 progress(len(x["counts"]))
@@ -156,6 +156,22 @@ class Detection(Task):
 
     def with_data(self, data) -> "Detection":
         return Detection(data.records_, self.classes, self.threshold)
+
+    def export(self, pred, fmt, out_dir, meta, check_inputs):
+        """ONNX: the whole detector (resize, NMS and box rescaling included) on one image of any size."""
+        from ._export import OUTPUT, export_onnx
+
+        if fmt == "safetensors":
+            return None
+        if fmt != "onnx":
+            raise ConfigError(f"--format {fmt} is not available for detection runs", "onnx or safetensors",
+                              "Use --format onnx (the whole detector, NMS included)")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        meta = {**meta, "output": OUTPUT, "layout": "one image, float32 3×H×W in [0, 1], RGB, any size",
+                "score_threshold": self.threshold}
+        (out_dir / "contract.json").write_text(json.dumps(meta, indent=2))
+        path = out_dir / "model.onnx"
+        return {"path": str(path), "format": fmt, "parity": export_onnx(pred.model, path, meta, check_inputs())}
 
     def example_input(self, modality, data_config):
         return None  # the stage check in Detector gives the clear error

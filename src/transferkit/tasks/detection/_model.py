@@ -55,7 +55,6 @@ class Detector(nn.Module):
         from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
         from torchvision.models.detection.roi_heads import RoIHeads
         from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
-        from torchvision.models.detection.transform import GeneralizedRCNNTransform
         from torchvision.ops import MultiScaleRoIAlign
         from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
@@ -76,10 +75,14 @@ class Detector(nn.Module):
             "fpn": FeaturePyramidNetwork([s["num_chs"] for s in stages], fpn_channels, LastLevelMaxPool()),
             "rpn": rpn, "roi_heads": roi_heads})
         mean, std = backbone.pretrained_cfg.get("mean", (0.485, 0.456, 0.406)), backbone.pretrained_cfg.get("std", (0.229, 0.224, 0.225))
-        # Scale jitter while training: a shorter side drawn from 0.8–1.0 × min_size (torchvision picks one per batch
-        # image); evaluation uses min_size itself, the size the images are cached at.
-        jitter = tuple(sorted({int(min_size * f) // 32 * 32 for f in (0.8, 0.875, 0.95)} | {min_size}))
-        self.transform = GeneralizedRCNNTransform(jitter, max_size, list(mean), list(std))
+        self.transform = resize_transform(min_size, max_size, mean, std)
+
+    @staticmethod
+    def for_backbone(backbone, num_classes: int, min_size: int, max_size: int) -> "Detector":
+        """A whole pretrained detector where the backbone brings one (``tv:``), else new heads on its stages."""
+        if getattr(backbone, "detector", None) is not None:
+            return PretrainedDetector(backbone, num_classes, min_size, max_size)
+        return Detector(backbone, num_classes, min_size, max_size)
 
     def features(self, images: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         hooks = self.__dict__["stage_outputs"]
@@ -99,3 +102,30 @@ class Detector(nn.Module):
         if self.training:
             return {**rpn_losses, **roi_losses}
         return self.transform.postprocess(detections, batch.image_sizes, [tuple(s) for s in x["orig_sizes"].tolist()])
+
+
+def resize_transform(min_size: int, max_size: int, mean, std):
+    """torchvision's resize + normalise. Scale jitter while training: a shorter side drawn from 0.8–1.0 × min_size
+    (torchvision picks one per image); evaluation uses min_size itself, the size images are cached at."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    jitter = tuple(sorted({int(min_size * f) // 32 * 32 for f in (0.8, 0.875, 0.95)} | {min_size}))
+    return GeneralizedRCNNTransform(jitter, max_size, list(mean), list(std))
+
+
+class PretrainedDetector(Detector):
+    """A torchvision detector transferred whole (``tv:`` backbones): its trunk is ``backbone``; its FPN, RPN and RoI
+    heads are ``head``, with the box predictor replaced for the new classes."""
+
+    def __init__(self, backbone, num_classes: int, min_size: int, max_size: int):
+        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+        nn.Module.__init__(self)
+        det = backbone.detector
+        det.roi_heads.box_predictor = FastRCNNPredictor(det.roi_heads.box_predictor.cls_score.in_features, num_classes + 1)
+        self.backbone = backbone
+        self.head = nn.ModuleDict({"fpn": det.backbone.fpn, "rpn": det.rpn, "roi_heads": det.roi_heads})
+        self.transform = resize_transform(min_size, max_size, det.transform.image_mean, det.transform.image_std)
+
+    def features(self, images: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        return self.head["fpn"](self.backbone.forward_features(images))
