@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from . import _runfolder as rf
+from ._onnx import save_with_metadata
 from .errors import TransferkitError
 from .predict import Predictor
 
@@ -77,22 +78,15 @@ def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, ch
 
 
 def _export_onnx(model, example, path: Path, meta: dict) -> None:
-    try:
-        import onnx
-    except ImportError:
-        raise TransferkitError("ONNX export needs onnx and onnxruntime", None, "pip install 'transferkit[export]'") from None
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        raise TransferkitError("ONNX export needs onnx and onnxruntime", None, "pip install 'transferkit[export]'")
     tmp = path.with_suffix(".tmp.onnx")
     batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=["logits"],
                       dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
-    proto = onnx.load(str(tmp))
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, json.dumps(v)
-    onnx.save(proto, str(path))
-    tmp.unlink(missing_ok=True)
-    for extra in path.parent.glob(tmp.name + "*.data"):
-        extra.unlink()
+    save_with_metadata(tmp, path, meta)
 
 
 def _check_inputs(pred: Predictor, run, check, max_check: int) -> list[str]:

@@ -3,7 +3,6 @@ RGB image of any size; parity checked on real images against PyTorch."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,9 @@ def export_onnx(model, path: Path, meta: dict, inputs: list[str]) -> dict[str, A
     """Write ``path`` (with ``meta`` as metadata) and compare it with PyTorch on ``inputs``."""
     import warnings
 
-    import onnx
     import onnxruntime as ort
+
+    from ..._onnx import save_with_metadata
 
     wrapped = OnnxDetector(model.eval()).eval()
     example = image_tensor(inputs[0])
@@ -52,12 +52,7 @@ def export_onnx(model, path: Path, meta: dict, inputs: list[str]) -> dict[str, A
         torch.onnx.export(wrapped, (example,), str(tmp), input_names=["image"], output_names=["boxes", "scores", "labels"],
                           dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "n"}, "scores": {0: "n"},
                                         "labels": {0: "n"}}, opset_version=17, dynamo=False)
-    proto = onnx.load(str(tmp))
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, json.dumps(v)
-    onnx.save(proto, str(path))
-    tmp.unlink(missing_ok=True)
+    save_with_metadata(tmp, path, meta)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     box_diff, score_diff, same = 0.0, 0.0, 0
     with torch.inference_mode():
