@@ -236,3 +236,23 @@ def test_torchvision_detector_offline_is_a_clear_error(monkeypatch):
     assert "file:" in str(err.value)
     with pytest.raises(BackboneError, match="fasterrcnn_resnet50_fpn"):
         tk.create_backbone("tv:fasterrcnn_resnet50")
+
+
+def test_backbone_of_a_classification_run_becomes_the_detector_trunk(tmp_path):
+    """run:<classification run>: the source task's backbone, weights and all, under the new FPN and heads."""
+    import transferkit as tk
+    from conftest import FAST, make_folder
+    from transferkit.tasks import get_task
+
+    source = tk.fit(make_folder(tmp_path / "cls", classes=2, per_class=8), strategy="finetune",
+                    output=str(tmp_path / "runs"), **FAST)
+    backbone = tk.create_backbone(f"run:{source.path}")
+    trained = tk.load(source.path).model.backbone.state_dict()
+    model = get_task("detect").build_model(backbone, {"labels": ["a"]})
+    assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in trained.items())
+    x = {"images": torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "sizes": torch.tensor([[64, 64]]),
+         "orig_sizes": torch.tensor([[64, 64]]), "boxes": torch.tensor([[8.0, 8, 40, 40]]), "labels": torch.tensor([1]),
+         "ignore": torch.tensor([False]), "counts": torch.tensor([1])}
+    losses = model.train()(x)
+    sum(losses.values()).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())

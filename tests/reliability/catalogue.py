@@ -475,4 +475,4 @@ CASES = [
     Case("negative_cache_bound", "a negative image-cache bound", "error", "image_cache_mb=-1",
          lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--image-cache-mb", "-1"]),
 ]
-CASES += AUDIO_CASES + TABLE_CASES + NUMBER_CASES + RUN_CASES + MESSAGE_CASES + detection_cases.cases(Case)
+CASES += AUDIO_CASES + TABLE_CASES + NUMBER_CASES + RUN_CASES + MESSAGE_CASES + detection_cases.cases(Case) + detection_cases.more_cases(Case)

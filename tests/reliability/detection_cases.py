@@ -150,3 +150,21 @@ def cases(Case) -> list:
              "no feature stages", lambda tmp, run: ["train", str(make_boxes(tmp / "voc", "voc", n=6)), *DET[:2],
                                                    "--backbone", "random:test_vit", "--image-size", "64"]),
     ]
+
+
+def more_cases(Case) -> list:
+    return [
+        Case("det_shots", "--shots with --task detect", "error", "--shots does not apply to detection",
+             lambda tmp, run: ["train", str(make_boxes(tmp / "voc", "voc", n=6)), *DET, "--shots", "2"]),
+        Case("det_torchscript", "export --format torchscript of a detection run", "error",
+             "not available for detection runs", _torchscript),
+    ]
+
+
+def _torchscript(tmp: Path, run: Path) -> list[str]:
+    import transferkit as tk
+
+    data = make_boxes(tmp / "voc", "voc", n=8)
+    det = tk.fit(data, task="detect", backbone=TINY, image_size=64, epochs=1, batch_size=4, workers=0,
+                 output=str(tmp / "detruns"))
+    return ["export", str(det.path), "--format", "torchscript"]

@@ -37,6 +37,11 @@ class Detection(Task):
 
     # -- data ------------------------------------------------------------------------------------------------
     def read_data(self, cfg, **split) -> DetectionData:
+        given = [f"--{k.replace('_', '-')}" for k in ("shots", "group_by", "label_by") if getattr(cfg, k, None)]
+        if given:
+            raise ConfigError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to detection",
+                              "the split by image (--val-fraction, --test-fraction, --split-seed) or the annotations' own",
+                              f"Leave {', '.join(given)} out")
         kw = dict(val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed,
                   on_bad_file=cfg.on_bad_file, quoting=cfg.quoting, on_leak=cfg.on_leak)
         return DetectionData(cfg.data, cfg.annotations, cfg.images, **{**kw, **split})
