@@ -29,7 +29,7 @@ TRAIN_OPTIONS = dict(
     modality=O(None, help="image | text | audio (default: detected from the data: file types, table columns)"),
     backbone=O(None, help="source:name, e.g. packaged:efficientnet_lite0, timm:resnet50, file:w.safetensors"),
     arch=O(None, help="timm architecture of a file: backbone"),
-    strategy=O(None, help="auto (default) | linear-probe | finetune | partial:K | gradual | lp-ft | lora | contrastive | scratch"),
+    strategy=O(None, help="auto (default) | linear-probe | frozen | finetune | partial:K | gradual | lp-ft | lora | contrastive | scratch"),
     head=O(None, help="linear | mlp:<width>"),
     epochs=O(None), batch_size=O(None), lr=O(None, help="head learning rate (default 3e-3 images, 1e-3 text)"),
     backbone_lr_mult=O(None, help="backbone lr = lr × this (default 0.1 images, 0.05 text)"),
