@@ -157,3 +157,20 @@ def test_rank_and_compare_share_their_work_over_two_processes(tmp_path):
     assert [r["strategy"] for r in result["rows"][:2]] == ["scratch", "linear-probe"]
     assert sorted(p.name for p in (Path(result["path"]) / "runs").iterdir()) == ["linear-probe-seed0", "scratch-seed0"]
     assert (Path(result["path"]) / "compare.json").is_file()
+
+
+def test_two_processes_train_the_same_detector_as_one(tmp_path):
+    """Detection batches are dicts of tensors (padded images, concatenated boxes): every process takes its stride of
+    each global batch, and val mAP is scored on every process's share together (torchmetrics' sync). Not bit for
+    bit: torchvision's RPN and RoI samplers and its scale jitter draw from each process's own generator, so the
+    runs agree to a few per cent, not to rounding."""
+    from conftest import DETECT, make_boxes
+
+    data = make_boxes(tmp_path / "data", "voc", n=16)
+    settings = dict(DETECT, strategy="finetune", augment="light")
+    one = tk.fit(data, output=str(tmp_path / "one"), **settings)
+    two = tk.fit(data, output=str(tmp_path / "two"), processes=2, **settings)
+    assert [r["train_loss"] for r in two.history] == pytest.approx([r["train_loss"] for r in one.history], rel=0.05)
+    assert two.history[-1]["train_loss"] < two.history[0]["train_loss"]
+    assert all(0 <= r["val_map"] <= 1 for r in two.history) and two.metrics["n"] == one.metrics["n"]
+    assert len(list((tmp_path / "two").iterdir())) == 1  # one run folder, written by the main process
