@@ -47,10 +47,8 @@ class Detection(Task):
         return DetectionData(cfg.data, cfg.annotations, cfg.images, **{**kw, **split})
 
     def saved_data(self, run_dir: Path, modality) -> DetectionData:
-        data = DetectionData(run_dir)
         saved = json.loads((Path(run_dir) / "splits.json").read_text())
-        data._presaved = {k: v.get("records", []) for k, v in saved.items()}
-        return data
+        return DetectionData(run_dir, saved={k: v.get("records", []) for k, v in saved.items()})
 
     def check_strategy(self, strategy) -> None:
         if strategy.probe_first or strategy.probe_after or strategy.name in ("lora", "contrastive"):

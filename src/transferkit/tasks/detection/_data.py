@@ -24,11 +24,12 @@ class DetectionData(LabelledData):
     image path to its boxes and ``splits_[k].labels`` holds each image's first class (0 for background-only)."""
 
     def __init__(self, path: str | Path, annotations: str | Path | None = None, images: str | Path | None = None,
-                 **split):
-        super().__init__(**{k: v for k, v in split.items() if k not in ("label_by", "group_by")})
+                 saved: dict[str, list[dict]] | None = None, **split):
+        super().__init__(**split)
         self.path = Path(path)
         self.annotations = Path(annotations) if annotations else None
         self.images = Path(images) if images else None
+        self.saved = saved  # {split: records} of an earlier run (--resume): used as they are, never re-split
 
     def describe(self) -> str:
         return f"box-labelled images {self.path}"
@@ -37,8 +38,8 @@ class DetectionData(LabelledData):
         if self.is_setup:
             return self
         problems: list[tuple[str, str]] = []
-        if hasattr(self, "_presaved"):  # the split an earlier run saved (--resume), never re-made
-            pre, flat, self.val_fraction = self._presaved, [], 0.0
+        if self.saved is not None:
+            pre, flat, self.val_fraction = self.saved, [], 0.0
         else:
             pre, flat = read_any(self.path, self.annotations, self.images, self.quoting, problems)
         self.bad_files_ = problems
