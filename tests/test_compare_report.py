@@ -71,3 +71,23 @@ def test_run_report_renders_in_chromium(easy_data, tmp_path):
     title = res.stdout.split("<title>")[1].split("</title>")[0]
     n_images, n_broken = int(title.split()[1]), int(title.split()[3])
     assert n_images >= 3 and n_broken == 0, title
+
+
+def test_resumed_comparison_reuses_finished_runs_and_adds_seeds(easy_data, tmp_path):
+    from transferkit.errors import ConfigError
+
+    kw = dict(FAST, epochs=1, cache_dir=str(tmp_path / "cache"))
+    first = compare(str(easy_data), ["scratch", "linear-probe"], seeds=1, output=tmp_path / "cmp", name="c", **kw)
+    weights = tmp_path / "cmp" / "c" / "runs" / "scratch-seed0" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    more = compare(str(easy_data), ["scratch", "linear-probe"], seeds=2, output=tmp_path / "cmp", name="c",
+                   resume=True, **kw)
+    assert weights.stat().st_mtime_ns == stamp  # seed 0 was read back, not trained again
+    rows, before = {r["strategy"]: r for r in more["rows"]}, {r["strategy"]: r for r in first["rows"]}
+    assert more["seeds"] == 2 and len(rows["scratch"]["runs"]) == 2
+    assert rows["scratch"]["accuracy"][0] == before["scratch"]["accuracy"][0]
+    with pytest.raises(ConfigError, match="other settings"):
+        compare(str(easy_data), ["scratch"], seeds=1, output=tmp_path / "cmp", name="c", resume=True,
+                **dict(kw, epochs=2))
+    with pytest.raises(ConfigError, match="already exists"):
+        compare(str(easy_data), ["scratch"], seeds=1, output=tmp_path / "cmp", name="c", **kw)

@@ -185,6 +185,8 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
             strategies: str = O("scratch,linear-probe,finetune,lp-ft", help="comma-separated strategies"),
             seeds: int = O(3, help="seeds per strategy (paired across strategies)"),
             first_seed: int = O(0, help="first seed (to add seeds to an earlier comparison)"),
+            resume: bool = O(False, "--resume", help="continue the comparison --name: reuse its finished runs, resume "
+                             "interrupted ones, train the rest (e.g. more --seeds)"),
             config: Optional[Path] = O(None, help="YAML config; flags override it"),
             processes: Optional[int] = O(None, help="worker processes sharing each run's batches (default: one per GPU, else 1)"),
             shots: Optional[str] = O(None, help="training examples per class; a list (8,16,64) compares at each"),
@@ -205,8 +207,10 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
         return print_sweep(out, sweep) if _dist.is_main() else None
     if counts:
         settings["shots"] = counts[0]
+    if resume and not run_name:
+        raise TransferkitError("--resume needs the comparison's --name", "--name NAME (the folder under --output)")
     result = _compare(data, names, seeds=seeds, output=output, name=run_name, first_seed=first_seed,
-                      processes=processes, **settings)
+                      resume=resume, processes=processes, **settings)
     if not _dist.is_main():
         return
     print_comparison(out, result)

@@ -75,7 +75,7 @@ def transfer_warnings(rows: list[dict], metric: str = "accuracy") -> list[str]:
 
 @across_processes
 def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, output: str | Path = "runs",
-            name: str | None = None, first_seed: int = 0, **settings) -> dict[str, Any]:
+            name: str | None = None, first_seed: int = 0, resume: bool = False, **settings) -> dict[str, Any]:
     """Train every strategy with every seed on the same split; write ``compare.json`` and a report.
 
     ``processes``: every run shares each batch over this many worker processes (see :func:`fit`).
@@ -90,19 +90,26 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
         data = read_data(resolve_config({**settings, "data": str(data)}))
     settings.pop("data", None)
     out_dir = _dist.broadcast(Path(output) / (name or f"compare-{Path(data.location).stem}-{datetime.now():%Y%m%d-%H%M%S}"))
-    if _dist.broadcast(out_dir.exists()):
+    if _dist.broadcast(out_dir.exists()) and not resume:
         raise ConfigError(f"Comparison folder {out_dir} already exists", "a new comparison name",
-                          "Choose another --name, or add seeds to it with --first-seed in a new folder")
+                          "Choose another --name, or continue it (more seeds, or after an interruption) with --resume")
     data.setup()  # scan once: every run shares the split
     if _dist.is_main():
-        out_dir.mkdir(parents=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, list] = {s: [] for s in strategies}
     for seed in range(first_seed, first_seed + seeds):
         for s in strategies:
             t0 = time.time()
             log.info("compare: %s, seed %d", s, seed)
-            run = fit(data, strategy=s, seed=seed, output=str(out_dir / "runs"), name=f"{s.replace(':', '')}-seed{seed}",
-                      **settings)
+            run_dir = out_dir / "runs" / f"{s.replace(':', '')}-seed{seed}"
+            done = _earlier_run(run_dir, settings) if resume else None
+            if done is not None:  # finished before: reused, with the time it took then
+                results[s].append((done, done.metrics.get("seconds", 0.0)))
+                continue
+            if resume and (run_dir / "checkpoint.pt").is_file():
+                run = fit(resume=run_dir)
+            else:
+                run = fit(data, strategy=s, seed=seed, output=str(out_dir / "runs"), name=run_dir.name, **settings)
             results[s].append((run, time.time() - t0))
     if not _dist.is_main():  # the main process reads the run folders and writes the comparison
         return _dist.broadcast(None)
@@ -140,6 +147,25 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
     write_compare_report(out_dir, result)
     result["path"] = str(out_dir)
     return _dist.broadcast(result)
+
+
+def _earlier_run(run_dir: Path, settings: dict):
+    """The finished run a resumed comparison reuses (None: none there yet); a run trained with other settings is
+    refused, so one comparison never mixes two recipes."""
+    import yaml
+
+    from .training import load_run
+
+    if not (run_dir / "metrics.json").is_file():
+        return None
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    changed = [k for k, v in settings.items() if k in saved and k not in ("output", "name", "processes")
+               and saved[k] != resolve_config({k: v}).to_dict()[k]]
+    if changed:
+        raise ConfigError(f"{run_dir} was trained with other settings ({', '.join(f'{k}={saved[k]!r}' for k in changed)})",
+                          "the settings of the comparison being resumed", "Resume with the same settings, or start a new "
+                          "comparison (another --name)")
+    return load_run(run_dir)
 
 
 def _check_plan(strategies: list[str], seeds: int, settings: dict) -> None:
