@@ -159,8 +159,9 @@ def _earlier_run(run_dir: Path, settings: dict):
     if not (run_dir / "metrics.json").is_file():
         return None
     saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    changed = [k for k, v in settings.items() if k in saved and k not in ("output", "name", "processes")
-               and saved[k] != resolve_config({k: v}).to_dict()[k]]
+    asked = {k: v for k, v in settings.items() if k in saved and k not in ("output", "name", "processes")}
+    wanted = resolve_config(asked).to_dict()  # typed as the saved config is
+    changed = [k for k in asked if saved[k] != wanted[k]]
     if changed:
         raise ConfigError(f"{run_dir} was trained with other settings ({', '.join(f'{k}={saved[k]!r}' for k in changed)})",
                           "the settings of the comparison being resumed", "Resume with the same settings, or start a new "

@@ -32,7 +32,8 @@ class Predictor:
         self.model.load_state_dict(state)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
-        self.task = self.task.loaded(self.path, meta, _saved_config(self.path, overrides))
+        self.config = _saved_config(self.path, overrides)
+        self.task = self.task.loaded(self.path, meta, self.config)
         self.transform = self.task.eval_transform(meta) or self.modality.eval_transform(meta, backbone)
 
     def fast_model(self) -> torch.nn.Module:
@@ -97,10 +98,10 @@ def evaluate(path: str | Path, data: str | None = None, batch_size: int = 32) ->
                             "moved since training", f"the files listed in {run / 'splits.json'}",
                             "Evaluate on the data where it is now: `transferkit evaluate RUN DATA`")
     else:
-        from .config import load_config_file, resolve_config
+        from .config import resolve_config
         from .tasks import read_data
 
-        cfg = resolve_config({**load_config_file(run / rf.CONFIG), "data": str(data), "group_by": None, "shots": None})
+        cfg = resolve_config({**pred.config.to_dict(), "data": str(data), "group_by": None, "shots": None})
         ds = read_data(cfg, pred.modality, val_fraction=0.0, test_fraction=0.0).setup()
         unknown = [c for c in ds.classes_ if c not in pred.labels]
         if unknown:

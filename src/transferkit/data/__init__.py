@@ -1,7 +1,7 @@
 """Datasets, splits and transforms."""
 
-from ._cache import ImageCache, shared_cache
-from ._datasets import ImageDataset, Items, LabelledData
+from ._cache import ImageCache, cache_for, shared_cache
+from ._datasets import ImageDataset, Items, LabelledData, split_settings
 from ._folders import CsvImageData, ImageFolderData, SavedSplit
 from ._tables import read_rows
 from ._images import IMAGE_EXTENSIONS, check_image, load_rgb, to_rgb
@@ -9,7 +9,7 @@ from ._split import grouped_split, sample_shots, stratified_split
 from ._transforms import ImageTransform, Presize, eval_transform, resolve_data_config, train_transform
 
 __all__ = [
-    "CsvImageData", "IMAGE_EXTENSIONS", "ImageCache", "ImageDataset", "ImageTransform", "Presize", "ImageFolderData", "Items", "LabelledData", "SavedSplit", "check_image",
+    "CsvImageData", "IMAGE_EXTENSIONS", "ImageCache", "cache_for", "ImageDataset", "ImageTransform", "Presize", "ImageFolderData", "Items", "LabelledData", "SavedSplit", "check_image",
     "eval_transform", "load_rgb", "read_rows", "resolve_data_config", "sample_shots",
-    "grouped_split", "shared_cache", "stratified_split", "to_rgb", "train_transform",
+    "grouped_split", "shared_cache", "split_settings", "stratified_split", "to_rgb", "train_transform",
 ]

@@ -127,6 +127,13 @@ class ImageCache:
 _SHARED: ImageCache | None = None
 
 
+def cache_for(cfg) -> ImageCache | None:
+    """The process-wide cache bounded by a run's ``image_cache_mb`` (None: no config, or the cache turned off)."""
+    if cfg is None or cfg.image_cache_mb == 0:
+        return None
+    return shared_cache(None if cfg.image_cache_mb is None else cfg.image_cache_mb << 20)
+
+
 def shared_cache(max_bytes: int | None = None) -> ImageCache:
     """The process-wide cache, bounded by ``max_bytes`` (default: ``default_cache_bytes()``) from now on."""
     global _SHARED

@@ -34,6 +34,13 @@ class Items:
         return Items([self.inputs[i] for i in idx], [self.labels[i] for i in idx])
 
 
+def split_settings(cfg) -> dict:
+    """A run config's settings for reading and splitting labelled data (the keyword arguments of LabelledData)."""
+    return dict(val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed,
+                on_bad_file=cfg.on_bad_file, shots=cfg.shots, group_by=cfg.group_by, label_by=cfg.label_by,
+                quoting=cfg.quoting, on_leak=cfg.on_leak)
+
+
 class LabelledData:
     """Base of all datasets. Call :meth:`setup` (``fit`` does) to scan and split.
 
@@ -207,6 +214,10 @@ class LabelledData:
         if self.row_groups_:
             return [self.row_groups_.get(i) or f"<{i}>" for i in inputs]
         return None
+
+    def split_extras(self, split: str) -> dict:
+        """What splits.json keeps of ``split`` beside its inputs and labels (none here)."""
+        return {}
 
     def summary(self) -> str:
         self.setup()

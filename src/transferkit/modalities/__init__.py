@@ -100,11 +100,9 @@ def detect(cfg) -> Modality:
 def data_for(cfg, modality: Modality | None = None, **split_overrides):
     """The labelled data of a run's config, read by its modality (detected unless given)."""
     modality = modality or detect(cfg)
-    kw = dict(val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed,
-              on_bad_file=cfg.on_bad_file, shots=cfg.shots, group_by=cfg.group_by, label_by=cfg.label_by,
-              quoting=cfg.quoting, on_leak=cfg.on_leak)
-    kw.update(split_overrides)
-    return modality.data(Path(cfg.data), cfg, **kw)
+    from ..data import split_settings
+
+    return modality.data(Path(cfg.data), cfg, **{**split_settings(cfg), **split_overrides})
 
 
 def modality_of(data) -> Modality:

@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 
 from ..data import (IMAGE_EXTENSIONS, CsvImageData, ImageDataset, ImageFolderData, Items, check_image,
-                    eval_transform, load_rgb, resolve_data_config, shared_cache, train_transform)
+                    eval_transform, load_rgb, resolve_data_config, cache_for, train_transform)
 from ..data._images import decode_checked
 from ..errors import DataError
 from ._base import Modality
@@ -39,9 +39,7 @@ def expand_files(inputs: Sequence[str], suffixes: tuple[str, ...], check, kind: 
 
 def cached_dataset(items: Items, transform, cfg, fill: bool, progress, load) -> ImageDataset:
     """A dataset that holds decoded, presized inputs in the process-wide cache (bounded by the config)."""
-    cache = None
-    if cfg is not None and cfg.image_cache_mb != 0:
-        cache = shared_cache(None if cfg.image_cache_mb is None else cfg.image_cache_mb << 20)
+    cache = cache_for(cfg)
     return ImageDataset(items, transform, cache=cache, fill=fill and cache is not None, progress=progress, load=load)
 
 

@@ -281,8 +281,8 @@ def _check_input_size(model, example, cfg: RunConfig) -> None:
 
 def _splits_record(data: LabelledData) -> dict:
     """splits.json: the exact inputs and labels of each split, and the groups of a grouped split."""
-    out: dict[str, Any] = {k: {"inputs": v.inputs, "labels": v.labels, **(data.split_extras(k) if hasattr(
-        data, "split_extras") else {})} for k, v in data.splits_.items()}
+    out: dict[str, Any] = {k: {"inputs": v.inputs, "labels": v.labels, **data.split_extras(k)}
+                           for k, v in data.splits_.items()}
     for k, groups in getattr(data, "split_groups_", {}).items():
         out[k]["groups"] = groups
     return out

@@ -42,9 +42,9 @@ class Detection(Task):
             raise ConfigError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to detection",
                               "the split by image (--val-fraction, --test-fraction, --split-seed) or the annotations' own",
                               f"Leave {', '.join(given)} out")
-        kw = dict(val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed,
-                  on_bad_file=cfg.on_bad_file, quoting=cfg.quoting, on_leak=cfg.on_leak)
-        return DetectionData(cfg.data, cfg.annotations, cfg.images, **{**kw, **split})
+        from ...data import split_settings
+
+        return DetectionData(cfg.data, cfg.annotations, cfg.images, **{**split_settings(cfg), **split})
 
     def saved_data(self, run_dir: Path, modality) -> DetectionData:
         saved = json.loads((Path(run_dir) / "splits.json").read_text())
@@ -75,11 +75,10 @@ class Detection(Task):
         return DetTransform(DetPresize(dc["min_size"], dc["max_size"]))
 
     def dataset(self, modality, backbone, items, transform, cfg=None, fill=False, progress=None):
-        from ...data import shared_cache
+        from ...data import cache_for
 
-        held = None
-        if cfg is not None and cfg.image_cache_mb != 0:
-            cache = shared_cache(None if cfg.image_cache_mb is None else cfg.image_cache_mb << 20)
+        cache, held = cache_for(cfg), None
+        if cache is not None:
             held = cache.take(list(items.inputs), transform.presize, fill=fill, progress=progress)
         elif progress:
             progress(len(items))
@@ -102,7 +101,7 @@ class Detection(Task):
         model.eval()
         for x, y in loader:
             x, _ = to_device(x, y)
-            dets += [{k: v.cpu().numpy() for k, v in d.items()} for d in model(x)]
+            dets += self.per_item(model(x))
             gts += [{k: v.cpu().numpy() for k, v in t.items()} for t in split_targets(x)]
         if not gts:
             return {}
@@ -120,7 +119,7 @@ class Detection(Task):
         model.eval()
         out = []
         for x, _ in make_loader(dataset, min(batch_size, 8), 0, collate_fn=dataset.collate_fn):  # large images: 8 at most
-            out += [{k: v.cpu().numpy() for k, v in d.items()} for d in model(to_device(x, device))]
+            out += self.per_item(model(to_device(x, device)))
             if progress:
                 progress(len(x["counts"]))
         return out

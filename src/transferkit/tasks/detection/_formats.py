@@ -57,16 +57,14 @@ def add_box(rec: dict, box, label: str, ignore: bool, problems: list, where: str
     rec["ignore"].append(bool(ignore))
 
 
-def _find_image(stem_or_name: str, dirs: list[Path]) -> Path | None:
+def _image_index(dirs: list[Path]) -> dict[str, Path]:
+    """The image files of ``dirs``, listed once, by file name and by stem (the first folder wins)."""
+    index: dict[str, Path] = {}
     for d in dirs:
-        p = d / stem_or_name
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
-            return p
-        for ext in IMAGE_EXTENSIONS:
-            for cand in (d / f"{Path(stem_or_name).stem}{ext}", d / f"{Path(stem_or_name).stem}{ext.upper()}"):
-                if cand.is_file():
-                    return cand
-    return None
+        for p in _image_files(d):
+            index.setdefault(p.name, p)
+            index.setdefault(p.stem, p)
+    return index
 
 
 def _image_files(d: Path) -> list[Path]:
@@ -79,7 +77,7 @@ def read_voc(root: Path, problems: list) -> tuple[dict[str, list[dict]] | None, 
 
     xml_dir = next((root / d for d in XML_DIRS if (root / d).is_dir() and any((root / d).glob("*.xml"))), root)
     image_dirs = [root / d for d in IMAGE_DIRS if (root / d).is_dir()] + [xml_dir, root]
-    records, seen = {}, set()
+    records, seen, index = {}, set(), _image_index(image_dirs)
     for xml in sorted(xml_dir.glob("*.xml")):
         try:
             tree = ET.parse(xml).getroot()
@@ -87,7 +85,7 @@ def read_voc(root: Path, problems: list) -> tuple[dict[str, list[dict]] | None, 
             problems.append((str(xml), f"XML does not parse ({exc})"))
             continue
         name = (tree.findtext("filename") or "").strip()
-        img = _find_image(xml.stem, image_dirs) or (_find_image(name, image_dirs) if name else None)
+        img = index.get(xml.stem) or (index.get(name) or index.get(Path(name).stem) if name else None)
         if img is None:
             problems.append((str(xml), f"its image ({name or xml.stem}.*) is missing"))
             continue
@@ -113,7 +111,7 @@ def read_voc(root: Path, problems: list) -> tuple[dict[str, list[dict]] | None, 
             difficult = (obj.findtext("difficult") or "0").strip() in ("1", "true")
             add_box(rec, [bb.findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")], label, difficult, problems, where)
         records[xml.stem] = rec
-    for img in sorted({p for d in image_dirs for p in _image_files(d)}):
+    for img in sorted(set(index.values())):
         if img.resolve() not in seen:
             problems.append((str(img), "image without an annotation file; left out"))
     sets = root / "ImageSets" / "Main"
