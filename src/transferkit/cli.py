@@ -54,6 +54,8 @@ TRAIN_OPTIONS = dict(
     annotations=O(None, help="detect: a COCO JSON (or a folder holding one)"),
     images=O(None, help="detect: the folder COCO file names are relative to"),
     score_threshold=O(None, help="detect: boxes at or above this score are reported (default 0.5)"),
+    target=O(None, help="domain adaptation: unlabelled target inputs (a folder or CSV; class folders only score)"),
+    adapt=O(None, help="none | coral | sa | ot (with linear-probe) | adabn | dann | cdan | mcc | self-train"),
 )
 
 

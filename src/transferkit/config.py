@@ -66,6 +66,8 @@ class RunConfig:
     annotations: str | None = None  # detection: a COCO JSON (or a folder holding one) for images under data
     images: str | None = None  # detection: the folder COCO file names are relative to
     score_threshold: float = 0.5  # detection: boxes at or above this score are reported (and counted as TP/FP)
+    target: str | None = None  # domain adaptation: unlabelled inputs from where the model will be used
+    adapt: str = "none"  # domain adaptation method (see transferkit.adaptation.METHODS)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -54,6 +54,9 @@ class LabelledData:
     wanted = "only decodable images"
     #: inputs are file paths (``--group-by`` then reads the file name)
     inputs_are_files = True
+    #: read inputs without labels too (a domain-adaptation target): a table without its label column, a folder of
+    #: loose files; such inputs get the label None
+    labels_optional = False
 
     def __init__(self, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
                  on_bad_file: str = "skip", shots: int | None = None, group_by: str | None = None,
@@ -157,12 +160,18 @@ class LabelledData:
             log.warning("possible leakage: %s; the scores may be optimistic (--on-leak error refuses such data)", p)
         return out
 
+    def all_rows(self) -> list[tuple[str, str | None]]:
+        """Every usable input with its label name (None where it has none), whatever split it is in."""
+        presplit, flat = self._collect()
+        return [r for rows in (presplit or {}).values() for r in rows] + list(flat)
+
     def _table(self, path: Path, input_column: str, what: str) -> list[tuple[str, str, str, str | None, str]]:
         """Rows of a table as (where, input, label, split, group); unreadable rows, empty inputs and missing
         labels are listed in ``bad_files_`` with their line, never dropped silently."""
         table = read_rows(path, self.quoting)
         header = table.header
-        for col in (input_column, self.label_column):
+        labelled = self.label_column in header or not self.labels_optional
+        for col in (input_column, self.label_column) if labelled else (input_column,):
             if col not in header:
                 raise DataError(f"{path} has no column '{col}' (columns: {', '.join(header) or 'none'})",
                                 f"columns '{input_column}' ({what}) and '{self.label_column}'",
@@ -172,6 +181,9 @@ class LabelledData:
         for line, r in zip(table.lines, table.rows):
             where = f"{path}:{line}"
             value, label = r.get(input_column, "").strip(), clean_label(r.get(self.label_column))
+            if value and label is None and self.labels_optional:
+                rows.append((where, value, None, None, ""))
+                continue
             if not value or label is None:
                 raw = (r.get(self.label_column) or "").strip()
                 problems.append((where, f"empty {what}" if not value else f"no label ({raw!r})" if raw else "no label"))
@@ -182,7 +194,7 @@ class LabelledData:
             log.warning("skipped %d row(s) of %s: %s%s", len(problems), path,
                         "; ".join(f"line {w.rsplit(':', 1)[-1]} ({r})" for w, r in problems[:5]),
                         " …" if len(problems) > 5 else "")
-        warn_near_duplicate_labels([lab for _, _, lab, _, _ in rows], str(path))
+        warn_near_duplicate_labels([lab for _, _, lab, _, _ in rows if lab is not None], str(path))
         self.has_split_column_ = "split" in header
         unassigned = [w for w, _, _, sp, _ in rows if sp is None] if self.has_split_column_ else []
         if unassigned:

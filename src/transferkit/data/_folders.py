@@ -68,18 +68,22 @@ class ImageFolderData(LabelledData):
         if self.label_by:
             return self._scan_by_name(root)
         classes = self._class_dirs(root)
-        if not classes and any(f.is_file() for f in root.iterdir()):
+        loose = [f for f in sorted(root.iterdir()) if f.is_file() and not f.name.startswith(".")]
+        if self.labels_optional and loose:  # files beside (or instead of) class folders: inputs without labels
+            rows = [(str(p), None) for p in self._filter_bad(loose)]
+            return rows + [r for cdir in classes for r in self._scan_class(cdir)]
+        if not classes and loose:
             raise DataError(f"{self.describe()} holds files but no class sub-folders",
                             "one sub-folder per class, or labels in the file names",
                             "Move the files into one folder per class, or take labels from the file names with "
                             "--label-by REGEX (its first group is the label, e.g. '^([a-z]+)_' or '^(\\d+)_')")
-        rows: list[tuple[str, str]] = []
-        for cdir in classes:
-            good = self._filter_bad(_class_files(cdir))
-            if not good:
-                log.warning("class folder %s has no usable %s files; the class is left out", cdir, self.kind)
-            rows.extend((str(p), cdir.name) for p in good)
-        return rows
+        return [r for cdir in classes for r in self._scan_class(cdir)]
+
+    def _scan_class(self, cdir: Path) -> list[tuple[str, str]]:
+        good = self._filter_bad(_class_files(cdir))
+        if not good:
+            log.warning("class folder %s has no usable %s files; the class is left out", cdir, self.kind)
+        return [(str(p), cdir.name) for p in good]
 
 
     def _scan_by_name(self, root: Path) -> list[tuple[str, str]]:

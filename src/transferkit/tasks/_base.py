@@ -26,6 +26,8 @@ class Task:
     modalities: tuple[str, ...] | None = None
     #: settings this task wants where the user gave none (after the modality's, before the strategy's)
     defaults: dict = {}
+    #: domain adaptation (``--target``) can train this task: a backbone's pooled features feed its head
+    adaptable = False
 
     # -- where a task reads its own data and inputs (targets richer than one label per input); the defaults
     #    hand everything to the modality -------------------------------------------------------------------

@@ -17,11 +17,12 @@ import torch
 
 from .. import _dist
 from .. import _runfolder as rf
+from ..adaptation import Adaptation
 from ..backbones import create_backbone
 from ..config import RunConfig, fill_defaults, load_config_file, resolve_config, resolve_precision
 from ..data import LabelledData
 from ..errors import ConfigError, RunFolderError
-from ..features import extract_features
+from ..features import extract_features, make_loader, to_device
 from ..modalities import get_modality, modality_of
 from ..strategies import get_strategy
 from ..tasks import get_task, read_data
@@ -100,7 +101,7 @@ def fit(data: LabelledData | str | None = None, *, config_file: str | Path | Non
     if isinstance(data, (str, Path)):
         settings["data"] = str(Path(data).resolve())  # absolute: --resume and evaluate work from any folder
         data = None
-    for key in ("annotations", "images"):
+    for key in ("annotations", "images", "target"):
         if settings.get(key):
             settings[key] = str(Path(settings[key]).resolve())
     cfg = resolve_config(settings, config_file)
@@ -150,6 +151,9 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         log.info("strategy: %s (auto, for %d training items)", cfg.strategy, len(data.splits_["train"]))
     strategy = get_strategy(cfg)
     task.check_strategy(strategy)
+    adapt = Adaptation.setup(cfg, modality, task, data, backbone, strategy)  # None without --target
+    if adapt is not None:
+        strategy = adapt.wrap(strategy, len(data.splits_["train"]), backbone.num_features, len(data.classes_))
     if strategy.trains_backbone:
         check_global_batch(cfg.batch_size)
     fill_defaults(cfg, {**modality.defaults, **task.defaults, **backbone.train_defaults, **strategy.defaults})
@@ -192,14 +196,31 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         probe_info: dict[str, Any] = {}
         history: list[dict] = []
 
+        def features(net, items, name: str) -> np.ndarray:
+            return _features(net, modality, {name: items}, eval_tf, modality.feature_key(eval_tf, data_config), nhwc,
+                             cfg, device)[name]
+
+        def reestimate(net, items, domain: str) -> None:  # AdaBN
+            loader = make_loader(task.dataset(modality, backbone, items, eval_tf, cfg), cfg.batch_size * 2, cfg.workers)
+            adapt.reestimate(net.to(device), loader, lambda x: to_device(x, device, nhwc), domain)
+
+        train_items = data.splits_["train"]
+        if adapt is not None:  # both domains' features before adaptation (cached: shared by the runs of a compare)
+            adapt.start(train_items.labels, (features(backbone, train_items, "train"),
+                                             features(backbone, adapt.target.items, "target")))
+            if adapt.uses_batchnorm() and not strategy.trains_backbone:
+                reestimate(backbone, train_items, "source")  # the probe learns on source statistics
+
         def probe(final: bool) -> np.ndarray | None:
             """Fit the task's head on the backbone's features of train; with ``final`` (the head is the model's last
             word), its outputs on the evaluation split — lp-ft fine-tunes on, so it extracts no evaluation features."""
-            feats = _features(backbone, modality, data, eval_tf, modality.feature_key(eval_tf, data_config), nhwc, cfg,
-                              device, ["train", eval_split] if final else ["train"])
+            feats = _features(backbone, modality, {s: data.splits_[s] for s in ["train", eval_split] if final or s == "train"},
+                              eval_tf, modality.feature_key(eval_tf, data_config), nhwc, cfg, device)
             t0, info = time.time(), {}
             if _dist.is_main():  # one fit; the others receive the head
-                info = task.fit_probe(model, feats["train"], np.asarray(data.splits_["train"].labels), cfg) or {}
+                labels = np.asarray(train_items.labels)
+                info = (adapt.probe(task, model, feats["train"], labels, adapt.before[1], cfg) if adapt is not None
+                        else task.fit_probe(model, feats["train"], labels, cfg)) or {}
                 info["head_seconds"] = round(time.time() - t0, 2)
                 log.info("probe head: %s", info)
             probe_info.update(_dist.broadcast(info))
@@ -212,7 +233,10 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         if strategy.probe_first and resume_state is None:
             eval_out = probe(final=not strategy.trains_backbone)
         if strategy.trains_backbone:
-            train_ds = _epoch_dataset(task, modality, backbone, data.splits_["train"], train_tf, cfg, "train")
+            train_ds = _epoch_dataset(task, modality, backbone, train_items, train_tf, cfg, "train")
+            if adapt is not None:  # end-to-end methods: a target item beside every source item
+                train_ds = adapt.pair(train_ds, lambda: _epoch_dataset(task, modality, backbone, adapt.target.items,
+                                                                       train_tf, cfg, "target"))
             val_ds = _epoch_dataset(task, modality, backbone, data.splits_["val"], eval_tf, cfg, "val") \
                 if has_val and strategy.uses_val else None
             history = train_loop(model, strategy, task, train_ds, val_ds, cfg, run_dir,
@@ -225,10 +249,18 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
                 eval_out = task.infer(model, task.dataset(modality, backbone, eval_items, eval_tf, cfg), cfg.batch_size * 2,
                                       device, progress=update, workers=cfg.workers, precision=cfg.precision,
                                       channels_last=nhwc, shard=True)
+        if adapt is not None:
+            if adapt.uses_batchnorm():
+                reestimate(model.backbone, adapt.target.items, "target")
+            if strategy.trains_backbone:
+                adapt.after_source = features(model.backbone, train_items.subset(adapt.source_sample), "map")
+            target_feats = features(model.backbone, adapt.target.items, "target")
         if not _dist.is_main():  # the main process writes the run folder; the others return what it measured
             return Run(run_dir, cfg, _dist.broadcast(None), history)
         _write_history(run_dir, history)
         metrics = task.score(run_dir, eval_out, eval_items, classes, eval_split)
+        if adapt is not None:
+            metrics["adaptation"] = adapt.score(model, target_feats, run_dir, classes)
         metrics.update(task=task.name, modality=modality.name, strategy=strategy.name, backbone=cfg.backbone,
                        selection="C by cross-validation on train" if not strategy.trains_backbone
                        else "final epoch; head C by cross-validation on train" if strategy.probe_after
@@ -288,10 +320,10 @@ def _splits_record(data: LabelledData) -> dict:
     return out
 
 
-def _features(backbone, modality, data, transform, preprocessing, nhwc, cfg, device, splits) -> dict[str, np.ndarray]:
+def _features(backbone, modality, parts: dict, transform, preprocessing, nhwc, cfg, device) -> dict[str, np.ndarray]:
+    """Features of each named set of items (cached on disk)."""
     out = {}
-    for split in dict.fromkeys(splits):
-        items = data.splits_[split]
+    for split, items in parts.items():
         with progress_bar(f"features {split}", len(items)) as update:
             out[split] = extract_features(
                 backbone, items, transform, cfg.batch_size * 2, cfg.cache_dir, cfg.workers, device,

@@ -1,0 +1,214 @@
+"""Unsupervised domain adaptation: labelled source data, unlabelled target data (``--target``, ``--adapt``).
+
+One object per run, :class:`Adaptation`, plugged into a run at five points: it reads the target
+(``read_target``), wraps the strategy for end-to-end methods (a second, target stream through the same loop),
+fits the probe head on adapted features for feature-level methods, re-estimates BatchNorm statistics on the
+target (AdaBN), and scores the target where it has labels. Target labels never reach training or any choice.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ._losses import PairModel, PairObjective, make_term
+from ._streams import PairedItems, batchnorm_layers, reestimate_batchnorm
+from ._target import UNLABELLED, Target, read_target
+
+log = logging.getLogger("transferkit")
+
+METHODS = {
+    "none": "source only: the baseline every method is measured against (the target is still scored)",
+    "coral": "feature level, with linear-probe: CORAL, source features re-coloured with the target's covariance",
+    "sa": "feature level, with linear-probe: subspace alignment of the domains' principal directions",
+    "ot": "feature level, with linear-probe: entropic optimal-transport map of the source onto the target",
+    "adabn": "BatchNorm statistics re-estimated on the target (any strategy; backbones with BatchNorm)",
+    "dann": "end-to-end while training: domain discriminator behind gradient reversal",
+    "cdan": "end-to-end while training: CDAN+E, discriminator conditioned on the predictions, entropy-weighted",
+    "mcc": "end-to-end while training: minimum class confusion on target predictions",
+    "self-train": "end-to-end while training: cross-entropy on confident (≥ 0.9) target pseudo-labels",
+}
+FEATURE_LEVEL = ("coral", "sa", "ot")
+END_TO_END = ("dann", "cdan", "mcc", "self-train")
+TARGET_PREDICTIONS = "target_predictions.csv"
+MAP_FILE = "adaptation_map.npz"
+MAP_POINTS = 300  # per domain, in the report's feature map
+SELECTION = "best source-val epoch (target labels are never read for a choice)"
+
+
+def check(cfg, strategy, task, backbone) -> None:
+    """Refuse combinations that cannot work, saying which do."""
+    method = cfg.adapt
+    if method not in METHODS:
+        raise ConfigError(f"Unknown --adapt '{method}'", f"one of {', '.join(METHODS)}")
+    if method != "none" and not cfg.target:
+        raise ConfigError(f"--adapt {method} needs unlabelled target data", "--target FOLDER_OR_CSV",
+                          "Add --target (the inputs where the model will be used)")
+    if not cfg.target:
+        return
+    if not task.adaptable:
+        raise ConfigError(f"Domain adaptation (--target) is not available for task {task.name}",
+                          "a classification run", "Leave --target and --adapt out")
+    trains = strategy.trains_backbone and not strategy.probe_after
+    if method in FEATURE_LEVEL and strategy.trains_backbone:
+        raise ConfigError(f"--adapt {method} works on frozen features, not with --strategy {strategy.name}",
+                          f"--strategy linear-probe with {method}; end-to-end methods ({', '.join(END_TO_END)}) "
+                          "with finetune, partial:K, gradual, lp-ft, lora or scratch")
+    if method in END_TO_END and not trains:
+        raise ConfigError(f"--adapt {method} adapts while training, which --strategy {strategy.name} does not do",
+                          f"finetune, partial:K, gradual, lp-ft, lora or scratch with {method}; "
+                          f"feature-level methods ({', '.join(FEATURE_LEVEL)}) with linear-probe")
+    if method == "adabn" and not batchnorm_layers(backbone):
+        raise ConfigError(f"--adapt adabn re-estimates BatchNorm statistics; {cfg.backbone} has no BatchNorm layers",
+                          "a backbone with BatchNorm (EfficientNet, ResNet …)",
+                          f"Use another method ({', '.join(m for m in METHODS if m not in ('none', 'adabn'))})")
+
+
+class Adaptation:
+    """What a run with ``--target`` does beyond a source-only run."""
+
+    def __init__(self, cfg, target: Target):
+        self.cfg, self.method, self.target = cfg, cfg.adapt, target
+        self.before: tuple[np.ndarray, np.ndarray] | None = None  # pretrained features: all source train, all target
+        self.after_source: np.ndarray | None = None  # adapted features of the source sample
+        self.after_target: np.ndarray | None = None  # adapted target features (feature-level: their own space)
+        self.source_labels: np.ndarray | None = None
+        self.source_sample: np.ndarray | None = None  # the source train items drawn for the map
+        self.info: dict[str, Any] = {}
+
+    def start(self, source_labels, before: tuple[np.ndarray, np.ndarray]) -> None:
+        """The source training labels and both domains' features before adaptation (the map's first panel)."""
+        self.source_labels, self.before = np.asarray(source_labels), before
+        rng = np.random.default_rng(self.cfg.seed)
+        self.source_sample = np.sort(rng.permutation(len(self.source_labels))[:MAP_POINTS])
+
+    @classmethod
+    def setup(cls, cfg, modality, task, data, backbone, strategy) -> "Adaptation | None":
+        check(cfg, strategy, task, backbone)
+        return cls(cfg, read_target(cfg.target, cfg, modality, data)) if cfg.target else None
+
+    # -- training ---------------------------------------------------------------------------------------------
+    def wrap(self, strategy, n_train: int, num_features: int, num_classes: int):
+        if self.method not in END_TO_END:
+            return strategy
+        samples = strategy.epoch_samples(n_train, self.cfg.batch_size, self.cfg.epochs)
+        total = max(1, samples // self.cfg.batch_size) * self.cfg.epochs
+        return Adapted(strategy, self.method, num_features, num_classes, total)
+
+    def pair(self, train_ds, target_dataset):
+        """End-to-end methods: a target item beside every source item (``target_dataset()`` builds the target's)."""
+        return PairedItems(train_ds, target_dataset()) if self.method in END_TO_END else train_ds
+
+    def probe(self, task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, cfg) -> dict:
+        """The probe head: on adapted source features (feature-level methods), else the task's own fit."""
+        if self.method not in FEATURE_LEVEL:
+            self.after_source = fs[self.source_sample]
+            return task.fit_probe(model, fs, ys, cfg) or {}
+        from ._feature_level import fit_adapted_probe
+
+        out = fit_adapted_probe(self.method, task, model, fs, ys, ft, cfg)
+        self.after_source, self.after_target = out["mapped"][0][self.source_sample], out["mapped"][1]
+        return out["info"]
+
+    def uses_batchnorm(self) -> bool:
+        return self.method == "adabn"
+
+    def reestimate(self, backbone, loader, move, domain: str) -> None:
+        n = reestimate_batchnorm(backbone, loader, move)
+        self.info[f"batchnorm_{domain}_inputs"] = n
+        log.info("AdaBN: BatchNorm statistics re-estimated on %d %s inputs", n, domain)
+
+    # -- scoring ----------------------------------------------------------------------------------------------
+    def score(self, model, target_feats: np.ndarray, run_dir: Path, classes: list[str]) -> dict[str, Any]:
+        """Target metrics where the target has labels (of source classes); target_predictions.csv."""
+        with torch.no_grad():
+            logits = model.head.cpu()(torch.from_numpy(target_feats)).float()
+        probs = logits.softmax(1).numpy()
+        pred = probs.argmax(1)
+        items = self.target.items
+        truth = np.asarray(items.labels)
+        scored = truth != UNLABELLED
+        with open(run_dir / TARGET_PREDICTIONS, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["input", "label", "pred", "confidence"])
+            for inp, name, p, pr in zip(items.inputs, self.target.names, pred, probs):
+                w.writerow([inp, name or "", classes[p], f"{pr[p]:.4f}"])
+        if self.before is not None and self.after_source is not None:
+            after = (self.after_source, target_feats if self.after_target is None else self.after_target)
+            _save_map(run_dir / MAP_FILE, self.before, after, self.source_labels, self.source_sample, truth, self.cfg.seed)
+        out: dict[str, Any] = {
+            "method": self.method, "target": self.target.location, "n_target": len(items),
+            "n_scored": int(scored.sum()), "unknown_classes": self.target.unknown,
+            "shared_with_source": self.target.shared_with_source, "bad_files": len(self.target.bad_files),
+            "selection": SELECTION, **self.info}
+        if scored.any():
+            t, p = truth[scored], pred[scored]
+            out["accuracy"] = float((t == p).mean())
+            out["per_class"] = {classes[c]: {"accuracy": float((p[t == c] == c).mean()), "n": int((t == c).sum())}
+                                for c in np.unique(t)}
+            from ..evaluation import classification_metrics
+
+            out["macro_f1"] = classification_metrics(t.tolist(), p.tolist(), classes)["macro_f1"]
+        return out
+
+
+class Adapted:
+    """A strategy with an end-to-end adaptation term: the inner strategy decides what trains; this adds the
+    term (attached as ``model.adapter`` while training), the target stream and the combined objective."""
+
+    def __init__(self, inner, method: str, dim: int, classes: int, total_steps: int):
+        self.inner, self.method, self.dim, self.classes, self.total_steps = inner, method, dim, classes, total_steps
+
+    def __getattr__(self, name: str):
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def prepare(self, model) -> None:
+        self.inner.prepare(model)
+        model.adapter = make_term(self.method, self.dim, self.classes, self.total_steps)
+
+    def param_groups(self, model) -> list[dict]:
+        return self.inner.param_groups(model) + [
+            {"params": list(model.adapter.parameters()), "lr": self.inner.head_lr(), "name": "adapter"}]
+
+    def train_module(self, model):
+        return PairModel(self.inner.train_module(model))
+
+    def objective(self, task):
+        return PairObjective(self.inner.objective(task))
+
+    def finish(self, model) -> None:
+        self.inner.finish(model)
+        if hasattr(model, "adapter"):
+            del model.adapter
+
+
+def _save_map(path: Path, before, after, source_labels, si, target_labels, seed: int) -> None:
+    """A sample of both domains' features before and after adaptation, laid out in 2-D (t-SNE) for the report.
+    ``after[0]`` holds the source sample ``si`` only; the other arrays hold every item."""
+    ti = np.sort(np.random.default_rng(seed + 1).permutation(len(before[1]))[:MAP_POINTS])
+    out = {"domain": np.r_[np.zeros(len(si), int), np.ones(len(ti), int)],
+           "label": np.r_[source_labels[si], np.asarray(target_labels)[ti]],
+           "before": tsne(np.vstack([before[0][si], before[1][ti]]), seed),
+           "after": tsne(np.vstack([after[0], after[1][ti]]), seed)}
+    np.savez_compressed(path, **out)
+
+
+def tsne(x: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(x, np.float64)
+    if x.shape[1] > 50 and len(x) > 50:
+        x = PCA(50, random_state=seed).fit_transform(x)
+    return TSNE(2, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3)), init="pca", random_state=seed).fit_transform(x).astype(np.float32)
+
+
+__all__ = ["Adaptation", "END_TO_END", "FEATURE_LEVEL", "MAP_FILE", "METHODS", "TARGET_PREDICTIONS", "check"]

@@ -1,0 +1,73 @@
+"""Adaptation on cached frozen features (linear-probe cost), with skada's adapters: CORAL, subspace alignment
+and entropic optimal-transport mapping. The source features are mapped towards the target, the task's probe
+head is fitted on them, and the target-side map (affine for all three) is folded into that head, so the saved
+model is an ordinary backbone + linear head that reads raw target features."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+log = logging.getLogger("transferkit")
+SUBSPACE_DIM = 100  # subspace alignment keeps this many principal directions (at most the smaller domain - 1)
+
+
+def adapter(method: str, n_source: int, n_target: int, dim: int):
+    """skada's adapter for ``method``."""
+    from skada import CORALAdapter, EntropicOTMappingAdapter, SubspaceAlignmentAdapter
+
+    if method == "coral":
+        return CORALAdapter(reg="auto")  # Ledoit-Wolf shrinkage: stable with fewer samples than dimensions
+    if method == "sa":
+        return SubspaceAlignmentAdapter(n_components=max(1, min(SUBSPACE_DIM, n_source - 1, n_target - 1, dim)),
+                                        random_state=0)
+    # Sinkhorn on the median-normalised squared distance; the barycentric map carries source into target.
+    return EntropicOTMappingAdapter(reg_e=1.0, norm="median")
+
+
+def fit_adapted_probe(method: str, task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, cfg) -> dict:
+    """Map the source features towards the target, fit the task's probe head on them, fold the target-side map
+    into the head. Returns the probe's info, plus the maps of a sample of both domains for the report."""
+    import warnings
+
+    from threadpoolctl import threadpool_limits
+
+    scale = float(np.linalg.norm(np.vstack([fs, ft]), axis=1).mean() / np.sqrt(fs.shape[1])) or 1.0
+    X = np.vstack([fs, ft]).astype(np.float64) / scale
+    domain = np.r_[np.ones(len(fs), int), -np.ones(len(ft), int)]  # skada: positive source, negative target
+    y = np.r_[ys, -np.ones(len(ft), int)]
+    ad = adapter(method, len(fs), len(ft), fs.shape[1])
+    with warnings.catch_warnings(), threadpool_limits(limits=None):
+        warnings.simplefilter("ignore")
+        mapped = ad.fit_transform(X, y, sample_domain=domain)
+    src, tgt = mapped[: len(fs)], mapped[len(fs):]
+    head = model.head
+    in_dim = src.shape[1]
+    if in_dim != head[0].in_features:  # subspace alignment works in its own d dimensions
+        head[0] = torch.nn.Linear(in_dim, head[0].out_features)
+    info = task.fit_probe(model, src.astype(np.float32), ys, cfg) or {}
+    A, c = affine_map(lambda z: ad.transform(z, sample_domain=-np.ones(len(z), int)), fs.shape[1], X[len(fs):])
+    first = head[0]
+    with torch.no_grad():  # logits = W (A x/scale + c) + b
+        W = first.weight.double()
+        folded = torch.nn.Linear(fs.shape[1], first.out_features)
+        folded.weight.copy_((W @ torch.from_numpy(A.T)) / scale)
+        folded.bias.copy_(first.bias.double() + W @ torch.from_numpy(c))
+    head[0] = folded
+    info.update(adapter=type(ad).__name__, feature_scale=round(scale, 5))
+    return {"info": info, "mapped": (src, tgt)}
+
+
+def affine_map(fn, dim: int, check: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``fn`` as ``x @ A + c`` (read off at 0 and the unit vectors), checked on real inputs ``check``: a map
+    that is not affine cannot be folded into a linear head and fails loudly here."""
+    c = np.asarray(fn(np.zeros((1, dim))), dtype=np.float64)[0]
+    A = np.asarray(fn(np.eye(dim)), dtype=np.float64) - c
+    sample = check[: min(len(check), 64)]
+    want, got = np.asarray(fn(sample), dtype=np.float64), sample @ A + c
+    err = float(np.abs(want - got).max() / (np.abs(want).max() + 1e-12))
+    if err > 1e-6:
+        raise RuntimeError(f"the target-side map is not affine (relative error {err:.2g}); it cannot be folded")
+    return A, c
