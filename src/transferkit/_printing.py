@@ -54,17 +54,20 @@ def print_predictions(out, preds: list[dict], rows: list[dict], how: str, topk: 
 
 def print_comparison(out, result: dict) -> None:
     """A comparison: every metric per strategy, time, gain over scratch with its interval, McNemar."""
-    from .evaluation.report import gain_text, mcnemar_text
+    from .evaluation.report import gain_text, mcnemar_text, mean_std
 
     metrics = result["metrics"]
     t = Table(title=f"{result['backbone']} · {result['seeds']} seed(s) · {result['split']} ({result['n_eval']} items)")
-    for col in ("strategy", *metrics, "time/run", *[f"{m} gain [95% CI]" for m in metrics], "McNemar p"):
+    gained = [m for m in metrics if any(m in (r.get("gains") or {}) for r in result["rows"])] or metrics[:1]
+    for col in ("strategy", *metrics, "time/run", *[f"{m} gain [95% CI]" for m in gained], "McNemar p"):
         t.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=col == "strategy")
     for r in result["rows"]:
         gains = r.get("gains") or {}
-        t.add_row(r["strategy"], *[f"{r[m + '_mean']:.3f} ± {r[m + '_std']:.3f}" for m in metrics],
-                  f"{r['seconds_mean']:.0f} s", *[gain_text(gains.get(m)) for m in metrics], mcnemar_text(r.get("gain")))
+        t.add_row(r["strategy"], *[mean_std(r, m) for m in metrics],
+                  f"{r['seconds_mean']:.0f} s", *[gain_text(gains.get(m)) for m in gained], mcnemar_text(r.get("gain")))
     out.print(t)
+    if result.get("oracle"):
+        out.print(f"oracle: {result['oracle']}")
     for w in result["warnings"]:
         out.print(f"[bold red]{w}[/]")
     out.print(f"comparison: [bold]{result['path']}[/] (compare.json, report.html)")

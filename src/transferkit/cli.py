@@ -184,7 +184,8 @@ def predict(run: Path = typer.Argument(..., help="a finished run folder"),
 @app.command()
 @_with_train_options
 def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
-            strategies: str = O("scratch,linear-probe,finetune,lp-ft", help="comma-separated strategies"),
+            strategies: Optional[str] = O(None, help="comma-separated strategies (default scratch,linear-probe,finetune,"
+                                          "lp-ft; with --target linear-probe,finetune)"),
             seeds: int = O(3, help="seeds per strategy (paired across strategies)"),
             first_seed: int = O(0, help="first seed (to add seeds to an earlier comparison)"),
             resume: bool = O(False, "--resume", help="continue the comparison --name: reuse its finished runs, resume "
@@ -201,7 +202,16 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
     settings = {**(load_config_file(config) if config else {}), **_settings(options)}
     output = settings.pop("output", "runs")
     run_name = settings.pop("name", None)
+    strategies = strategies or ("linear-probe,finetune" if settings.get("target") else "scratch,linear-probe,finetune,lp-ft")
     names = [s.strip() for s in strategies.split(",") if s.strip()]
+    if settings.get("target"):  # domain adaptation: methods × strategies, gains over source only
+        from .adapt_compare import compare_adaptation
+
+        methods = [m.strip() for m in (settings.pop("adapt", None) or ADAPT_DEFAULT).split(",") if m.strip()]
+        result = compare_adaptation(data, settings.pop("target"), names, methods, seeds=seeds, output=output,
+                                    name=run_name, first_seed=first_seed, resume=resume, processes=processes,
+                                    **settings)
+        return print_comparison(out, result) if _dist.is_main() else None
     counts = _counts(shots) if shots is not None else [settings.pop("shots")] if settings.get("shots") else []
     if len(counts) > 1:
         sweep = compare_shots(data, names, counts, seeds=seeds, output=output, name=run_name, first_seed=first_seed,
@@ -216,6 +226,9 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
     if not _dist.is_main():
         return
     print_comparison(out, result)
+
+
+ADAPT_DEFAULT = "none,coral,sa,ot,adabn,dann,cdan,mcc,self-train,oracle"
 
 
 def _counts(text: str) -> list[int]:

@@ -85,32 +85,9 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
         scratch with its interval), warnings, and the run folders.
     """
     _check_plan(strategies, seeds, settings)  # every name and setting before the first run trains
-    join_process_group(bool(settings.get("cpu")))
-    if isinstance(data, (str, Path)):
-        data = read_data(resolve_config({**settings, "data": str(data)}))
-    settings.pop("data", None)
-    out_dir = _dist.broadcast(Path(output) / (name or f"compare-{Path(data.location).stem}-{datetime.now():%Y%m%d-%H%M%S}"))
-    if _dist.broadcast(out_dir.exists()) and not resume:
-        raise ConfigError(f"Comparison folder {out_dir} already exists", "a new comparison name",
-                          "Choose another --name, or continue it (more seeds, or after an interruption) with --resume")
-    data.setup()  # scan once: every run shares the split
-    if _dist.is_main():
-        out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list] = {s: [] for s in strategies}
-    for seed in range(first_seed, first_seed + seeds):
-        for s in strategies:
-            t0 = time.time()
-            log.info("compare: %s, seed %d", s, seed)
-            run_dir = out_dir / "runs" / f"{s.replace(':', '')}-seed{seed}"
-            done = _earlier_run(run_dir, settings) if resume else None
-            if done is not None:  # finished before: reused, with the time it took then
-                results[s].append((done, done.metrics.get("seconds", 0.0)))
-                continue
-            if resume and (run_dir / "checkpoint.pt").is_file():
-                run = fit(resume=run_dir)
-            else:
-                run = fit(data, strategy=s, seed=seed, output=str(out_dir / "runs"), name=run_dir.name, **settings)
-            results[s].append((run, time.time() - t0))
+    data, out_dir = open_comparison(data, settings, output, name, resume)
+    results = run_grid(data, {s: {"strategy": s} for s in strategies}, range(first_seed, first_seed + seeds), out_dir,
+                       resume, settings)
     if not _dist.is_main():  # the main process reads the run folders and writes the comparison
         return _dist.broadcast(None)
     task = get_task(settings.get("task", "classify"))
@@ -147,6 +124,44 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
     write_compare_report(out_dir, result)
     result["path"] = str(out_dir)
     return _dist.broadcast(result)
+
+
+def open_comparison(data, settings: dict, output, name: str | None, resume: bool, prefix: str = "compare"):
+    """(the data, scanned and split once for every run; the comparison's folder, new unless ``resume``)."""
+    join_process_group(bool(settings.get("cpu")))
+    if isinstance(data, (str, Path)):
+        data = read_data(resolve_config({**settings, "data": str(data)}))
+    settings.pop("data", None)
+    out_dir = _dist.broadcast(Path(output) / (name or f"{prefix}-{Path(data.location).stem}-{datetime.now():%Y%m%d-%H%M%S}"))
+    if _dist.broadcast(out_dir.exists()) and not resume:
+        raise ConfigError(f"Comparison folder {out_dir} already exists", "a new comparison name",
+                          "Choose another --name, or continue it (more seeds, or after an interruption) with --resume")
+    data.setup()
+    if _dist.is_main():
+        out_dir.mkdir(parents=True, exist_ok=True)
+    return data, out_dir
+
+
+def run_grid(data, variants: dict[str, dict], seeds, out_dir: Path, resume: bool, settings: dict) -> dict[str, list]:
+    """Train every variant (a name → its own settings) with every seed on ``data``'s one split, under
+    ``out_dir/runs``; with ``resume``, reuse finished runs and continue interrupted ones. Returns name → [(run,
+    seconds)] in seed order."""
+    results: dict[str, list] = {v: [] for v in variants}
+    for seed in seeds:
+        for v, own in variants.items():
+            t0 = time.time()
+            log.info("compare: %s, seed %d", v, seed)
+            run_dir = out_dir / "runs" / f"{v.replace(':', '').replace(' + ', '-')}-seed{seed}"
+            done = _earlier_run(run_dir, {**settings, **own}) if resume else None
+            if done is not None:  # finished before: reused, with the time it took then
+                results[v].append((done, done.metrics.get("seconds", 0.0)))
+                continue
+            if resume and (run_dir / "checkpoint.pt").is_file():
+                run = fit(resume=run_dir)
+            else:
+                run = fit(data, **{**settings, **own}, seed=seed, output=str(out_dir / "runs"), name=run_dir.name)
+            results[v].append((run, time.time() - t0))
+    return results
 
 
 def _earlier_run(run_dir: Path, settings: dict):

@@ -70,6 +70,22 @@ def check(cfg, strategy, task, backbone) -> None:
                           f"Use another method ({', '.join(m for m in METHODS if m not in ('none', 'adabn'))})")
 
 
+def compatible(strategy, method: str) -> bool:
+    """Whether ``method`` can run with ``strategy`` (a Strategy object)."""
+    if method in FEATURE_LEVEL:
+        return not strategy.trains_backbone
+    if method in END_TO_END:
+        return strategy.trains_backbone and not strategy.probe_after
+    return method in METHODS
+
+
+def target_outcomes(run_dir: Path, classes: list[str]) -> np.ndarray:
+    """1/0 right/wrong per labelled target input of a run (``target_predictions.csv``), in the target's order."""
+    with open(Path(run_dir) / TARGET_PREDICTIONS, newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["label"] in classes]
+    return np.array([float(r["label"] == r["pred"]) for r in rows])
+
+
 class Adaptation:
     """What a run with ``--target`` does beyond a source-only run."""
 
@@ -211,4 +227,4 @@ def tsne(x: np.ndarray, seed: int) -> np.ndarray:
     return TSNE(2, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3)), init="pca", random_state=seed).fit_transform(x).astype(np.float32)
 
 
-__all__ = ["Adaptation", "END_TO_END", "FEATURE_LEVEL", "MAP_FILE", "METHODS", "TARGET_PREDICTIONS", "check"]
+__all__ = ["Adaptation", "compatible", "target_outcomes", "END_TO_END", "FEATURE_LEVEL", "MAP_FILE", "METHODS", "TARGET_PREDICTIONS", "check"]

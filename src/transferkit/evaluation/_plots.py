@@ -85,13 +85,13 @@ def strategy_bars(rows: list[dict], metric: str = "accuracy") -> str:
     names = [r["strategy"] for r in rows]
     means = [r[f"{metric}_mean"] for r in rows]
     stds = [r[f"{metric}_std"] for r in rows]
-    colors = ["#7f8c8d" if n == "scratch" else "#2e86c1" for n in names]
+    colors = ["#7f8c8d" if n == "scratch" or n.endswith(" none") else "#2e86c1" for n in names]
     bars = ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
     ax.bar_label(bars, [f"{m:.1%}" for m in means], fontsize=8, padding=3)
-    ax.set_xticks(range(len(rows)), names)
+    ax.set_xticks(range(len(rows)), names, rotation=30 if len(rows) > 4 else 0, ha="right" if len(rows) > 4 else "center")
     ax.set_ylim(0, 1.1)
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} by strategy (mean ± std over seeds; grey = scratch)")
+    ax.set_title(f"{metric} by strategy (mean ± std over seeds; grey = the baseline)")
     return to_png64(fig)
 
 
@@ -122,10 +122,11 @@ def img(b64: str | None, alt: str) -> str:
     return f'<img class=plot alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">' if b64 else ""
 
 
-def gain_intervals(rows: list[dict], metrics: list[str]) -> str | None:
-    """Gain over scratch per strategy with its 95% interval (error bars), one panel per metric."""
+def gain_intervals(rows: list[dict], metrics: list[str], baseline: str = "scratch") -> str | None:
+    """Gain over the baseline per strategy with its 95% interval (error bars), one panel per metric that has gains."""
     rows = [r for r in rows if r.get("gains")]
-    if not rows:
+    metrics = [m for m in metrics if all(m in r["gains"] for r in rows)]
+    if not rows or not metrics:
         return None
     plt = _fig()
     fig, axes = plt.subplots(1, len(metrics), figsize=(max(4.5, 1.3 * len(rows) + 1.5) * len(metrics), 3.2),
@@ -137,7 +138,8 @@ def gain_intervals(rows: list[dict], metrics: list[str]) -> str | None:
         colors = ["#c0392b" if g["high"] < 0 else "#7f8c8d" if g["low"] <= 0 else "#1e8449" for g in gains]
         ax.bar(range(len(rows)), means, yerr=err, capsize=5, color=colors)
         ax.axhline(0, color="#333", lw=0.8)
-        ax.set_xticks(range(len(rows)), [r["strategy"] for r in rows])
-        ax.set_ylabel(f"{m} gain over scratch")
+        ax.set_xticks(range(len(rows)), [r["strategy"] for r in rows], rotation=30 if len(rows) > 4 else 0, ha="right"
+                      if len(rows) > 4 else "center")
+        ax.set_ylabel(f"{m} gain over {baseline}")
         ax.set_title(f"{m}: gain, 95% interval over seeds × items")
     return to_png64(fig)

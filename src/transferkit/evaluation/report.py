@@ -75,10 +75,11 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
     rows = result["rows"]
     metrics = result.get("metrics", ["accuracy", "macro_f1"])
     head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
-    gains_head = "".join(f"<th>{html.escape(m)} gain over scratch [95% CI]</th>" for m in metrics)
+    baseline = result.get("baseline", "scratch")
+    gains_head = "".join(f"<th>{html.escape(m)} gain over {html.escape(baseline)} [95% CI]</th>" for m in metrics)
     tr = []
     for r in rows:
-        vals = "".join(f"<td>{r[m + '_mean']:.3f} ± {r[m + '_std']:.3f}</td>" for m in metrics)
+        vals = "".join(f"<td>{mean_std(r, m)}</td>" for m in metrics)
         gains = "".join(f"<td>{gain_text((r.get('gains') or {}).get(m))}</td>" for m in metrics)
         tr.append(f"<tr><td>{html.escape(r['strategy'])}</td>{vals}<td>{r['seconds_mean']:.0f} s</td>{gains}"
                   f"<td>{mcnemar_text(r.get('gain'))}</td></tr>")
@@ -86,6 +87,8 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
     body = [f"<h1>Strategy comparison</h1><p class=sub>{html.escape(result['data'])} · "
             f"{html.escape(result['backbone'])} · {result['seeds']} seed(s) · same split for all · "
             f"evaluated on <b>{html.escape(result['split'])}</b> ({result['n_eval']} items)</p>", warnings,
+            f"<p class=note>Target: {html.escape(result['target'])}. Oracle: {html.escape(result['oracle'])}.</p>"
+            if result.get("oracle") else "",
             f"<h2>Results</h2><table><tr><th>strategy</th>{head}<th>time / run</th>{gains_head}"
             f"<th>McNemar p</th></tr>{''.join(tr)}</table>",
             "<p class=note>Gains are paired by seed and by evaluation item. The 95% interval accounts for both "
@@ -93,7 +96,7 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
             "model with Satterthwaite's degrees of freedom; macro-F1 through jackknife pseudo-values). McNemar's "
             "exact test on the right/wrong outcomes is pooled over seeds. NEGATIVE TRANSFER is flagged when the "
             "whole interval is below 0.</p>",
-            _plots.img(_plots.gain_intervals(rows, metrics), "gain over scratch with 95% intervals"),
+            _plots.img(_plots.gain_intervals(rows, metrics, baseline), f"gain over {baseline} with 95% intervals"),
             _plots.img(_plots.strategy_bars(rows, metrics[0]), f"{metrics[0]} by strategy"), "<h2>Runs</h2><ul>"]
     for r in rows:
         for p in r["runs"]:
@@ -103,6 +106,12 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
     out = out_dir / rf.REPORT
     rf.atomic_write(out, lambda p: p.write_text(_page("comparison", "".join(body)), encoding="utf-8"))
     return out
+
+
+def mean_std(row: dict, metric: str) -> str:
+    """``mean ± std`` of a compare row's metric; — where the row has none (an oracle's source accuracy)."""
+    m = row.get(metric + "_mean")
+    return "—" if m is None or m != m else f"{m:.3f} ± {row[metric + '_std']:.3f}"
 
 
 def write_sweep_report(out_dir: str | Path, sweep: dict) -> Path:

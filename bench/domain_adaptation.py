@@ -1,0 +1,105 @@
+"""Unsupervised domain adaptation on Office-Caltech10's six directed pairs (amazon, webcam, dslr) with a backbone
+(default the packaged EfficientNet-Lite0): target accuracy per method, mean ± std over seeds, wall time per run,
+through ``compare --target`` (every pair's source split the same for all methods; target labels only score).
+
+Feature-level methods and AdaBN run on the linear probe, with the oracle (a probe trained on the target's labels,
+2-fold cross-fitting); end-to-end methods fine-tune. Then the cost of each feature-level method's head fit
+against the plain probe's, on the same cached features, in this one run.
+
+    python bench/domain_adaptation.py [--seeds 3] [--e2e-seeds 1] [--epochs 2] [--pairs A:W,D:W] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TRANSFERKIT_QUIET", "1")
+OFFICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "office_caltech10"
+DOMAINS = {"A": "amazon", "W": "webcam", "D": "dslr"}
+PAIRS = "A:W,A:D,W:A,W:D,D:A,D:W"
+PROBE_METHODS = ["none", "coral", "sa", "ot", "adabn", "oracle"]
+E2E_METHODS = ["none", "dann", "cdan", "mcc", "self-train"]
+
+
+def head_costs(source: Path, target: Path, backbone: str) -> dict[str, float]:
+    """Seconds to fit the probe head on cached features: plain, and each feature-level method (median of 3)."""
+    import numpy as np
+
+    from transferkit.adaptation._feature_level import fit_adapted_probe
+    from transferkit.backbones import create_backbone
+    from transferkit.config import resolve_config
+    from transferkit.data import ImageFolderData
+    from transferkit.features import extract_features
+    from transferkit.modalities import get_modality
+    from transferkit.tasks import get_task
+
+    cfg = resolve_config({"data": str(source), "backbone": backbone})
+    bb = create_backbone(backbone)
+    modality, task = get_modality("image"), get_task("classify").setup(cfg, None)
+    _, eval_tf, dc = modality.pipeline(bb, cfg)
+    src = ImageFolderData(source).setup()
+    tgt = ImageFolderData(target, val_fraction=0, test_fraction=0).setup()
+    fs = extract_features(bb, src.splits_["train"], eval_tf, preprocessing=modality.feature_key(eval_tf, dc))
+    ft = extract_features(bb, tgt.splits_["train"], eval_tf, preprocessing=modality.feature_key(eval_tf, dc))
+    ys = np.asarray(src.splits_["train"].labels)
+    out = {}
+    for method in ["none", "coral", "sa", "ot"]:
+        times = []
+        for _ in range(3):
+            model = task.build_model(bb, {"head": "linear", "labels": src.classes_})
+            t0 = time.perf_counter()
+            if method == "none":
+                task.fit_probe(model, fs, ys, cfg)
+            else:
+                fit_adapted_probe(method, task, model, fs, ys, ft, cfg)
+            times.append(time.perf_counter() - t0)
+        out[method] = sorted(times)[1]
+    return out
+
+
+def main() -> None:
+    from transferkit.adapt_compare import compare_adaptation
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--e2e-seeds", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--pairs", default=PAIRS)
+    ap.add_argument("--backbone", default="packaged:efficientnet_lite0")
+    ap.add_argument("--out", default="runs/office-caltech10")
+    ap.add_argument("--skip-e2e", action="store_true")
+    a = ap.parse_args()
+    table: dict[str, dict[str, str]] = {}
+    for pair in a.pairs.split(","):
+        s, t = pair.split(":")
+        source, target = OFFICE / DOMAINS[s], OFFICE / DOMAINS[t]
+        plans = [("linear-probe", PROBE_METHODS, a.seeds, {})]
+        if not a.skip_e2e:
+            plans.append(("finetune", E2E_METHODS, a.e2e_seeds, {"epochs": a.epochs}))
+        for strategy, methods, seeds, extra in plans:
+            res = compare_adaptation(str(source), str(target), [strategy], methods, seeds=seeds, output=a.out,
+                                     name=f"{s}2{t}-{strategy}", resume=True, backbone=a.backbone, **extra)
+            for r in res["rows"]:
+                cell = f"{r['target_accuracy_mean']:.3f} ± {r['target_accuracy_std']:.3f} ({r['seconds_mean']:.0f} s)"
+                table.setdefault(r["strategy"], {})[f"{s}→{t}"] = cell
+            print(json.dumps({"pair": pair, "strategy": strategy, "rows": {r["strategy"]: round(r["target_accuracy_mean"], 4)
+                                                                         for r in res["rows"]}}), flush=True)
+    cols = [p.replace(":", "→") for p in a.pairs.split(",")]
+    print(f"\ntarget accuracy, mean ± std over seeds (wall time per run); {a.backbone}; "
+          f"probe rows {a.seeds} seed(s), fine-tune rows {a.e2e_seeds} seed(s), {a.epochs} epochs")
+    print("| method | " + " | ".join(cols) + " |")
+    print("| --- |" + " --- |" * len(cols))
+    for name, cells in table.items():
+        print(f"| {name} | " + " | ".join(cells.get(c, "—") for c in cols) + " |")
+    costs = head_costs(OFFICE / "amazon", OFFICE / "webcam", a.backbone)
+    print("\nhead fit on cached features, amazon → webcam (median of 3, seconds; ratio to the plain probe):")
+    for m, sec in costs.items():
+        print(f"  {m:6} {sec:6.2f} s  {sec / costs['none']:5.2f}×")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Compare domain-adaptation methods on one source split and one target, with paired seeds: target accuracy
+per method, the gain over the same strategy's source-only run with its interval over seeds × target inputs,
+NEGATIVE TRANSFER where adapting hurts beyond noise, and an oracle trained on the target's own labels."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _dist
+from ._launch import across_processes
+from ._runfolder import write_json
+from .adaptation import METHODS, compatible, target_outcomes
+from .adaptation._target import read_target
+from .compare import open_comparison, run_grid
+from .config import resolve_config
+from .errors import ConfigError
+from .evaluation._intervals import crossed_interval, mcnemar
+from .modalities import modality_of
+from .strategies import get_strategy
+
+log = logging.getLogger("transferkit")
+ORACLE = "oracle"
+ORACLE_NOTE = "trained on the target's labels (2-fold cross-fitting): not achievable without them"
+
+
+def plan(strategies: list[str], methods: list[str], settings: dict) -> dict[str, dict]:
+    """Every (strategy, method) pair that can run, as compare variants; refuses a method no strategy can run."""
+    unknown = [m for m in methods if m not in METHODS and m != ORACLE]
+    if unknown:
+        raise ConfigError(f"Unknown --adapt method(s) {', '.join(unknown)}", f"some of {', '.join(METHODS)}, {ORACLE}")
+    objs = {s: get_strategy(resolve_config({**settings, "strategy": s})) for s in strategies}
+    variants = {f"{s} + {m}": {"strategy": s, "adapt": m} for s in strategies for m in methods
+                if m != ORACLE and compatible(objs[s], m)}
+    lonely = [m for m in methods if m != ORACLE and not any(compatible(o, m) for o in objs.values())]
+    if lonely:
+        raise ConfigError(f"No strategy in {','.join(strategies)} can run --adapt {','.join(lonely)}",
+                          "linear-probe for coral, sa, ot; a training strategy (finetune, partial:K …) for dann, "
+                          "cdan, mcc, self-train", "Add the strategy to --strategies")
+    return variants
+
+
+@across_processes
+def compare_adaptation(data, target: str, strategies: list[str], methods: list[str], seeds: int = 3,
+                       output: str | Path = "runs", name: str | None = None, first_seed: int = 0,
+                       resume: bool = False, **settings) -> dict[str, Any]:
+    """Every compatible (strategy, method) with every seed; ``oracle`` among ``methods`` adds, per strategy, a
+    run trained on the labelled target (two folds, each scored on the other). Writes compare.json and a report."""
+    settings = {**settings, "target": str(Path(target).resolve())}
+    variants = plan(strategies, methods, settings)
+    data, out_dir = open_comparison(data, settings, output, name, resume, prefix="adapt")
+    seed_range = range(first_seed, first_seed + seeds)
+    results = run_grid(data, variants, seed_range, out_dir, resume, settings)
+    classes = data.classes_
+    outcomes = {v: [target_outcomes(r.path, classes) for r, _ in runs] for v, runs in results.items()}
+    strategy_of = {v: own["strategy"] for v, own in variants.items()}
+    if ORACLE in methods:
+        for s in strategies:
+            strategy_of[f"{s} {ORACLE}"] = s
+            runs, outs = _oracle(data, s, seed_range, out_dir, resume, settings)
+            results[f"{s} {ORACLE}"], outcomes[f"{s} {ORACLE}"] = runs, outs
+    if not _dist.is_main():
+        return _dist.broadcast(None)
+    rows = []
+    for v, runs in results.items():
+        acc = [float(o.mean()) for o in outcomes[v]]
+        src = [] if v.endswith(ORACLE) else [r.metrics["accuracy"] for r, _ in runs]  # the oracle's is a target score
+        row: dict[str, Any] = {"strategy": v, "target_accuracy": acc, "target_accuracy_mean": float(np.mean(acc)),
+                               "target_accuracy_std": float(np.std(acc)), "source_accuracy": src,
+                               "source_accuracy_mean": float(np.mean(src)) if src else float("nan"),
+                               "source_accuracy_std": float(np.std(src)) if src else float("nan"),
+                               "seconds_mean": float(np.mean([t for _, t in runs])),
+                               "runs": sorted({str(r.path) for r, _ in runs}),
+                               "interval": crossed_interval(np.stack(outcomes[v]))}
+        base = f"{strategy_of[v]} + none"
+        if v != base and base in outcomes:
+            row["gain"] = _gain(outcomes[v], outcomes[base])
+            row["gains"] = {"target_accuracy": row["gain"]}
+        rows.append(row)
+    n_scored = len(next(iter(outcomes.values()))[0])
+    first = next(iter(results.values()))[0][0]
+    result = {"data": data.location, "target": settings["target"], "backbone": first.config.backbone,
+              "seeds": seeds, "split": "target", "n_eval": n_scored, "rows": rows,
+              "metrics": ["target_accuracy", "source_accuracy"], "baseline": "source only (same strategy)",
+              "warnings": _warnings(rows), "oracle": ORACLE_NOTE if ORACLE in methods else None}
+    for w in result["warnings"]:
+        log.warning(w)
+    write_json(out_dir / "compare.json", result)
+    from .evaluation.report import write_compare_report
+
+    write_compare_report(out_dir, result)
+    result["path"] = str(out_dir)
+    return _dist.broadcast(result)
+
+
+def _gain(runs: list[np.ndarray], base: list[np.ndarray]) -> dict[str, Any]:
+    d = np.stack([a - b for a, b in zip(runs, base)])
+    out = crossed_interval(d, centre=float(d.mean()))
+    out["mcnemar"] = {"per_seed_p": [mcnemar(a, b)["p"] for a, b in zip(runs, base)],
+                      "pooled": mcnemar(np.concatenate(runs), np.concatenate(base))}
+    return out
+
+
+def _warnings(rows: list[dict]) -> list[str]:
+    out = []
+    for r in rows:
+        g = r.get("gain")
+        if g and g["high"] < 0:
+            out.append(f"NEGATIVE TRANSFER: {r['strategy']} is {-g['mean']:.1%} below the source-only run on the target, "
+                       f"95% interval [{g['low']:+.1%}, {g['high']:+.1%}]: adapting hurts here beyond noise.")
+        elif g and g["low"] <= 0:
+            out.append(f"No clear gain: {r['strategy']} vs source only is {g['mean']:+.1%} on the target, 95% interval "
+                       f"[{g['low']:+.1%}, {g['high']:+.1%}] includes 0.")
+    return out
+
+
+def _oracle(data, strategy: str, seeds, out_dir: Path, resume: bool, settings: dict):
+    """The strategy trained on half the labelled target and scored on the other half, both ways round: every
+    labelled target input is predicted by a model that never saw its label."""
+    from sklearn.model_selection import StratifiedKFold
+
+    cfg = resolve_config({**settings, "data": data.location})
+    modality = modality_of(data)
+    target = read_target(settings["target"], cfg, modality, data)
+    keep = [i for i, lab in enumerate(target.items.labels) if lab >= 0]
+    inputs = [target.items.inputs[i] for i in keep]
+    labels = np.array([target.items.labels[i] for i in keep])
+    column = cfg.path_column if modality.inputs_are_files else cfg.text_column
+    own = {k: v for k, v in settings.items() if k not in ("target", "adapt", "val_fraction", "test_fraction")}
+    runs, outcomes = [], []
+    for seed in seeds:
+        folds = StratifiedKFold(2, shuffle=True, random_state=seed).split(inputs, labels)
+        right, seconds, first = np.zeros(len(inputs)), 0.0, None
+        for k, (train, test) in enumerate(folds):
+            in_train = set(train.tolist())
+            table = out_dir / "oracle" / f"seed{seed}-fold{k}.csv"
+            if _dist.is_main():
+                table.parent.mkdir(parents=True, exist_ok=True)
+                with open(table, "w", newline="", encoding="utf-8") as fh:
+                    w = csv.writer(fh)
+                    w.writerow([column, cfg.label_column, "split"])
+                    w.writerows([inputs[i], data.classes_[labels[i]], "train" if i in in_train else "test"]
+                                for i in range(len(inputs)))
+            variant = {"strategy": strategy, "val_fraction": 0.0, "test_fraction": 0.0}
+            name = f"{strategy} {ORACLE}{k}"
+            (run, t), = run_grid(str(table), {name: variant}, [seed], out_dir, resume, own)[name]
+            pred = _predictions(run.path)
+            right[test] = [float(pred[inputs[i]] == data.classes_[labels[i]]) for i in test]
+            seconds, first = seconds + t, first or run
+        runs.append((first, seconds))
+        outcomes.append(right)
+    return runs, outcomes
+
+
+def _predictions(run_dir: Path) -> dict[str, str]:
+    with open(run_dir / "predictions.csv", newline="", encoding="utf-8") as fh:
+        return {r["input"]: r["pred"] for r in csv.DictReader(fh)}
