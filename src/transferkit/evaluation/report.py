@@ -48,7 +48,12 @@ def write_run_report(run_dir: str | Path) -> Path:
             f"{html.escape(m.get('strategy', ''))} · {html.escape(meta.get('backbone_name', ''))} · "
             f"{len(meta['labels'])} classes · {m.get('n_train', '?')} training items · evaluated on "
             f"<b>{html.escape(m['split'])}</b> ({m['n']} items)</p>",
-            *task.report_sections(run_dir, m, meta, modality)]
+            ]
+    if m.get("adaptation"):  # the target first: it is what the run was adapted for
+        from ..adaptation._report import sections
+
+        body += sections(run_dir, m, meta["labels"]) + [f"<h2>Source ({html.escape(m['split'])} split)</h2>"]
+    body += task.report_sections(run_dir, m, meta, modality)
     if history:
         body += ["<h2>Learning curves</h2>", _plots.img(_plots.learning_curves(history), "learning curves")]
     if bad:

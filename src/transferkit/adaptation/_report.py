@@ -1,0 +1,71 @@
+"""The adaptation part of a run report: source against target accuracy, the feature map of both domains
+before and after adaptation (coloured by domain and by class), and the per-class target accuracy."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+
+from ..evaluation import _plots
+
+
+def sections(run_dir: Path, metrics: dict, labels: list[str]) -> list[str]:
+    a = metrics["adaptation"]
+    target = a.get("accuracy")
+    kpi = (f"<div class=kpis><div><span>source {html.escape(metrics['split'])} accuracy</span>"
+           f"<div class=big>{metrics['accuracy']:.1%}</div></div><div><span>target accuracy</span><div class=big>"
+           f"{'—' if target is None else f'{target:.1%}'}</div></div><div><span>method</span><div class=big>"
+           f"{html.escape(a['method'])}</div></div></div>")
+    notes = [f"Target {html.escape(a['target'])}: {a['n_target']} inputs, {a['n_scored']} with a source class label "
+             f"(read only to score). Model selection: {html.escape(a['selection'])}."]
+    if a.get("unknown_classes"):
+        notes.append("Target classes the source does not have (adapted to, not scored): " + html.escape(
+            ", ".join(f"{k} ({v})" for k, v in a["unknown_classes"].items())) + ".")
+    warn = (f"<div class=warn>{a['shared_with_source']} target input(s) are identical to source inputs: the "
+            "target is not wholly unseen.</div>" if a.get("shared_with_source") else "")
+    body = ["<h2>Domain adaptation</h2>", kpi, warn, *(f"<p class=note>{n}</p>" for n in notes)]
+    path = run_dir / "adaptation_map.npz"
+    if path.is_file():
+        body.append(_plots.img(feature_map(dict(np.load(path)), labels),
+                               "source and target features before and after adaptation (t-SNE)"))
+        body.append("<p class=note>t-SNE of up to 300 source training and 300 target inputs. Before: the backbone "
+                    "as loaded. After: the run's own features (feature-level methods: their mapped features). "
+                    "Unlabelled target inputs are grey in the class panels.</p>")
+    if a.get("per_class"):
+        rows = "".join(f"<tr><td>{html.escape(c)}</td><td>{v['accuracy']:.1%}</td><td>{v['n']}</td></tr>"
+                       for c, v in sorted(a["per_class"].items(), key=lambda kv: kv[1]["accuracy"]))
+        body.append(f"<h3>Target accuracy per class (weakest first)</h3><table><tr><th>class</th><th>accuracy</th>"
+                    f"<th>inputs</th></tr>{rows}</table>")
+    return body
+
+
+def feature_map(m: dict, labels: list[str]) -> str:
+    plt = _plots._fig()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 9))
+    domain, label = m["domain"], m["label"]
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    for col, stage in enumerate(("before", "after")):
+        xy = m[stage]
+        ax = axes[0, col]
+        for d, (name, colour, marker) in enumerate((("source", "#2e86c1", "o"), ("target", "#e67e22", "^"))):
+            sel = domain == d
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=10, c=colour, marker=marker, alpha=0.7, label=name)
+        ax.set_title(f"{stage} adaptation: by domain")
+        ax.legend(fontsize=8)
+        ax = axes[1, col]
+        for d, marker in ((0, "o"), (1, "^")):
+            sel = (domain == d) & (label < 0)
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=8, c="#bbbbbb", marker=marker)
+            for c in range(len(labels)):
+                sel = (domain == d) & (label == c)
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=10, color=cmap(c % cmap.N), marker=marker, alpha=0.8,
+                           label=labels[c] if d == 0 else None)
+        ax.set_title(f"{stage} adaptation: by class (o source, ^ target)")
+        if col == 1:
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _plots.to_png64(fig)
