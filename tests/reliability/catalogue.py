@@ -3,7 +3,8 @@
 ``expect`` is one of:
 - ``skip``: the command succeeds and the log names the skipped path with a reason;
 - ``error``: exit code 2 and one line ``error: …`` that contains ``fragment``; no traceback;
-- ``ok``: a valid but unusual input that must be accepted.
+- ``ok``: a valid but unusual input that must be accepted;
+- ``warn``: accepted, and the log warns with ``fragment``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import TINY, make_audio_folder, make_folder, write_tone  # noqa: E402
-from reliability import detection_cases  # noqa: E402
+from reliability import adaptation_cases, detection_cases  # noqa: E402
 
 TRAIN = ["--backbone", TINY, "--image-size", "32", "--epochs", "1", "--workers", "0"]
 
@@ -29,7 +30,7 @@ TRAIN = ["--backbone", TINY, "--image-size", "32", "--epochs", "1", "--workers",
 class Case:
     name: str
     input: str
-    expect: str  # skip | error | ok
+    expect: str  # skip | error | ok | warn
     fragment: str
     build: Callable[[Path, Path], list[str]]  # (tmp, finished run) → CLI arguments
 
@@ -476,3 +477,4 @@ CASES = [
          lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--image-cache-mb", "-1"]),
 ]
 CASES += AUDIO_CASES + TABLE_CASES + NUMBER_CASES + RUN_CASES + MESSAGE_CASES + detection_cases.cases(Case) + detection_cases.more_cases(Case)
+CASES += adaptation_cases.cases(Case)

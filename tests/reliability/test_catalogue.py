@@ -71,6 +71,8 @@ def test_catalogue(case: Case, tmp_path, finished_run, capsys, caplog):
         assert "accuracy" in out or "mAP" in out
         if case.expect == "skip":
             assert case.fragment in logged and "skipped" in logged, logged
+        elif case.expect == "warn":
+            assert case.fragment in logged, logged
         elif case.fragment:  # an accepted input is used, never listed as skipped
             assert case.fragment not in logged, logged
     assert tree_hash(finished_run) == before, "a finished run folder was changed"

@@ -188,7 +188,9 @@ class Adapted:
 
     def prepare(self, model) -> None:
         self.inner.prepare(model)
-        model.adapter = make_term(self.method, self.dim, self.classes, self.total_steps)
+        with torch.random.fork_rng():  # its initial weights depend on the seed alone, not on what ran before
+            torch.manual_seed(self.inner.cfg.seed)
+            model.adapter = make_term(self.method, self.dim, self.classes, self.total_steps)
 
     def param_groups(self, model) -> list[dict]:
         return self.inner.param_groups(model) + [

@@ -54,9 +54,9 @@ def reestimate_batchnorm(backbone: nn.Module, loader, move) -> int:
         m.train()
     seen = 0
     try:
-        for x, _ in loader:
+        for x, y in loader:
             backbone(move(x))
-            seen += len(_)
+            seen += len(y)
     finally:
         for m, mom in zip(layers, momenta):
             m.momentum = mom

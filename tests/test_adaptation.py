@@ -1,0 +1,217 @@
+"""Unsupervised domain adaptation: the target stream, feature-level methods folded into the head, the end-to-end
+terms, AdaBN, resume, and compare against source only."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import transferkit as tk
+from conftest import FAST, make_folder
+from transferkit.adaptation import _losses
+from transferkit.adaptation._feature_level import affine_map, fit_adapted_probe
+from transferkit.adaptation._streams import PairedItems, reestimate_batchnorm
+from transferkit.config import resolve_config
+from transferkit.errors import TransferkitError
+from transferkit.heads import TransferModel, build_head
+from transferkit.tasks import get_task
+
+
+def domains(tmp_path, target_per_class=6):
+    source = make_folder(tmp_path / "source", classes=3, per_class=12)
+    target = make_folder(tmp_path / "target", classes=3, per_class=target_per_class, seed=5)
+    return source, target
+
+
+def shifted_gaussians(n=300, dim=16, seed=0):
+    """Two classes; the target is the source stretched per feature and moved: a source-only probe fails on it."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    xs = rng.normal(size=(n, dim)) + 3.0 * y[:, None] * np.eye(dim)[0]
+    yt = rng.integers(0, 2, n)
+    xt = (rng.normal(size=(n, dim)) + 3.0 * yt[:, None] * np.eye(dim)[0]) * np.linspace(1, 3, dim) + 4.5
+    return xs.astype(np.float32), y, xt.astype(np.float32), yt
+
+
+class _Features(torch.nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.num_features = dim
+
+    def forward(self, x):
+        return x
+
+
+def probe_accuracy(method, xs, y, xt, yt):
+    task = get_task("classify").setup(resolve_config({}), None)
+    model = TransferModel(_Features(xs.shape[1]), build_head("linear", xs.shape[1], 2))
+    cfg = resolve_config({})
+    if method == "none":
+        task.fit_probe(model, xs, y, cfg)
+    else:
+        fit_adapted_probe(method, task, model, xs, y, xt, cfg)
+    with torch.no_grad():
+        return float((model.head(torch.from_numpy(xt)).argmax(1).numpy() == yt).mean()), model
+
+
+@pytest.mark.parametrize("method", ["coral", "sa", "ot"])
+def test_feature_level_methods_recover_a_shifted_target_and_fold_into_one_linear_head(method):
+    xs, y, xt, yt = shifted_gaussians()
+    none, _ = probe_accuracy("none", xs, y, xt, yt)
+    adapted, model = probe_accuracy(method, xs, y, xt, yt)
+    assert none < 0.6, none  # the shift defeats the source-only probe
+    assert adapted > 0.8, (none, adapted)
+    assert isinstance(model.head[0], torch.nn.Linear) and model.head[0].in_features == xs.shape[1]
+
+
+def test_affine_map_reads_an_affine_map_and_refuses_another():
+    rng = np.random.default_rng(0)
+    A, c = rng.normal(size=(5, 3)), rng.normal(size=3)
+    got_A, got_c = affine_map(lambda z: z @ A + c, 5, rng.normal(size=(20, 5)))
+    assert np.allclose(got_A, A) and np.allclose(got_c, c)
+    with pytest.raises(RuntimeError, match="not affine"):
+        affine_map(lambda z: np.tanh(z @ A), 5, rng.normal(size=(20, 5)))
+
+
+def test_gradient_reversal_and_the_schedule():
+    x = torch.ones(3, requires_grad=True)
+    _losses._Reverse.apply(x, 0.5).sum().backward()
+    assert torch.allclose(x.grad, torch.full((3,), -0.5))
+    assert _losses.ramp(0.0) == 0.0 and 0.99 < _losses.ramp(1.0) < 1.0 and _losses.ramp(0.5) > 0.9
+
+
+def test_domain_discriminator_learns_to_tell_domains_and_its_step_count_advances():
+    torch.manual_seed(0)
+    for conditional in (False, True):
+        term = _losses.make_term("cdan" if conditional else "dann", 8, 3, total_steps=200)
+        opt = torch.optim.Adam(term.parameters(), lr=1e-3)
+        fs, ft = torch.randn(32, 8) + 2, torch.randn(32, 8) - 2
+        ls, lt = torch.randn(32, 3), torch.randn(32, 3)
+        first = term(fs, ft, ls, lt).item()
+        for _ in range(60):
+            opt.zero_grad()
+            loss = term(fs, ft, ls, lt)
+            loss.backward()
+            opt.step()
+        assert loss.item() < first * 0.5, (conditional, first, loss.item())  # separable domains: it learns them
+        assert term.step.item() == 61
+
+
+def test_mcc_is_zero_for_confident_distinct_classes_and_high_for_confusion():
+    mcc = _losses.make_term("mcc", 4, 3, 10)
+    sharp = torch.eye(3).repeat(4, 1) * 50
+    flat = torch.zeros(12, 3)
+    assert mcc(None, None, None, sharp).item() < 1e-3
+    assert mcc(None, None, None, flat).item() == pytest.approx(2 / 3, abs=1e-4)
+
+
+def test_self_training_uses_only_confident_target_predictions():
+    st = _losses.make_term("self-train", 4, 3, total_steps=1)
+    st.step.fill_(1)  # the ramp at its end
+    unsure = torch.zeros(8, 3, requires_grad=True)
+    assert st(None, None, None, unsure).item() == 0.0
+    sure = torch.tensor([[6.0, 0, 0]] * 8, requires_grad=True)
+    loss = st(None, None, None, sure)
+    assert loss.item() > 0
+    loss.backward()
+    assert sure.grad[:, 0].lt(0).all()  # pushed further towards its own arg-max
+
+
+def test_paired_items_draw_targets_by_the_items_seed_and_collate_both_streams():
+    src = [(torch.full((2,), float(i)), i % 2) for i in range(6)]
+    tgt = [(torch.full((2,), 100.0 + j), -1) for j in range(4)]
+    ds = PairedItems(src, tgt)
+
+    def draw(i, seed):
+        torch.manual_seed(seed)
+        return ds[i]
+
+    assert torch.equal(draw(3, 7)[0][1], draw(3, 7)[0][1])
+    x, y = ds.collate_fn([ds[i] for i in range(4)])
+    assert set(x) == {"source", "target"} and x["source"].shape == (4, 2) and x["target"].min() >= 100
+    assert y.tolist() == [0, 1, 0, 1]
+
+
+def test_adabn_replaces_running_statistics_with_the_targets():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4)).eval()
+    data = [(torch.randn(8, 3, 5, 5) * 3 + 7, torch.zeros(8)) for _ in range(4)]
+    n = reestimate_batchnorm(net, data, lambda x: x)
+    with torch.no_grad():
+        conv = torch.cat([net[0](x) for x, _ in data])
+    assert n == 32
+    assert torch.allclose(net[1].running_mean, conv.mean((0, 2, 3)), atol=1e-4)
+    assert not net.training and net[1].momentum == 0.1
+
+
+def test_an_adapted_run_scores_the_target_saves_a_plain_model_and_predicts(tmp_path):
+    source, target = domains(tmp_path)
+    run = tk.fit(source, target=str(target), adapt="dann", strategy="finetune",
+                 **dict(FAST, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache")))
+    a = run.metrics["adaptation"]
+    assert a["method"] == "dann" and a["n_target"] == 18 and a["n_scored"] == 18 and 0 <= a["accuracy"] <= 1
+    assert set(a["per_class"]) == {"class0", "class1", "class2"}
+    with open(run.path / "target_predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 18 and a["accuracy"] == pytest.approx(np.mean([r["label"] == r["pred"] for r in rows]))
+    from safetensors.torch import load_file
+
+    assert not any(k.startswith("adapter") for k in load_file(run.path / "model.safetensors"))
+    assert "adapt_loss" in run.history[0]
+    maps = np.load(run.path / "adaptation_map.npz")
+    assert maps["before"].shape == maps["after"].shape == (len(maps["domain"]), 2)
+    assert "Domain adaptation" in (run.path / "report.html").read_text()
+    preds = tk.load(run.path).predict([r["input"] for r in rows[:3]])
+    assert [p["label"] for p in preds] == [r["pred"] for r in rows[:3]]
+
+
+def test_feature_level_run_writes_a_head_that_reads_raw_target_features(tmp_path):
+    source, target = domains(tmp_path)
+    kw = dict(FAST, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"), strategy="linear-probe")
+    run = tk.fit(source, target=str(target), adapt="sa", **kw)
+    with open(run.path / "target_predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    preds = tk.load(run.path).predict([r["input"] for r in rows])
+    assert [p["label"] for p in preds] == [r["pred"] for r in rows]  # the saved model is the adapted one
+    assert run.metrics["probe"]["adapter"] == "SubspaceAlignmentAdapter"
+
+
+def test_an_interrupted_adapted_run_resumes_to_the_same_result(tmp_path):
+    source, target = domains(tmp_path)
+    kw = dict(FAST, epochs=3, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"), target=str(target),
+              adapt="cdan", strategy="finetune")
+    full = tk.fit(source, name="full", **kw)
+
+    def stop(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tk.fit(source, name="cut", on_epoch_end=stop, **kw)
+    resumed = tk.fit(resume=tmp_path / "runs" / "cut")
+    assert resumed.metrics["adaptation"]["accuracy"] == full.metrics["adaptation"]["accuracy"]
+    assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in full.history])
+
+
+def test_compare_adaptation_gains_over_source_only_and_an_oracle(tmp_path):
+    from transferkit.adapt_compare import compare_adaptation
+
+    source, target = domains(tmp_path, target_per_class=8)
+    res = compare_adaptation(str(source), str(target), ["linear-probe"], ["none", "coral", "oracle"], seeds=1,
+                             output=str(tmp_path / "cmp"), name="c", **{k: v for k, v in FAST.items() if k != "epochs"},
+                             cache_dir=str(tmp_path / "cache"))
+    rows = {r["strategy"]: r for r in res["rows"]}
+    assert set(rows) == {"linear-probe + none", "linear-probe + coral", "linear-probe oracle"}
+    assert "gain" not in rows["linear-probe + none"] and "gain" in rows["linear-probe + coral"]
+    g = rows["linear-probe + coral"]["gain"]
+    assert g["mean"] == pytest.approx(rows["linear-probe + coral"]["target_accuracy_mean"]
+                                      - rows["linear-probe + none"]["target_accuracy_mean"])
+    assert rows["linear-probe oracle"]["source_accuracy"] == []
+    saved = json.loads((tmp_path / "cmp" / "c" / "compare.json").read_text())
+    assert saved["n_eval"] == 24 and saved["oracle"]
+    with pytest.raises(TransferkitError, match="can run --adapt dann"):
+        compare_adaptation(str(source), str(target), ["linear-probe"], ["dann"], output=str(tmp_path / "cmp"))
