@@ -215,3 +215,25 @@ def test_compare_adaptation_gains_over_source_only_and_an_oracle(tmp_path):
     assert saved["n_eval"] == 24 and saved["oracle"]
     with pytest.raises(TransferkitError, match="can run --adapt dann"):
         compare_adaptation(str(source), str(target), ["linear-probe"], ["dann"], output=str(tmp_path / "cmp"))
+
+
+def test_text_adapts_end_to_end_from_a_table_of_unlabelled_texts(tmp_path, texts, tiny_bert):
+    target = tmp_path / "target.csv"
+    target.write_text("text\n" + "\n".join(f"claim your free cash prize {i}" if i % 2 else f"lunch then? {i}"
+                                           for i in range(10)) + "\n")
+    run = tk.fit(texts, target=str(target), adapt="mcc", strategy="finetune", backbone=f"hf:{tiny_bert}",
+                 epochs=1, batch_size=8, workers=0, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"))
+    a = run.metrics["adaptation"]
+    assert a["n_target"] == 10 and a["n_scored"] == 0 and "accuracy" not in a  # unlabelled: adapted, not scored
+    assert "adapt_loss" in run.history[0]
+
+
+def test_audio_adapts_at_feature_level(tmp_path):
+    from conftest import AUDIO_FAST, make_audio_folder
+
+    pytest.importorskip("soundfile")
+    source = make_audio_folder(tmp_path / "source", classes=2, per_class=9)
+    target = make_audio_folder(tmp_path / "target", classes=2, per_class=5, seed=3)
+    run = tk.fit(source, target=str(target), adapt="coral", strategy="linear-probe",
+                 **dict(AUDIO_FAST, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache")))
+    assert run.metrics["modality"] == "audio" and run.metrics["adaptation"]["n_scored"] == 10

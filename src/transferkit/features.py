@@ -76,11 +76,12 @@ def make_loader(dataset, batch_size: int, workers: int | None = None, collate_fn
 
 
 def to_device(x, device, channels_last: bool = False):
-    """A batch (tensor, or dict of tensors for text) on ``device``; 4-d images NHWC if ``channels_last``."""
+    """A batch (a tensor, or a dict of them, nested for paired domains) on ``device``; 4-d images NHWC if
+    ``channels_last``."""
     if isinstance(x, torch.Tensor):
         fmt = torch.channels_last if channels_last and x.dim() == 4 else torch.preserve_format
         return x.to(device, memory_format=fmt, non_blocking=True)
-    return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+    return {k: to_device(v, device, channels_last) for k, v in x.items()}  # text; (source, target) pairs
 
 
 def autocast(device, precision: str):
