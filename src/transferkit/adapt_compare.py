@@ -13,10 +13,9 @@ import numpy as np
 
 from . import _dist
 from ._launch import across_processes
-from ._runfolder import write_json
 from .adaptation import METHODS, compatible, target_outcomes
 from .adaptation._target import read_target
-from .compare import open_comparison, run_grid
+from .compare import close_comparison, open_comparison, run_grid
 from .config import resolve_config
 from .errors import ConfigError
 from .evaluation._intervals import crossed_interval, mcnemar
@@ -87,14 +86,7 @@ def compare_adaptation(data, target: str, strategies: list[str], methods: list[s
               "seeds": seeds, "split": "target", "n_eval": n_scored, "rows": rows,
               "metrics": ["target_accuracy", "source_accuracy"], "baseline": "source only (same strategy)",
               "warnings": _warnings(rows), "oracle": ORACLE_NOTE if ORACLE in methods else None}
-    for w in result["warnings"]:
-        log.warning(w)
-    write_json(out_dir / "compare.json", result)
-    from .evaluation.report import write_compare_report
-
-    write_compare_report(out_dir, result)
-    result["path"] = str(out_dir)
-    return _dist.broadcast(result)
+    return close_comparison(out_dir, result)
 
 
 def _gain(runs: list[np.ndarray], base: list[np.ndarray]) -> dict[str, Any]:

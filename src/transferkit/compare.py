@@ -116,6 +116,11 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
     result = {"data": data.location, "backbone": first.config.backbone,
               "seeds": seeds, "split": first.metrics["split"], "n_eval": first.metrics["n"], "rows": rows,
               "metrics": list(metric_names), "warnings": transfer_warnings(rows, headline)}
+    return close_comparison(out_dir, result)
+
+
+def close_comparison(out_dir: Path, result: dict) -> dict:
+    """Log the warnings, write compare.json and the report; every process gets the result."""
     for w in result["warnings"]:
         log.warning(w)
     write_json(out_dir / "compare.json", result)
