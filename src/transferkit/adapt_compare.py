@@ -82,7 +82,7 @@ def compare_adaptation(data, target: str, strategies: list[str], methods: list[s
         rows.append(row)
     n_scored = len(next(iter(outcomes.values()))[0])
     first = next(iter(results.values()))[0][0]
-    result = {"data": data.location, "target": settings["target"], "backbone": first.config.backbone,
+    result = {"title": "Domain adaptation comparison", "data": data.location, "target": settings["target"], "backbone": first.config.backbone,
               "seeds": seeds, "split": "target", "n_eval": n_scored, "rows": rows,
               "metrics": ["target_accuracy", "source_accuracy"], "baseline": "source only (same strategy)",
               "warnings": _warnings(rows), "oracle": ORACLE_NOTE if ORACLE in methods else None}

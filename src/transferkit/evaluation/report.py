@@ -81,15 +81,16 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
     metrics = result.get("metrics", ["accuracy", "macro_f1"])
     head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
     baseline = result.get("baseline", "scratch")
-    gains_head = "".join(f"<th>{html.escape(m)} gain over {html.escape(baseline)} [95% CI]</th>" for m in metrics)
+    gained = [m for m in metrics if any(m in (r.get("gains") or {}) for r in rows)] or metrics[:1]
+    gains_head = "".join(f"<th>{html.escape(m)} gain over {html.escape(baseline)} [95% CI]</th>" for m in gained)
     tr = []
     for r in rows:
         vals = "".join(f"<td>{mean_std(r, m)}</td>" for m in metrics)
-        gains = "".join(f"<td>{gain_text((r.get('gains') or {}).get(m))}</td>" for m in metrics)
+        gains = "".join(f"<td>{gain_text((r.get('gains') or {}).get(m))}</td>" for m in gained)
         tr.append(f"<tr><td>{html.escape(r['strategy'])}</td>{vals}<td>{r['seconds_mean']:.0f} s</td>{gains}"
                   f"<td>{mcnemar_text(r.get('gain'))}</td></tr>")
     warnings = "".join(f"<div class=warn>{html.escape(w)}</div>" for w in result["warnings"])
-    body = [f"<h1>Strategy comparison</h1><p class=sub>{html.escape(result['data'])} · "
+    body = [f"<h1>{html.escape(result.get('title', 'Strategy comparison'))}</h1><p class=sub>{html.escape(result['data'])} · "
             f"{html.escape(result['backbone'])} · {result['seeds']} seed(s) · same split for all · "
             f"evaluated on <b>{html.escape(result['split'])}</b> ({result['n_eval']} items)</p>", warnings,
             f"<p class=note>Target: {html.escape(result['target'])}. Oracle: {html.escape(result['oracle'])}.</p>"
