@@ -35,6 +35,7 @@ TRAIN_OPTIONS = dict(
     backbone_lr_mult=O(None, help="backbone lr = lr × this (default 0.1 images, 0.05 text)"),
     optimizer=O(None, help="adamw | sgd"), weight_decay=O(None), warmup_epochs=O(None),
     label_smoothing=O(None), patience=O(None, help="early-stopping patience in epochs (0: off)"),
+    select=O(None, help="the epoch kept: val (best val score; default) | last"),
     augment=O(None, help="none | light | standard"), image_size=O(None, help="override the input size"),
     seed=O(None), split_seed=O(None), val_fraction=O(None), test_fraction=O(None),
     shots=O(None, help="training examples per class (few-shot)"),

@@ -32,6 +32,7 @@ class RunConfig:
     warmup_epochs: float = 0.5
     label_smoothing: float = 0.0
     patience: int = 0  # early stopping patience in epochs; 0 disables
+    select: str = "val"  # the epoch kept: val (best val score, when val is not the reported split) | last
     augment: str = "light"
     image_size: int | None = None  # overrides the backbone's pretrained input size
     seed: int = 0
@@ -87,6 +88,7 @@ _CHOICES = {
     "sampler": ("random", "balanced"),
     "precision": ("auto", "no", "bf16", "fp16"),
     "quoting": ("auto", "csv", "none"),
+    "select": ("val", "last"),
 }
 
 

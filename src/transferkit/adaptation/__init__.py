@@ -39,7 +39,8 @@ END_TO_END = ("dann", "cdan", "mcc", "self-train")
 TARGET_PREDICTIONS = "target_predictions.csv"
 MAP_FILE = "adaptation_map.npz"
 MAP_POINTS = 300  # per domain, in the report's feature map
-SELECTION = "best source-val epoch (target labels are never read for a choice)"
+SELECTION = {"val": "best source-val epoch (target labels are never read for a choice)",
+             "last": "last epoch (--select last; target labels are never read for a choice)"}
 
 
 def check(cfg, strategy, task, backbone) -> None:
@@ -162,7 +163,8 @@ class Adaptation:
             "method": self.method, "target": self.target.location, "n_target": len(items),
             "n_scored": int(scored.sum()), "unknown_classes": self.target.unknown,
             "shared_with_source": self.target.shared_with_source, "bad_files": len(self.target.bad_files),
-            "selection": SELECTION, **self.info}
+            "selection": SELECTION[self.cfg.select] if self.cfg.strategy != "linear-probe" else
+            "C by cross-validation on source train (target labels are never read for a choice)", **self.info}
         if scored.any():
             t, p = truth[scored], pred[scored]
             out["accuracy"] = float((t == p).mean())

@@ -164,7 +164,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     nhwc = modality.channels_last(cfg)
     eval_split = data.eval_split
     has_val = len(data.splits_["val"]) > 0
-    select_on_val = eval_split == "test" and has_val
+    select_on_val = eval_split == "test" and has_val and cfg.select == "val"
 
     device = torch.device("cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu")
     cfg.precision = resolve_precision(cfg.precision, device)
@@ -264,7 +264,8 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         metrics.update(task=task.name, modality=modality.name, strategy=strategy.name, backbone=cfg.backbone,
                        selection="C by cross-validation on train" if not strategy.trains_backbone
                        else "final epoch; head C by cross-validation on train" if strategy.probe_after
-                       else "best val epoch" if select_on_val else "final epoch (val not used for selection)",
+                       else "best val epoch" if select_on_val else "final epoch (--select last)" if
+                       cfg.select == "last" else "final epoch (val not used for selection)",
                        seconds=round(time.time() - t_start, 2),
                        probe=probe_info or None, n_train=len(data.splits_["train"]),
                        leakage=getattr(data, "leakage_", None))
