@@ -22,6 +22,7 @@ os.environ.setdefault("TRANSFERKIT_QUIET", "1")
 OFFICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "office_caltech10"
 DOMAINS = {"A": "amazon", "W": "webcam", "D": "dslr"}
 PAIRS = "A:W,A:D,W:A,W:D,D:A,D:W"
+E2E_PAIRS = "D:W,W:D,D:A,W:A,A:W,A:D"
 PROBE_METHODS = ["none", "coral", "sa", "ot", "adabn", "oracle"]
 E2E_METHODS = ["none", "dann", "cdan", "mcc", "self-train"]
 
@@ -70,6 +71,7 @@ def main() -> None:
     ap.add_argument("--e2e-seeds", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--pairs", default=PAIRS)
+    ap.add_argument("--e2e-pairs", default=E2E_PAIRS, help="fine-tuning rows: cheapest sources first")
     ap.add_argument("--backbone", default="packaged:efficientnet_lite0")
     ap.add_argument("--out", default="runs/office-caltech10")
     ap.add_argument("--skip-e2e", action="store_true")
@@ -78,11 +80,11 @@ def main() -> None:
     if a.costs_only:
         return print_costs(a.backbone)
     table: dict[str, dict[str, str]] = {}
-    phases = [("linear-probe", PROBE_METHODS, a.seeds, {})]  # every pair's cheap rows first, then fine-tuning
+    phases = [("linear-probe", PROBE_METHODS, a.seeds, {}, a.pairs)]  # every pair's cheap rows first
     if not a.skip_e2e:
-        phases.append(("finetune", E2E_METHODS, a.e2e_seeds, {"epochs": a.epochs}))
-    for strategy, methods, seeds, extra in phases:
-        for pair in a.pairs.split(","):
+        phases.append(("finetune", E2E_METHODS, a.e2e_seeds, {"epochs": a.epochs}, a.e2e_pairs))
+    for strategy, methods, seeds, extra, pairs in phases:
+        for pair in pairs.split(","):
             s, t = pair.split(":")
             res = compare_adaptation(str(OFFICE / DOMAINS[s]), str(OFFICE / DOMAINS[t]), [strategy], methods,
                                      seeds=seeds, output=a.out, name=f"{s}2{t}-{strategy}", resume=True,

@@ -150,9 +150,10 @@ def test_adabn_replaces_running_statistics_with_the_targets():
 
 def test_an_adapted_run_scores_the_target_saves_a_plain_model_and_predicts(tmp_path):
     source, target = domains(tmp_path)
-    run = tk.fit(source, target=str(target), adapt="dann", strategy="finetune",
+    run = tk.fit(source, target=str(target), adapt="dann", strategy="finetune", select="last",
                  **dict(FAST, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache")))
     a = run.metrics["adaptation"]
+    assert run.metrics["selection"] == "final epoch (--select last)" and a["selection"].startswith("last epoch")
     assert a["method"] == "dann" and a["n_target"] == 18 and a["n_scored"] == 18 and 0 <= a["accuracy"] <= 1
     assert set(a["per_class"]) == {"class0", "class1", "class2"}
     with open(run.path / "target_predictions.csv") as fh:
