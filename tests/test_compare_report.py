@@ -91,3 +91,8 @@ def test_resumed_comparison_reuses_finished_runs_and_adds_seeds(easy_data, tmp_p
                 **dict(kw, epochs=2))
     with pytest.raises(ConfigError, match="already exists"):
         compare(str(easy_data), ["scratch"], seeds=1, output=tmp_path / "cmp", name="c", **kw)
+    stub = tmp_path / "cmp" / "c" / "runs" / "scratch-seed2"  # a run killed before its first checkpoint
+    stub.mkdir()
+    (stub / "train.log").write_text("started\n")
+    again = compare(str(easy_data), ["scratch"], seeds=3, output=tmp_path / "cmp", name="c", resume=True, **kw)
+    assert len({r["strategy"]: r for r in again["rows"]}["scratch"]["runs"]) == 3 and (stub / "metrics.json").is_file()

@@ -4,6 +4,7 @@ over seeds × evaluation items (docs/statistics.md)."""
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -164,6 +165,9 @@ def run_grid(data, variants: dict[str, dict], seeds, out_dir: Path, resume: bool
             if resume and (run_dir / "checkpoint.pt").is_file():
                 run = fit(resume=run_dir)
             else:
+                if resume and run_dir.is_dir() and _dist.is_main():  # stopped before its first checkpoint
+                    log.info("compare: %s stopped before anything worth keeping; training it again", run_dir)
+                    shutil.rmtree(run_dir)
                 run = fit(data, **{**settings, **own}, seed=seed, output=str(out_dir / "runs"), name=run_dir.name)
             results[v].append((run, time.time() - t0))
     return results
