@@ -40,7 +40,8 @@ TARGET_PREDICTIONS = "target_predictions.csv"
 MAP_FILE = "adaptation_map.npz"
 MAP_POINTS = 300  # per domain, in the report's feature map
 SELECTION = {"val": "best source-val epoch (target labels are never read for a choice)",
-             "last": "last epoch (--select last; target labels are never read for a choice)"}
+             "last": "last epoch (--select last; target labels are never read for a choice)",
+             "probe": "C by cross-validation on source train (target labels are never read for a choice)"}
 
 
 def check(cfg, strategy, task, backbone) -> None:
@@ -56,15 +57,12 @@ def check(cfg, strategy, task, backbone) -> None:
     if not task.adaptable:
         raise ConfigError(f"Domain adaptation (--target) is not available for task {task.name}",
                           "a classification run", "Leave --target and --adapt out")
-    trains = strategy.trains_backbone and not strategy.probe_after
-    if method in FEATURE_LEVEL and strategy.trains_backbone:
-        raise ConfigError(f"--adapt {method} works on frozen features, not with --strategy {strategy.name}",
-                          f"--strategy linear-probe with {method}; end-to-end methods ({', '.join(END_TO_END)}) "
-                          "with finetune, partial:K, gradual, lp-ft, lora or scratch")
-    if method in END_TO_END and not trains:
-        raise ConfigError(f"--adapt {method} adapts while training, which --strategy {strategy.name} does not do",
-                          f"finetune, partial:K, gradual, lp-ft, lora or scratch with {method}; "
-                          f"feature-level methods ({', '.join(FEATURE_LEVEL)}) with linear-probe")
+    if not compatible(strategy, method):
+        doing = "works on frozen features, not" if method in FEATURE_LEVEL else "adapts while training, which"
+        raise ConfigError(f"--adapt {method} {doing} with --strategy {strategy.name}"
+                          + ("" if method in FEATURE_LEVEL else " does not do"),
+                          f"linear-probe with {', '.join(FEATURE_LEVEL)}; finetune, partial:K, gradual, lp-ft, lora "
+                          f"or scratch with {', '.join(END_TO_END)}")
     if method == "adabn" and not batchnorm_layers(backbone):
         raise ConfigError(f"--adapt adabn re-estimates BatchNorm statistics; {cfg.backbone} has no BatchNorm layers",
                           "a backbone with BatchNorm (EfficientNet, ResNet …)",
@@ -90,8 +88,8 @@ def target_outcomes(run_dir: Path, classes: list[str]) -> np.ndarray:
 class Adaptation:
     """What a run with ``--target`` does beyond a source-only run."""
 
-    def __init__(self, cfg, target: Target):
-        self.cfg, self.method, self.target = cfg, cfg.adapt, target
+    def __init__(self, cfg, target: Target, selection: str):
+        self.cfg, self.method, self.target, self.selection = cfg, cfg.adapt, target, selection
         self.before: tuple[np.ndarray, np.ndarray] | None = None  # pretrained features: all source train, all target
         self.after_source: np.ndarray | None = None  # adapted features of the source sample
         self.after_target: np.ndarray | None = None  # adapted target features (feature-level: their own space)
@@ -108,7 +106,10 @@ class Adaptation:
     @classmethod
     def setup(cls, cfg, modality, task, data, backbone, strategy) -> "Adaptation | None":
         check(cfg, strategy, task, backbone)
-        return cls(cfg, read_target(cfg.target, cfg, modality, data)) if cfg.target else None
+        if not cfg.target:
+            return None
+        return cls(cfg, read_target(cfg.target, cfg, modality, data),
+                   SELECTION[cfg.select if strategy.trains_backbone else "probe"])
 
     # -- training ---------------------------------------------------------------------------------------------
     def wrap(self, strategy, n_train: int, num_features: int, num_classes: int):
@@ -163,16 +164,14 @@ class Adaptation:
             "method": self.method, "target": self.target.location, "n_target": len(items),
             "n_scored": int(scored.sum()), "unknown_classes": self.target.unknown,
             "shared_with_source": self.target.shared_with_source, "bad_files": len(self.target.bad_files),
-            "selection": SELECTION[self.cfg.select] if self.cfg.strategy != "linear-probe" else
-            "C by cross-validation on source train (target labels are never read for a choice)", **self.info}
+            "selection": self.selection, **self.info}
         if scored.any():
-            t, p = truth[scored], pred[scored]
-            out["accuracy"] = float((t == p).mean())
-            out["per_class"] = {classes[c]: {"accuracy": float((p[t == c] == c).mean()), "n": int((t == c).sum())}
-                                for c in np.unique(t)}
             from ..evaluation import classification_metrics
 
-            out["macro_f1"] = classification_metrics(t.tolist(), p.tolist(), classes)["macro_f1"]
+            m = classification_metrics(truth[scored], pred[scored], classes)
+            out.update(accuracy=m["accuracy"], macro_f1=m["macro_f1"],
+                       per_class={c: {"accuracy": v["recall"], "n": v["support"]}  # a class's accuracy is its recall
+                                  for c, v in m["per_class"].items() if v["support"]})
         return out
 
 

@@ -5,12 +5,9 @@ model is an ordinary backbone + linear head that reads raw target features."""
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
 
-log = logging.getLogger("transferkit")
 SUBSPACE_DIM = 100  # subspace alignment keeps this many principal directions (at most the smaller domain - 1)
 
 
@@ -32,14 +29,12 @@ def fit_adapted_probe(method: str, task, model, fs: np.ndarray, ys: np.ndarray, 
     into the head. Returns the probe's info, plus the maps of a sample of both domains for the report."""
     import warnings
 
-    from threadpoolctl import threadpool_limits
-
     scale = float(np.linalg.norm(np.vstack([fs, ft]), axis=1).mean() / np.sqrt(fs.shape[1])) or 1.0
     X = np.vstack([fs, ft]).astype(np.float64) / scale
     domain = np.r_[np.ones(len(fs), int), -np.ones(len(ft), int)]  # skada: positive source, negative target
     y = np.r_[ys, -np.ones(len(ft), int)]
     ad = adapter(method, len(fs), len(ft), fs.shape[1])
-    with warnings.catch_warnings(), threadpool_limits(limits=None):
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mapped = ad.fit_transform(X, y, sample_domain=domain)
     src, tgt = mapped[: len(fs)], mapped[len(fs):]
