@@ -123,6 +123,10 @@ class Strategy:
         """Training items drawn per epoch (one pass by default)."""
         return n
 
+    def steps_per_epoch(self, n: int) -> int:
+        """Optimizer steps per epoch over ``n`` training items (drop_last keeps BatchNorm away from 1-item batches)."""
+        return max(1, self.epoch_samples(n, self.cfg.batch_size, self.cfg.epochs) // self.cfg.batch_size)
+
     def bn_policy(self) -> str:
         """``auto``: pretrained BatchNorm statistics stay (eval); scratch has none worth keeping (train)."""
         return self.cfg.bn if self.cfg.bn != "auto" else "eval"

@@ -115,8 +115,7 @@ class Adaptation:
     def wrap(self, strategy, n_train: int, num_features: int, num_classes: int):
         if self.method not in END_TO_END:
             return strategy
-        samples = strategy.epoch_samples(n_train, self.cfg.batch_size, self.cfg.epochs)
-        total = max(1, samples // self.cfg.batch_size) * self.cfg.epochs
+        total = strategy.steps_per_epoch(n_train) * self.cfg.epochs  # the loop's steps: the schedule's length
         return Adapted(strategy, self.method, num_features, num_classes, total)
 
     def pair(self, train_ds, target_dataset):

@@ -90,7 +90,7 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     optimizer = make_optimizer(cfg, strategy.param_groups(raw))
     labels = list(train_ds.items.labels)
     samples = strategy.epoch_samples(len(labels), cfg.batch_size, cfg.epochs)
-    steps_per_epoch = max(1, samples // cfg.batch_size)  # drop_last keeps BatchNorm away from 1-item batches
+    steps_per_epoch = strategy.steps_per_epoch(len(labels))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(int(cfg.warmup_epochs * steps_per_epoch), steps_per_epoch * cfg.epochs))
     optimizer = accelerator.prepare_optimizer(optimizer)
