@@ -90,18 +90,21 @@ class Adaptation:
 
     def __init__(self, cfg, target: Target, selection: str):
         self.cfg, self.method, self.target, self.selection = cfg, cfg.adapt, target, selection
-        self.before: tuple[np.ndarray, np.ndarray] | None = None  # pretrained features: all source train, all target
-        self.after_source: np.ndarray | None = None  # adapted features of the source sample
-        self.after_target: np.ndarray | None = None  # adapted target features (feature-level: their own space)
+        # The report's map: samples of both domains (``samples``), before and after adaptation, features only of those.
+        self.samples: tuple[np.ndarray, np.ndarray] | None = None
         self.source_labels: np.ndarray | None = None
-        self.source_sample: np.ndarray | None = None  # the source train items drawn for the map
+        self.before: tuple[np.ndarray, np.ndarray] | None = None
+        self.after_source: np.ndarray | None = None
+        self.after_target: np.ndarray | None = None  # feature-level methods: the target in their own space
         self.info: dict[str, Any] = {}
 
-    def start(self, source_labels, before: tuple[np.ndarray, np.ndarray]) -> None:
-        """The source training labels and both domains' features before adaptation (the map's first panel)."""
-        self.source_labels, self.before = np.asarray(source_labels), before
+    def start(self, source_labels) -> tuple[np.ndarray, np.ndarray]:
+        """Draw the map's samples (up to MAP_POINTS source training and target inputs, by the seed)."""
+        self.source_labels = np.asarray(source_labels)
         rng = np.random.default_rng(self.cfg.seed)
-        self.source_sample = np.sort(rng.permutation(len(self.source_labels))[:MAP_POINTS])
+        self.samples = tuple(np.sort(rng.permutation(n)[:MAP_POINTS])
+                             for n in (len(self.source_labels), len(self.target.items)))
+        return self.samples
 
     @classmethod
     def setup(cls, cfg, modality, task, data, backbone, strategy) -> "Adaptation | None":
@@ -124,13 +127,14 @@ class Adaptation:
 
     def probe(self, task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, cfg) -> dict:
         """The probe head: on adapted source features (feature-level methods), else the task's own fit."""
+        si, ti = self.samples
         if self.method not in FEATURE_LEVEL:
-            self.after_source = fs[self.source_sample]
+            self.after_source = fs[si]
             return task.fit_probe(model, fs, ys, cfg) or {}
         from ._feature_level import fit_adapted_probe
 
         out = fit_adapted_probe(self.method, task, model, fs, ys, ft, cfg)
-        self.after_source, self.after_target = out["mapped"][0][self.source_sample], out["mapped"][1]
+        self.after_source, self.after_target = out["mapped"][0][si], out["mapped"][1][ti]
         return out["info"]
 
     def uses_batchnorm(self) -> bool:
@@ -157,8 +161,9 @@ class Adaptation:
             for inp, name, p, pr in zip(items.inputs, self.target.names, pred, probs):
                 w.writerow([inp, name or "", classes[p], f"{pr[p]:.4f}"])
         if self.before is not None and self.after_source is not None:
-            after = (self.after_source, target_feats if self.after_target is None else self.after_target)
-            _save_map(run_dir / MAP_FILE, self.before, after, self.source_labels, self.source_sample, truth, self.cfg.seed)
+            si, ti = self.samples
+            after = (self.after_source, target_feats[ti] if self.after_target is None else self.after_target)
+            _save_map(run_dir / MAP_FILE, self.before, after, self.source_labels[si], truth[ti], self.cfg.seed)
         out: dict[str, Any] = {
             "method": self.method, "target": self.target.location, "n_target": len(items),
             "n_scored": int(scored.sum()), "unknown_classes": self.target.unknown,
@@ -208,14 +213,11 @@ class Adapted:
             del model.adapter
 
 
-def _save_map(path: Path, before, after, source_labels, si, target_labels, seed: int) -> None:
-    """A sample of both domains' features before and after adaptation, laid out in 2-D (t-SNE) for the report.
-    ``after[0]`` holds the source sample ``si`` only; the other arrays hold every item."""
-    ti = np.sort(np.random.default_rng(seed + 1).permutation(len(before[1]))[:MAP_POINTS])
-    out = {"domain": np.r_[np.zeros(len(si), int), np.ones(len(ti), int)],
-           "label": np.r_[source_labels[si], np.asarray(target_labels)[ti]],
-           "before": tsne(np.vstack([before[0][si], before[1][ti]]), seed),
-           "after": tsne(np.vstack([after[0], after[1][ti]]), seed)}
+def _save_map(path: Path, before, after, source_labels, target_labels, seed: int) -> None:
+    """The map's samples of both domains before and after adaptation, laid out in 2-D (t-SNE) for the report."""
+    out = {"domain": np.r_[np.zeros(len(source_labels), int), np.ones(len(target_labels), int)],
+           "label": np.r_[source_labels, target_labels],
+           "before": tsne(np.vstack(before), seed), "after": tsne(np.vstack(after), seed)}
     np.savez_compressed(path, **out)
 
 

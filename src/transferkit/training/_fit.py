@@ -197,29 +197,35 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         history: list[dict] = []
 
         def features(net, items, name: str) -> np.ndarray:
-            return _features(net, modality, {name: items}, eval_tf, modality.feature_key(eval_tf, data_config), nhwc,
-                             cfg, device)[name]
+            return _features(net, modality, items, name, eval_tf, modality.feature_key(eval_tf, data_config), nhwc,
+                             cfg, device)
 
         def reestimate(net, items, domain: str) -> None:  # AdaBN
             loader = make_loader(task.dataset(modality, backbone, items, eval_tf, cfg), cfg.batch_size * 2, cfg.workers)
             adapt.reestimate(net.to(device), loader, lambda x: to_device(x, device, nhwc), domain)
 
         train_items = data.splits_["train"]
-        if adapt is not None:  # both domains' features before adaptation (cached: shared by the runs of a compare)
-            adapt.start(train_items.labels, (features(backbone, train_items, "train"),
-                                             features(backbone, adapt.target.items, "target")))
+        pretrained_target = None
+        if adapt is not None:  # the map's samples as the backbone was loaded (features cached on disk)
+            si, ti = adapt.start(train_items.labels)
+            if strategy.trains_backbone:  # only the samples are needed
+                adapt.before = (features(backbone, train_items.subset(si), "map source"),
+                                features(backbone, adapt.target.items.subset(ti), "map target"))
+            else:  # the probe reads every item anyway
+                pretrained_target = features(backbone, adapt.target.items, "target")
+                adapt.before = (features(backbone, train_items, "train")[si], pretrained_target[ti])
             if adapt.uses_batchnorm() and not strategy.trains_backbone:
                 reestimate(backbone, train_items, "source")  # the probe learns on source statistics
 
         def probe(final: bool) -> np.ndarray | None:
             """Fit the task's head on the backbone's features of train; with ``final`` (the head is the model's last
             word), its outputs on the evaluation split — lp-ft fine-tunes on, so it extracts no evaluation features."""
-            feats = _features(backbone, modality, {s: data.splits_[s] for s in ["train", eval_split] if final or s == "train"},
-                              eval_tf, modality.feature_key(eval_tf, data_config), nhwc, cfg, device)
+            feats = {s: features(backbone, data.splits_[s], s) for s in dict.fromkeys(["train", eval_split] if final
+                                                                                   else ["train"])}
             t0, info = time.time(), {}
             if _dist.is_main():  # one fit; the others receive the head
                 labels = np.asarray(train_items.labels)
-                info = (adapt.probe(task, model, feats["train"], labels, adapt.before[1], cfg) if adapt is not None
+                info = (adapt.probe(task, model, feats["train"], labels, pretrained_target, cfg) if adapt is not None
                         else task.fit_probe(model, feats["train"], labels, cfg)) or {}
                 info["head_seconds"] = round(time.time() - t0, 2)
                 log.info("probe head: %s", info)
@@ -253,7 +259,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
             if adapt.uses_batchnorm():
                 reestimate(model.backbone, adapt.target.items, "target")
             if strategy.trains_backbone:
-                adapt.after_source = features(model.backbone, train_items.subset(adapt.source_sample), "map")
+                adapt.after_source = features(model.backbone, train_items.subset(adapt.samples[0]), "map source")
             target_feats = features(model.backbone, adapt.target.items, "target")
         if not _dist.is_main():  # the main process writes the run folder; the others return what it measured
             return Run(run_dir, cfg, _dist.broadcast(None), history)
@@ -321,16 +327,13 @@ def _splits_record(data: LabelledData) -> dict:
     return out
 
 
-def _features(backbone, modality, parts: dict, transform, preprocessing, nhwc, cfg, device) -> dict[str, np.ndarray]:
-    """Features of each named set of items (cached on disk)."""
-    out = {}
-    for split, items in parts.items():
-        with progress_bar(f"features {split}", len(items)) as update:
-            out[split] = extract_features(
-                backbone, items, transform, cfg.batch_size * 2, cfg.cache_dir, cfg.workers, device,
-                progress=update, dataset=modality.dataset(backbone, items, transform, cfg), precision=cfg.precision,
-                channels_last=nhwc, preprocessing=preprocessing, shard=True)
-    return out
+def _features(backbone, modality, items, name: str, transform, preprocessing, nhwc, cfg, device) -> np.ndarray:
+    """Features of ``items`` (cached on disk), with a progress bar named ``name``."""
+    with progress_bar(f"features {name}", len(items)) as update:
+        return extract_features(
+            backbone, items, transform, cfg.batch_size * 2, cfg.cache_dir, cfg.workers, device,
+            progress=update, dataset=modality.dataset(backbone, items, transform, cfg), precision=cfg.precision,
+            channels_last=nhwc, preprocessing=preprocessing, shard=True)
 
 
 def _epoch_dataset(task, modality, backbone, items, transform, cfg, split: str):
