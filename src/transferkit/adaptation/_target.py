@@ -63,10 +63,6 @@ def read_target(path: str | Path, cfg, modality, source) -> Target:
 
 
 def _shared(source, reader, inputs: list[str]) -> list[str]:
-    """Target inputs identical to a source input: the same file bytes, or the same text."""
-    if reader.inputs_are_files:
-        src = {d for d in getattr(source, "_digests", {}).values()}
-        mine = getattr(reader, "_digests", {})
-        return [i for i in inputs if mine.get(i) in src]
-    seen = {" ".join(t.split()).casefold() for part in source.splits_.values() for t in part.inputs}
-    return [t for t in inputs if " ".join(t.split()).casefold() in seen]
+    """Target inputs identical to a source input (the leakage check's notion of identical)."""
+    seen = set(source.identity_keys([i for part in source.splits_.values() for i in part.inputs]))
+    return [i for i, key in zip(inputs, reader.identity_keys(inputs)) if key in seen]

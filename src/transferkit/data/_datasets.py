@@ -134,13 +134,7 @@ class LabelledData:
         """Identical inputs (byte-identical files, or the same text) in training and evaluation splits, or
         under two labels: counted for metrics.json, warned about, or refused with ``on_leak="error"``."""
         seen: dict[str, list[tuple[str, int, str]]] = {}
-        inputs = [i for part in self.splits_.values() for i in part.inputs]
-        if self.inputs_are_files:  # hashed while scanning (a saved split, never scanned, is hashed now)
-            digests = getattr(self, "_digests", {})
-            keys = [digests.get(i) or _digest(i) for i in inputs]
-        else:  # texts: the same words, whatever the spacing and case
-            keys = [" ".join(t.split()).casefold() for t in inputs]
-        it = iter(keys)
+        it = iter(self.identity_keys([i for part in self.splits_.values() for i in part.inputs]))
         for split, part in self.splits_.items():
             for inp, lab in zip(part.inputs, part.labels):
                 seen.setdefault(next(it), []).append((split, lab, inp))
@@ -159,6 +153,14 @@ class LabelledData:
         for p in problems:
             log.warning("possible leakage: %s; the scores may be optimistic (--on-leak error refuses such data)", p)
         return out
+
+    def identity_keys(self, inputs: list[str]) -> list[str]:
+        """What makes two inputs the same: a file's bytes (hashed while scanning; a saved split, never scanned, is
+        hashed now), a text's words whatever the spacing and case."""
+        if self.inputs_are_files:
+            digests = getattr(self, "_digests", {})
+            return [digests.get(i) or _digest(i) for i in inputs]
+        return [" ".join(t.split()).casefold() for t in inputs]
 
     def all_rows(self) -> list[tuple[str, str | None]]:
         """Every usable input with its label name (None where it has none), whatever split it is in."""
