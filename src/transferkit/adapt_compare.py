@@ -52,15 +52,17 @@ def compare_adaptation(data, target: str, strategies: list[str], methods: list[s
     settings = {**settings, "target": str(Path(target).resolve())}
     variants = plan(strategies, methods, settings)
     data, out_dir = open_comparison(data, settings, output, name, resume, prefix="adapt")
+    cfg = resolve_config({**settings, "data": data.location})
+    target = read_target(settings["target"], cfg, modality_of(data), data)  # once: every run adapts to these
     seed_range = range(first_seed, first_seed + seeds)
-    results = run_grid(data, variants, seed_range, out_dir, resume, settings)
+    results = run_grid(data, variants, seed_range, out_dir, resume, settings, target_data=target)
     classes = data.classes_
     outcomes = {v: [target_outcomes(r.path, classes) for r, _ in runs] for v, runs in results.items()}
     strategy_of = {v: own["strategy"] for v, own in variants.items()}
     if ORACLE in methods:
         for s in strategies:
             strategy_of[f"{s} {ORACLE}"] = s
-            runs, outs = _oracle(data, s, seed_range, out_dir, resume, settings)
+            runs, outs = _oracle(data, target, cfg, s, seed_range, out_dir, resume, settings)
             results[f"{s} {ORACLE}"], outcomes[f"{s} {ORACLE}"] = runs, outs
     if not _dist.is_main():
         return _dist.broadcast(None)
@@ -110,14 +112,12 @@ def _warnings(rows: list[dict]) -> list[str]:
     return out
 
 
-def _oracle(data, strategy: str, seeds, out_dir: Path, resume: bool, settings: dict):
+def _oracle(data, target, cfg, strategy: str, seeds, out_dir: Path, resume: bool, settings: dict):
     """The strategy trained on half the labelled target and scored on the other half, both ways round: every
     labelled target input is predicted by a model that never saw its label."""
     from sklearn.model_selection import StratifiedKFold
 
-    cfg = resolve_config({**settings, "data": data.location})
     modality = modality_of(data)
-    target = read_target(settings["target"], cfg, modality, data)
     keep = [i for i, lab in enumerate(target.items.labels) if lab >= 0]
     inputs = [target.items.inputs[i] for i in keep]
     labels = np.array([target.items.labels[i] for i in keep])

@@ -148,10 +148,11 @@ def open_comparison(data, settings: dict, output, name: str | None, resume: bool
     return data, out_dir
 
 
-def run_grid(data, variants: dict[str, dict], seeds, out_dir: Path, resume: bool, settings: dict) -> dict[str, list]:
+def run_grid(data, variants: dict[str, dict], seeds, out_dir: Path, resume: bool, settings: dict,
+             **given) -> dict[str, list]:
     """Train every variant (a name → its own settings) with every seed on ``data``'s one split, under
-    ``out_dir/runs``; with ``resume``, reuse finished runs and continue interrupted ones. Returns name → [(run,
-    seconds)] in seed order."""
+    ``out_dir/runs``; with ``resume``, reuse finished runs and continue interrupted ones. ``given``: inputs read
+    once for every run (``fit``'s ``target_data``). Returns name → [(run, seconds)] in seed order."""
     results: dict[str, list] = {v: [] for v in variants}
     for seed in seeds:
         for v, own in variants.items():
@@ -168,7 +169,8 @@ def run_grid(data, variants: dict[str, dict], seeds, out_dir: Path, resume: bool
                 if resume and run_dir.is_dir() and _dist.is_main():  # stopped before its first checkpoint
                     log.info("compare: %s stopped before anything worth keeping; training it again", run_dir)
                     shutil.rmtree(run_dir)
-                run = fit(data, **{**settings, **own}, seed=seed, output=str(out_dir / "runs"), name=run_dir.name)
+                run = fit(data, **{**settings, **own}, seed=seed, output=str(out_dir / "runs"), name=run_dir.name,
+                          **given)
             results[v].append((run, time.time() - t0))
     return results
 

@@ -107,11 +107,12 @@ class Adaptation:
         return self.samples
 
     @classmethod
-    def setup(cls, cfg, modality, task, data, backbone, strategy) -> "Adaptation | None":
+    def setup(cls, cfg, modality, task, data, backbone, strategy, target: Target | None = None) -> "Adaptation | None":
+        """``target``: the target already read (else it is read from ``cfg.target``)."""
         check(cfg, strategy, task, backbone)
         if not cfg.target:
             return None
-        return cls(cfg, read_target(cfg.target, cfg, modality, data),
+        return cls(cfg, target or read_target(cfg.target, cfg, modality, data),
                    SELECTION[cfg.select if strategy.trains_backbone else "probe"])
 
     # -- training ---------------------------------------------------------------------------------------------

@@ -82,13 +82,14 @@ def _attach_log(run_dir: Path) -> logging.Handler:
 
 @across_processes
 def fit(data: LabelledData | str | None = None, *, config_file: str | Path | None = None,
-        resume: str | Path | None = None, on_epoch_end=None, **settings) -> Run:
+        resume: str | Path | None = None, on_epoch_end=None, target_data=None, **settings) -> Run:
     """Train a model on ``data`` with a pretrained backbone and a strategy; write a run folder.
 
     Args:
         data: a dataset object or a path (a folder of images or audio clips, a CSV/TSV/JSONL).
         config_file: YAML of settings; keyword ``settings`` override it (see :class:`RunConfig`).
         resume: a run folder to continue from its last checkpoint (with any number of processes).
+        target_data: the ``--target`` inputs already read (a comparison reads them once for all its runs).
         processes: worker processes sharing each batch (DDP; default: one per GPU, else 1). Under
             ``torchrun`` or ``accelerate launch`` the processes are theirs and this is not needed.
 
@@ -109,7 +110,7 @@ def fit(data: LabelledData | str | None = None, *, config_file: str | Path | Non
         data = read_data(cfg)
     else:
         cfg.data = cfg.data or data.location
-    return _run(cfg, data, run_dir=None, resume_state=None, on_epoch_end=on_epoch_end)
+    return _run(cfg, data, run_dir=None, resume_state=None, on_epoch_end=on_epoch_end, target=target_data)
 
 
 def _resume(run_dir: Path, on_epoch_end) -> Run:
@@ -131,7 +132,7 @@ def _resume(run_dir: Path, on_epoch_end) -> Run:
     return _run(cfg, data, run_dir=run_dir, resume_state=state, on_epoch_end=on_epoch_end)
 
 
-def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state, on_epoch_end) -> Run:
+def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state, on_epoch_end, target=None) -> Run:
     t_start = time.time()
     join_process_group(cfg.cpu)
     if cfg.strategy != "auto":
@@ -151,7 +152,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         log.info("strategy: %s (auto, for %d training items)", cfg.strategy, len(data.splits_["train"]))
     strategy = get_strategy(cfg)
     task.check_strategy(strategy)
-    adapt = Adaptation.setup(cfg, modality, task, data, backbone, strategy)  # None without --target
+    adapt = Adaptation.setup(cfg, modality, task, data, backbone, strategy, target)  # None without --target
     if adapt is not None:
         strategy = adapt.wrap(strategy, len(data.splits_["train"]), backbone.num_features, len(data.classes_))
     if strategy.trains_backbone:
