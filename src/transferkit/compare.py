@@ -158,7 +158,7 @@ def run_grid(data, variants: dict[str, dict], seeds, out_dir: Path, resume: bool
         for v, own in variants.items():
             t0 = time.time()
             log.info("compare: %s, seed %d", v, seed)
-            run_dir = out_dir / "runs" / f"{v.replace(':', '').replace(' + ', '-')}-seed{seed}"
+            run_dir = out_dir / "runs" / f"{v.replace(':', '').replace(' + ', '-').replace(' ', '-')}-seed{seed}"
             done = _earlier_run(run_dir, {**settings, **own}) if resume else None
             if done is not None:  # finished before: reused, with the time it took then
                 results[v].append((done, done.metrics.get("seconds", 0.0)))

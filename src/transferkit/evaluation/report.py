@@ -81,7 +81,7 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
     metrics = result.get("metrics", ["accuracy", "macro_f1"])
     head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
     baseline = result.get("baseline", "scratch")
-    gained = [m for m in metrics if any(m in (r.get("gains") or {}) for r in rows)] or metrics[:1]
+    gained = gained_metrics(result)
     gains_head = "".join(f"<th>{html.escape(m)} gain over {html.escape(baseline)} [95% CI]</th>" for m in gained)
     tr = []
     for r in rows:
@@ -112,6 +112,12 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
     out = out_dir / rf.REPORT
     rf.atomic_write(out, lambda p: p.write_text(_page("comparison", "".join(body)), encoding="utf-8"))
     return out
+
+
+def gained_metrics(result: dict) -> list[str]:
+    """The compared metrics that have a gain column (an adaptation comparison has none for source accuracy)."""
+    metrics = result.get("metrics", ["accuracy", "macro_f1"])
+    return [m for m in metrics if any(m in (r.get("gains") or {}) for r in result["rows"])] or metrics[:1]
 
 
 def mean_std(row: dict, metric: str) -> str:
