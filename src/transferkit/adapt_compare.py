@@ -78,6 +78,7 @@ def compare_adaptation(data, target: str, strategies: list[str], methods: list[s
                                "runs": sorted({str(r.path) for r, _ in runs}),
                                "interval": crossed_interval(np.stack(outcomes[v]))}
         base = f"{strategy_of[v]} + none"
+        row["baseline"] = v == base
         if v != base and base in outcomes:
             row["gain"] = _gain(outcomes[v], outcomes[base])
             row["gains"] = {"target_accuracy": row["gain"]}

@@ -98,7 +98,7 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
     scratch = [r for r, _ in results.get("scratch", [])]
     scratch_values = [task.item_values(r.path, data.classes_) for r in scratch]  # read once, paired with every strategy
     for s, runs in results.items():
-        row: dict[str, Any] = {"strategy": s}
+        row: dict[str, Any] = {"strategy": s, "baseline": s == "scratch"}
         for m in metric_names:
             vals = [r.metrics[m] for r, _ in runs]
             row.update({m: vals, f"{m}_mean": float(np.mean(vals)), f"{m}_std": float(np.std(vals))})

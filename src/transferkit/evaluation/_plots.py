@@ -85,7 +85,7 @@ def strategy_bars(rows: list[dict], metric: str = "accuracy") -> str:
     names = [r["strategy"] for r in rows]
     means = [r[f"{metric}_mean"] for r in rows]
     stds = [r[f"{metric}_std"] for r in rows]
-    colors = ["#7f8c8d" if n == "scratch" or n.endswith(" none") else "#2e86c1" for n in names]
+    colors = ["#7f8c8d" if r.get("baseline") else "#2e86c1" for r in rows]
     bars = ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
     ax.bar_label(bars, [f"{m:.1%}" for m in means], fontsize=8, padding=3)
     ax.set_xticks(range(len(rows)), names, rotation=30 if len(rows) > 4 else 0, ha="right" if len(rows) > 4 else "center")
