@@ -50,7 +50,7 @@ def sample(pool: np.ndarray, labels: np.ndarray, shots: int, seed: int) -> np.nd
     return np.concatenate([rng.choice(pool[labels[pool] == c], shots, replace=False) for c in np.unique(labels)])
 
 
-def run_transferkit(texts, labels, train, test, workdir: Path, seed: int, strategy: str = "linear-probe"):
+def run_transferkit(texts, labels, train, test, workdir: Path, seed: int, strategy: str = "linear-probe", **kw):
     import transferkit as tk
 
     path = workdir / f"fs-{len(train)}-{seed}.tsv"
@@ -60,7 +60,7 @@ def run_transferkit(texts, labels, train, test, workdir: Path, seed: int, strate
         w.writerows([(texts[i], labels[i], "train") for i in train] + [(texts[i], labels[i], "test") for i in test])
     t0 = time.time()
     run = tk.fit(str(path), backbone="packaged:minilm", strategy=strategy, seed=seed,
-                 output=str(workdir / "runs"), cache_dir=str(workdir / f"cache-{strategy}-{len(train)}-{seed}"))
+                 output=str(workdir / "runs"), cache_dir=str(workdir / f"cache-{strategy}-{len(train)}-{seed}"), **kw)
     return run.metrics["accuracy"], run.metrics["macro_f1"], time.time() - t0
 
 
@@ -88,9 +88,11 @@ def main() -> None:
     ap.add_argument("--strategies", default="linear-probe,contrastive,lp-ft")
     ap.add_argument("--no-setfit", action="store_true")
     ap.add_argument("--data", default=str(SMS))
+    ap.add_argument("--precision", default=None, help="transferkit's --precision (default: its own)")
     args = ap.parse_args()
     texts, labels = load(Path(args.data))
     pool, test = split(labels)
+    kw = {"precision": args.precision} if args.precision else {}
     print(f"{len(texts)} texts; test split {len(test)}; classes {dict(zip(*np.unique(labels, return_counts=True)))}")
     print("| method | shots/class | accuracy | macro-F1 | seconds/run |")
     print("| --- | --- | --- | --- | --- |")
@@ -101,7 +103,7 @@ def main() -> None:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 train = sample(pool, labels, shots, seed)
                 for s in names:
-                    res[f"transferkit {s}"].append(run_transferkit(texts, labels, train, test, Path(tmp), seed, s))
+                    res[f"transferkit {s}"].append(run_transferkit(texts, labels, train, test, Path(tmp), seed, s, **kw))
                 if not args.no_setfit:
                     res["SetFit (default recipe)"].append(run_setfit(texts, labels, train, test, seed))
             for name, rows in res.items():

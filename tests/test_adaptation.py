@@ -184,7 +184,7 @@ def test_feature_level_run_writes_a_head_that_reads_raw_target_features(tmp_path
 def test_an_interrupted_adapted_run_resumes_to_the_same_result(tmp_path):
     source, target = domains(tmp_path)
     kw = dict(FAST, epochs=3, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"), target=str(target),
-              adapt="cdan", strategy="finetune")
+              adapt="cdan", strategy="finetune", checkpoint_every=0)
     full = tk.fit(source, name="full", **kw)
 
     def stop(epoch, row):

@@ -71,7 +71,7 @@ def _workers(pid: int) -> list[int]:
 def test_a_killed_process_stops_the_run_with_a_clear_error_and_it_resumes_on_one(tmp_path):
     data = make_folder(tmp_path / "data", classes=3, per_class=40)
     common = ["--backbone", TINY, "--image-size", "64", "--epochs", "4", "--strategy", "finetune", "--workers", "0",
-              "--output", tmp_path / "runs", "--cache-dir", tmp_path / "cache"]
+              "--checkpoint-every", "0", "--output", tmp_path / "runs", "--cache-dir", tmp_path / "cache"]
     env = dict(os.environ, TRANSFERKIT_QUIET="1", TRANSFERKIT_DIST_TIMEOUT="60")
     cli = [sys.executable, "-m", "transferkit.cli", "train"]
     full = subprocess.run([*cli, data, *map(str, common), "--name", "full"], env=env, capture_output=True, text=True,

@@ -78,7 +78,10 @@ def test_texts_are_tokenised_once_and_padded_like_the_tokenizer(tiny_bert):
     assert ds.lengths == [len(tok(t, truncation=True, max_length=64)["input_ids"]) for t in texts]
     batch, _ = ds.collate_fn([ds[i] for i in range(3)])
     ref = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
-    assert all(torch.equal(batch[k], ref[k]) for k in ref)
+    assert all(torch.equal(batch[k], ref[k]) for k in ref)  # the longest is at max_length: no rounding
+    batch, _ = ds.collate_fn([ds[i] for i in range(2)])
+    ref = tok(texts[:2], padding=True, pad_to_multiple_of=16, return_tensors="pt")
+    assert batch["input_ids"].shape[1] == 16 and all(torch.equal(batch[k], ref[k]) for k in ref)
 
 
 class _Indexed(torch.utils.data.Dataset):

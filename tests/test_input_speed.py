@@ -142,7 +142,7 @@ def test_auto_workers_follow_the_device_and_the_cache(tmp_path):
         assert auto_workers(cold) == min(2, os.cpu_count() or 1)
 
 
-def test_precision_auto_resolves_per_device_and_is_recorded(image_folder, run_kwargs):
+def test_precision_auto_resolves_per_device_and_is_recorded(image_folder, run_kwargs, monkeypatch):
     import yaml
 
     import transferkit as tk
@@ -157,6 +157,12 @@ def test_precision_auto_resolves_per_device_and_is_recorded(image_folder, run_kw
         resolve_config({"precision": "fp8"})
     assert resolve_precision("auto", "cpu") == "no"
     assert resolve_precision("bf16", "cpu") == "bf16"
+    import transferkit.config as config
+
+    for native in (True, False):  # transformers ask for bf16 on CPU; it is used where the CPU does it natively
+        monkeypatch.setattr(config, "_native_cpu_bf16", lambda: native)
+        assert resolve_precision("auto", "cpu", cpu_bf16=True) == ("bf16" if native else "no")
+        assert resolve_precision("auto", "cpu", cpu_bf16=False) == "no"
     run = tk.fit(str(image_folder), **{**run_kwargs, "strategy": "finetune", "epochs": 1, "cpu": True})
     saved = yaml.safe_load((run.path / "config.yaml").read_text())
     assert saved["precision"] == "no" and saved["channels_last"] is True

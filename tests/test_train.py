@@ -74,7 +74,7 @@ def test_seed_makes_runs_repeatable(image_folder, run_kwargs, tmp_path):
 
 
 def test_resume_continues_to_the_same_result(image_folder, run_kwargs):
-    kw = dict(run_kwargs, epochs=3, name="interrupted")
+    kw = dict(run_kwargs, epochs=3, name="interrupted", checkpoint_every=0)
     full = tk.fit(image_folder, strategy="finetune", **dict(kw, name="full"))
 
     class Stop(Exception):
@@ -103,7 +103,7 @@ def test_resume_uses_the_saved_split_whatever_happened_to_the_data(image_folder,
         raise Stop
 
     with pytest.raises(Stop):
-        tk.fit(image_folder, strategy="finetune", name="r", on_epoch_end=stop, **run_kwargs)
+        tk.fit(image_folder, strategy="finetune", name="r", on_epoch_end=stop, checkpoint_every=0, **run_kwargs)
     path = Path(run_kwargs["output"]) / "r"
     saved = json.loads((path / "splits.json").read_text())
     for i in range(5):  # new files would change a fresh split
@@ -112,7 +112,7 @@ def test_resume_uses_the_saved_split_whatever_happened_to_the_data(image_folder,
     assert json.loads((path / "splits.json").read_text()) == saved
     assert resumed.metrics["n"] == len(saved["test"]["inputs"])
     with pytest.raises(Stop):
-        tk.fit(image_folder, strategy="finetune", name="r2", on_epoch_end=stop, **run_kwargs)
+        tk.fit(image_folder, strategy="finetune", name="r2", on_epoch_end=stop, checkpoint_every=0, **run_kwargs)
     Path(saved["train"]["inputs"][0]).unlink()
     with pytest.raises(tk.TransferkitError, match="file.s. of the saved split are gone"):
         tk.fit(resume=Path(run_kwargs["output"]) / "r2")
@@ -171,3 +171,27 @@ def test_run_files_respect_the_umask(image_folder, run_kwargs):
         os.umask(old)
     for name in ("metrics.json", "model.safetensors", "report.html"):
         assert (run.path / name).stat().st_mode & 0o777 == 0o644, name  # readable by others, as any file
+
+
+def test_checkpoints_are_written_once_their_interval_of_training_has_passed(tmp_path, monkeypatch):
+    """A killed run repeats at most --checkpoint-every seconds of training; short runs write nothing."""
+    import transferkit.training._callbacks as cb
+
+    clock = [100.0]
+    monkeypatch.setattr(cb.time, "monotonic", lambda: clock[0])
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    ck = cb.Checkpoint(tmp_path, interval=60.0)
+    written = []
+    for epoch, elapsed in enumerate([20, 20, 30, 10, 65], start=1):
+        clock[0] += elapsed
+        (tmp_path / cb.CHECKPOINT).unlink(missing_ok=True)
+        ck.save(epoch, model, opt, sched, [])
+        if (tmp_path / cb.CHECKPOINT).exists():
+            written.append(epoch)
+    assert written == [3, 5]  # 70 s after the start, then 75 s after that write
+    every = cb.Checkpoint(tmp_path, interval=0)
+    (tmp_path / cb.CHECKPOINT).unlink()
+    every.save(1, model, opt, sched, [])
+    assert torch.load(tmp_path / cb.CHECKPOINT, weights_only=True)["epoch"] == 1

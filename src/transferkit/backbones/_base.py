@@ -24,6 +24,8 @@ class Backbone(nn.Module):
     modality = "image"
     #: training defaults this family needs whatever the data (transformers fine-tune at small rates)
     train_defaults: dict = {}
+    #: ``--precision auto`` runs it in bf16 on CPUs with native bf16 (worth it for matmul-bound transformers)
+    cpu_bf16 = False
 
     def __init__(self, model: nn.Module, spec: dict[str, Any], pretrained_cfg: dict[str, Any],
                  source_head: nn.Module | None = None, name: str = ""):

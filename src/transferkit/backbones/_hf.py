@@ -18,6 +18,7 @@ class HFBackbone(Backbone):
     """A transformer encoder + pooling (mean or CLS, optional L2 normalisation) → sentence features."""
 
     modality = "text"
+    cpu_bf16 = True
 
     def __init__(self, model, tokenizer, spec: dict, max_length: int = 128, name: str = ""):
         super().__init__(model, spec, {"max_length": max_length}, None, name)

@@ -119,8 +119,8 @@ def _resume(run_dir: Path, on_epoch_end) -> Run:
         raise RunFolderError(f"Run {run_dir} already finished (it has {rf.METRICS})", "an interrupted run",
                              "Start a new run instead; a finished run is never overwritten")
     if not (run_dir / rf.CHECKPOINT).is_file():
-        raise RunFolderError(f"Run {run_dir} has no {rf.CHECKPOINT} to resume from", "a run interrupted after its first epoch",
-                             "Start the run again")
+        raise RunFolderError(f"Run {run_dir} has no {rf.CHECKPOINT} to resume from", "a run interrupted after its first checkpoint "
+                             "(--checkpoint-every seconds of training; 60 by default)", "Start the run again")
     cfg = resolve_config(load_config_file(run_dir / rf.CONFIG))
     try:
         state = torch.load(run_dir / rf.CHECKPOINT, map_location="cpu", weights_only=True)
@@ -168,7 +168,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     select_on_val = eval_split == "test" and has_val and cfg.select == "val"
 
     device = torch.device("cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu")
-    cfg.precision = resolve_precision(cfg.precision, device)
+    cfg.precision = resolve_precision(cfg.precision, device, backbone.cpu_bf16)
     fresh_dir = run_dir is None
     run_dir = run_dir or _dist.broadcast(_new_run_dir(cfg) if _dist.is_main() else None)  # one folder, the main's
     announce_run_dir(run_dir)

@@ -101,7 +101,7 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
         if val_ds is not None and len(val_ds) else None
     objective, lengths = strategy.objective(task), getattr(train_ds, "lengths", None)
     best = BestEpoch(task, run_dir, cfg.patience, active=select_on_val and val_loader is not None)
-    checkpoint = Checkpoint(run_dir, best=best, l2sp=penalties[0] if penalties else None)
+    checkpoint = Checkpoint(run_dir, cfg.checkpoint_every, best=best, l2sp=penalties[0] if penalties else None)
     history, start, wrapped = [], 0, None
     if resume:
         history, start = checkpoint.restore(resume, raw, optimizer, scheduler)
@@ -156,9 +156,7 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
         stop = _dist.broadcast(best.update(epoch, row, raw))  # decided once, by the main process
         log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs,
                  ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
-        # The last epoch is always kept: a failure while evaluating or saving must not cost training.
-        checkpoint.save(epoch + 1, raw, optimizer, scheduler, history,
-                        force=best.improved or stop or epoch + 1 == cfg.epochs)
+        checkpoint.save(epoch + 1, raw, optimizer, scheduler, history)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
         if stop:
