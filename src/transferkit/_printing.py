@@ -11,14 +11,17 @@ def print_metrics(out, m: dict) -> None:
     from .tasks import get_task
 
     t = Table(title=f"{m.get('strategy', '')} on {m['split']} ({m['n']} items)")
-    cols = list(next(iter(m["per_class"].values()), {}))
-    for col in ("class", *cols):
-        t.add_column(col, justify="left" if col == "class" else "right")
-    for name, r in m["per_class"].items():
+    key, first = ("per_class", "class") if "per_class" in m else ("per_group", "group")
+    per = m.get(key) or {}
+    cols = list(next(iter(per.values()), {}))
+    for col in (first, *cols):
+        t.add_column(col, justify="left" if col == first else "right")
+    for name, r in per.items():
         t.add_row(name, *[f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols])
     if "macro_f1" in m:
         t.add_row("[bold]macro[/]", *[f"{m[f'macro_{c}']:.3f}" if f"macro_{c}" in m else str(m["n"]) for c in cols])
-    out.print(t)
+    if per:
+        out.print(t)
     out.print(get_task(m.get("task", "classify")).summary(m) + (f"  ({m['seconds']:.1f} s)" if "seconds" in m else ""))
 
 

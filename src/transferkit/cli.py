@@ -56,6 +56,8 @@ TRAIN_OPTIONS = dict(
     annotations=O(None, help="detect: a COCO JSON (or a folder holding one)"),
     images=O(None, help="detect: the folder COCO file names are relative to"),
     score_threshold=O(None, help="detect: boxes at or above this score are reported (default 0.5)"),
+    normalise=O(None, help="asr: scoring normalisation, basic (lower-case, no punctuation, digits as words) | none"),
+    noise_snr=O(None, help="asr: add training noise at this SNR in dB"),
     target=O(None, help="domain adaptation: unlabelled target inputs (a folder or CSV; class folders only score)"),
     adapt=O(None, help="none | coral | sa | ot (with linear-probe) | adabn | dann | cdan | mcc | self-train"),
 )
@@ -88,7 +90,7 @@ def _with_train_options(fn):
              "layer_decay": Optional[float], "l2sp": Optional[float], "freeze_epochs": Optional[int],
              "workers": Optional[int], "cpu": Optional[bool], "max_length": Optional[int],
              "channels_last": Optional[bool], "image_cache_mb": Optional[int], "clip_seconds": Optional[float],
-             "score_threshold": Optional[float]}
+             "score_threshold": Optional[float], "noise_snr": Optional[float]}
     for k, default in TRAIN_OPTIONS.items():
         if k not in sig.parameters:
             params.append(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=default,

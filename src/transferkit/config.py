@@ -67,6 +67,8 @@ class RunConfig:
     clip_seconds: float | None = None  # audio clip length (None: the 95th percentile of training clips)
     annotations: str | None = None  # detection: a COCO JSON (or a folder holding one) for images under data
     images: str | None = None  # detection: the folder COCO file names are relative to
+    normalise: str = "basic"  # asr: scoring text normalisation (basic: lower-case, no punctuation, digits as words) | none
+    noise_snr: float | None = None  # asr: training noise at this signal-to-noise ratio in dB (None: no noise)
     score_threshold: float = 0.5  # detection: boxes at or above this score are reported (and counted as TP/FP)
     target: str | None = None  # domain adaptation: unlabelled inputs from where the model will be used
     adapt: str = "none"  # domain adaptation method (see transferkit.adaptation.METHODS)
@@ -90,6 +92,7 @@ _CHOICES = {
     "precision": ("auto", "no", "bf16", "fp16"),
     "quoting": ("auto", "csv", "none"),
     "select": ("val", "last"),
+    "normalise": ("basic", "none"),
 }
 
 
@@ -189,6 +192,7 @@ _RANGES: dict[str, tuple[type, float | None, float | None, str]] = {
     "label_smoothing": (float, 0.0, 0.999, "a label smoothing in [0, 1)"),
     "patience": (int, 0, 100_000, "epochs of patience ≥ 0 (0: no early stopping)"),
     "checkpoint_every": (float, 0.0, 10**7, "seconds ≥ 0 (0: a checkpoint after every epoch)"),
+    "noise_snr": (float, -20.0, 100.0, "a signal-to-noise ratio in dB, -20 to 100"),
     "image_size": (int, 16, 4096, "an input size in pixels, 16–4096"),
     "seed": (int, 0, 2**32 - 1, "a seed ≥ 0"),
     "split_seed": (int, 0, 2**32 - 1, "a seed ≥ 0"),

@@ -75,7 +75,8 @@ class Batcher:
         pred = self.predictor
         batch = pred.task.collate(pred.modality, pred.model.backbone, xs)
         with torch.inference_mode():
-            outputs = self.model(to_device(batch, pred.device, channels_last=pred.modality.channels_last(None)))
+            outputs = pred.task.run_batch(self.model, to_device(batch, pred.device,
+                                                                 channels_last=pred.modality.channels_last(None)))
         return pred.task.per_item(outputs)
 
 

@@ -31,6 +31,7 @@ STRATEGIES = {
     "contrastive": "SetFit's recipe: the encoder learns from every same/different-class pair in each batch, "
                    "then a logistic head on its features (the default for small text sets)",
     "scratch": "same architecture from random init: the baseline transfer must beat",
+    "zero-shot": "the pretrained model as loaded, trained on nothing (a Whisper recogniser): the ASR baseline",
 }
 
 
@@ -178,6 +179,15 @@ class Frozen(Strategy):
         set_trainable(model.head, True)
 
 
+class ZeroShot(Strategy):
+    """Nothing trains: the pretrained model already does the task (Whisper transcribes); its scores are the
+    baseline a fine-tuned model must beat."""
+
+    name = "zero-shot"
+    trains_backbone = False
+    uses_val = False
+
+
 class Partial(Strategy):
     """Only the last K stages of the backbone (and the head) train."""
 
@@ -291,7 +301,8 @@ def get_strategy(cfg: RunConfig) -> Strategy:
     """Strategy object for ``cfg.strategy``; unknown names list the valid ones."""
     name = cfg.strategy
     simple = {"finetune": Finetune, "scratch": Scratch, "linear-probe": LinearProbe, "gradual": Gradual,
-              "lp-ft": LPFT, "lora": LoRA, "contrastive": Contrastive, "frozen": Frozen}
+              "lp-ft": LPFT, "lora": LoRA, "contrastive": Contrastive, "frozen": Frozen,
+              "zero-shot": ZeroShot}
     if name in simple:
         return simple[name](cfg)
     if name.startswith("partial:") and name[8:].isdigit():

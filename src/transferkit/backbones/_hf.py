@@ -101,7 +101,7 @@ def load_hf(name: str, max_length: int = 128, **_) -> Backbone:
         if config.model_type == "whisper":  # the encoder of a speech recogniser
             from ._whisper import whisper_from_hf
 
-            return whisper_from_hf(AutoModel.from_pretrained(name))
+            return whisper_from_hf(AutoModel.from_pretrained(name), name)
         model = AutoModel.from_pretrained(name)
         if model.main_input_name == "input_values":  # a waveform encoder: wav2vec2, HuBERT, WavLM …
             from ._speech import waveform_from_hf

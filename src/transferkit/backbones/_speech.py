@@ -33,6 +33,10 @@ class WaveformBackbone(Backbone):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(input_values=x).last_hidden_state
 
+    def frame_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
+        """Encoder frames for waveforms of ``input_lengths`` samples (the convolutional front's strides)."""
+        return self.model._get_feat_extract_output_lengths(input_lengths).long()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x).mean(1)
 

@@ -27,10 +27,27 @@ class WhisperEncoderBackbone(Backbone):
     modality = "audio"
     train_defaults = {"lr": 1e-3, "backbone_lr_mult": 0.05}  # as for text transformers
 
-    def __init__(self, encoder, spec: dict, name: str = ""):
+    def __init__(self, encoder, spec: dict, name: str = "", decoder=None, tokenizer=None):
         pretrained = {"audio": {**WHISPER_AUDIO, "n_mels": encoder.config.num_mel_bins,
                                 "max_frames": 2 * encoder.config.max_source_positions}}
-        super().__init__(encoder, spec, pretrained, None, name)
+        # The pretrained decoder is the source task's head (speech recognition): kept aside, as a classifier's
+        # source head is, for the ASR task's Whisper head; the tokenizer writes and reads its tokens.
+        super().__init__(encoder, spec, pretrained, decoder, name)
+        self.tokenizer = tokenizer
+
+    def frame_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
+        """Encoder frames for inputs of ``input_lengths`` mel frames (conv2 has stride 2)."""
+        return torch.div(input_lengths + 1, 2, rounding_mode="floor")
+
+    def text_decoder(self):
+        """The pretrained decoder (kept aside), or a new one of this model's shape (a saved run's weights fill it)."""
+        return self.source_head if self.source_head is not None else _decoder(self.model.config.to_dict())
+
+    def save_extra(self, run_dir) -> None:
+        if self.tokenizer is not None:
+            folder = Path(run_dir) / "backbone"
+            folder.mkdir(exist_ok=True)
+            self.tokenizer.save_pretrained(str(folder))
 
     @property
     def num_features(self) -> int:
@@ -65,7 +82,9 @@ class WhisperEncoderBackbone(Backbone):
     def fresh(self) -> "WhisperEncoderBackbone":
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-        return WhisperEncoderBackbone(WhisperEncoder(self.model.config), self.spec, f"random:{self.name}")
+        decoder = _decoder(self.model.config.to_dict()) if self.source_head is not None else None
+        return WhisperEncoderBackbone(WhisperEncoder(self.model.config), self.spec, f"random:{self.name}", decoder,
+                                      self.tokenizer)
 
 
 def _encoder(config_kwargs: dict, device: str | None = None):
@@ -79,28 +98,60 @@ def _encoder(config_kwargs: dict, device: str | None = None):
         return WhisperEncoder(WhisperConfig(**config_kwargs))
 
 
+def _decoder(config_kwargs: dict, device: str | None = None):
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperDecoder
+
+    with torch.device(device or "cpu"):
+        return WhisperDecoder(WhisperConfig(**{k: v for k, v in config_kwargs.items() if not k.startswith("_")}))
+
+
+def _tokenizer(folder: Path):
+    """Whisper's tokenizer from a folder holding ``tokenizer.json`` (offline)."""
+    from transformers import WhisperTokenizerFast
+
+    if (folder / "tokenizer_config.json").is_file():
+        return WhisperTokenizerFast.from_pretrained(str(folder))
+    return WhisperTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
+
+
 @register_packaged_loader("ctranslate2-whisper")
 def load_packaged_whisper(entry, **_) -> WhisperEncoderBackbone:
-    """The packaged CTranslate2 file (one or more parts) → transformers' Whisper encoder, strict."""
+    """The packaged CTranslate2 file (one or more parts) → transformers' Whisper encoder and decoder, strict."""
     from ._ct2 import ct2_to_hf, read_ct2, read_parts
 
-    parts = []
+    parts, folders = [], []
     for module in entry.module.split("+"):
         folder = Path(importlib.import_module(module).__file__).parent / "data"
+        folders.append(folder)
         parts += sorted(folder.glob("model.bin*"))
     state, config = ct2_to_hf(read_ct2(read_parts(parts)))
     encoder = _encoder(config, device="meta")  # no random init: every tensor comes from the file (strict)
-    enc_state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
-    encoder.load_state_dict(enc_state, strict=True, assign=True)
-    return WhisperEncoderBackbone(encoder, {"kind": "whisper", "arch": "whisper", "config": config})
+    encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")},
+                            strict=True, assign=True)
+    decoder = _decoder(config, device="meta")
+    decoder.load_state_dict({k.removeprefix("decoder."): v for k, v in state.items() if k.startswith("decoder.")},
+                            strict=True, assign=True)
+    tok = next((f for f in folders if (f / "tokenizer.json").is_file()), None)
+    return WhisperEncoderBackbone(encoder, {"kind": "whisper", "arch": "whisper", "config": config}, "", decoder,
+                                  _tokenizer(tok) if tok else None)
 
 
-def whisper_from_hf(model) -> WhisperEncoderBackbone:
-    """The encoder of a transformers Whisper model (``hf:openai/whisper-base`` online)."""
+def whisper_from_hf(model, name: str | None = None) -> WhisperEncoderBackbone:
+    """The encoder (and the decoder, kept aside) of a transformers Whisper model (``hf:openai/whisper-base``)."""
     config = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_")}
-    return WhisperEncoderBackbone(model.get_encoder(), {"kind": "whisper", "arch": "whisper", "config": config})
+    tokenizer = None
+    if name:
+        from transformers import WhisperTokenizerFast
+
+        tokenizer = WhisperTokenizerFast.from_pretrained(name)
+    return WhisperEncoderBackbone(model.get_encoder(), {"kind": "whisper", "arch": "whisper", "config": config}, "",
+                                  model.get_decoder(), tokenizer)
 
 
 @register_kind("whisper")
 def rebuild_whisper(spec: dict, pretrained_cfg: dict, run_dir=None) -> WhisperEncoderBackbone:
-    return WhisperEncoderBackbone(_encoder(spec["config"]), spec)
+    """A saved run's encoder (weights come from the run); its decoder and tokenizer where the run has them."""
+    folder = Path(run_dir) / "backbone" if run_dir else None
+    tokenizer = _tokenizer(folder) if folder and (folder / "tokenizer.json").is_file() else None
+    return WhisperEncoderBackbone(_encoder(spec["config"]), spec, "", None, tokenizer)

@@ -29,15 +29,18 @@ def learning_curves(history: list[dict], title: str = "") -> str | None:
     if not history:
         return None
     plt = _fig()
-    epochs = [r["epoch"] for r in history]
-    panels = [(k, label) for k, label in (("loss", "loss"), ("acc", "accuracy"), ("map", "mAP@[.5:.95]"))  # by what the task logs
-              if f"train_{k}" in history[0] or f"val_{k}" in history[0]]
+    logged = {k for r in history for k in r}
+    panels = [(k, label) for k, label in (("loss", "loss"), ("acc", "accuracy"), ("map", "mAP@[.5:.95]"),
+                                          ("wer", "WER (epoch 0: as loaded)"))  # by what the task logs
+              if f"train_{k}" in logged or f"val_{k}" in logged]
+    if not panels:
+        return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
     for (key, label), ax in zip(panels, axes[0]):
-        if f"train_{key}" in history[0]:
-            ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", label="train")
-        if f"val_{key}" in history[0]:
-            ax.plot(epochs, [r[f"val_{key}"] for r in history], "o-", label="val")
+        for side in ("train", "val"):
+            rows = [r for r in history if f"{side}_{key}" in r]
+            if rows:
+                ax.plot([r["epoch"] for r in rows], [r[f"{side}_{key}"] for r in rows], "o-", label=side)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -31,6 +31,6 @@ def get_task(name: str) -> Task:
     return _TASKS[name]
 
 
-from . import classification, detection  # noqa: E402,F401  (register the built-in tasks)
+from . import asr, classification, detection  # noqa: E402,F401  (register the built-in tasks)
 
 __all__ = ["Task", "get_task", "read_data", "register_task", "tasks"]

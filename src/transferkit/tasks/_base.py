@@ -28,6 +28,10 @@ class Task:
     defaults: dict = {}
     #: domain adaptation (``--target``) can train this task: a backbone's pooled features feed its head
     adaptable = False
+    #: compared metrics where lower is better (error rates): their gain is the baseline's value minus the run's
+    lower_is_better: tuple[str, ...] = ()
+    #: compare's reference strategy (the gain column is measured against it)
+    baseline_strategy = "scratch"
 
     # -- where a task reads its own data and inputs (targets richer than one label per input); the defaults
     #    hand everything to the modality -------------------------------------------------------------------
@@ -43,6 +47,26 @@ class Task:
 
     def check_strategy(self, strategy) -> None:
         """Refuse strategies that cannot train this task's head (a ConfigError naming those that can)."""
+        if strategy.name == "zero-shot":
+            from ..errors import ConfigError
+
+            raise ConfigError(f"Strategy zero-shot does not apply to {self.name} (the new head must be trained)",
+                              "a trained strategy (linear-probe, finetune …)", "Use --task asr with a Whisper backbone "
+                              "for a zero-shot baseline, or choose another strategy")
+
+    def train_defaults(self, cfg, backbone) -> dict:
+        """Settings this task wants for this backbone where the user gave none (after the backbone's, before the
+        strategy's)."""
+        return self.defaults
+
+    def scores_untrained(self) -> bool:
+        """The model as loaded already does this task (a pretrained recogniser): the loop scores it on val before
+        training and keeps it if no epoch beats it."""
+        return False
+
+    def run_batch(self, model, batch):
+        """Outputs of one served batch (what :meth:`per_item` splits)."""
+        return model(batch)
 
     def default_strategy(self, modality, items) -> str:
         """``--strategy auto``: the modality's choice for classification."""

@@ -157,7 +157,8 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         strategy = adapt.wrap(strategy, len(data.splits_["train"]), backbone.num_features, len(data.classes_))
     if strategy.trains_backbone:
         check_global_batch(cfg.batch_size)
-    fill_defaults(cfg, {**modality.defaults, **task.defaults, **backbone.train_defaults, **strategy.defaults})
+    fill_defaults(cfg, {**modality.defaults, **backbone.train_defaults, **task.train_defaults(cfg, backbone),
+                        **strategy.defaults})
     backbone = strategy.prepare_backbone(backbone)
     classes = data.classes_
     train_tf, eval_tf, data_config = task.pipeline(modality, backbone, cfg, data)
@@ -251,7 +252,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
             model.to(device)
         if strategy.probe_after:
             eval_out = probe(final=True)
-        elif strategy.trains_backbone:
+        elif eval_out is None:  # trained by the loop, or used as loaded (zero-shot)
             with progress_bar(f"evaluate {eval_split}", len(eval_items)) as update:
                 eval_out = task.infer(model, task.dataset(modality, backbone, eval_items, eval_tf, cfg), cfg.batch_size * 2,
                                       device, progress=update, workers=cfg.workers, precision=cfg.precision,
@@ -269,11 +270,12 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         if adapt is not None:
             metrics["adaptation"] = adapt.score(model, target_feats, run_dir, classes)
         metrics.update(task=task.name, modality=modality.name, strategy=strategy.name, backbone=cfg.backbone,
-                       selection="C by cross-validation on train" if not strategy.trains_backbone
+                       selection="the model as loaded (nothing trained)" if not strategy.trains_backbone
+                       and not strategy.probe_first else "C by cross-validation on train" if not strategy.trains_backbone
                        else "final epoch; head C by cross-validation on train" if strategy.probe_after
                        else "best val epoch" if select_on_val else "final epoch (--select last)" if
                        cfg.select == "last" else "final epoch (val not used for selection)",
-                       seconds=round(time.time() - t_start, 2),
+                       seconds=round(time.time() - t_start, 2), kept_epoch=_kept_epoch(history),
                        probe=probe_info or None, n_train=len(data.splits_["train"]),
                        leakage=getattr(data, "leakage_", None))
         model.cpu()
@@ -301,6 +303,11 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         if handler is not None:
             handler.close()
             log.removeHandler(handler)
+
+
+def _kept_epoch(history: list[dict]) -> int | None:
+    """The epoch whose weights the run keeps (0: the model as loaded, when no trained epoch beat it on val)."""
+    return next((int(r["epoch"]) for r in history if r.get("kept")), int(history[-1]["epoch"]) if history else None)
 
 
 def _check_input_size(model, example, cfg: RunConfig) -> None:

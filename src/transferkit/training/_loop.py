@@ -113,6 +113,9 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     def move(x, y):
         return to_device(x, device, channels_last), torch.as_tensor(y).to(device, non_blocking=True)
 
+    if best.active and resume is None and task.scores_untrained():  # the model as loaded is a candidate (epoch 0)
+        history.append({"epoch": 0, **task.evaluate(raw, val_loader, move, partial(_dist.gather_rows, n=len(val_ds)))})
+        best.update(-1, history[-1], raw)
     for epoch in range(start, cfg.epochs):
         # Batch order and augmentation depend on (seed, epoch) only, so a resumed run is the same run.
         # Every process draws the same global batches and takes its stride of each; items carry their own seeds.
@@ -165,6 +168,8 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     if channels_last:
         raw.to(memory_format=torch.contiguous_format)
     best.restore(raw)
+    for row in history:
+        row["kept"] = int(best.best is not None and row["epoch"] == best.best["epoch"])
     _dist.sync_module(raw)  # the best epoch's weights were read by the main process
     return history
 

@@ -1,0 +1,338 @@
+"""Speech recognition: transcripts from audio clips. A CTC layer over a pretrained speech encoder's frames (a
+character vocabulary from the training transcripts), or Whisper's own decoder fine-tuned with teacher forcing;
+WER and CER through jiwer on normalised text; the pretrained Whisper's zero-shot transcripts as the baseline."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ... import _runfolder as rf
+from ...errors import ConfigError
+from .._base import Task
+from ._data import SpeechDataset, SpeechOps, TranscriptData
+from ._model import WHISPER_EOT, WHISPER_PROMPT, CTCModel, WhisperModel
+from ._text import Vocabulary, error_rates, normalise
+
+STRATEGIES = "zero-shot (Whisper), frozen, finetune, partial:K, gradual, lora or scratch"
+HEADS = ("ctc", "whisper")
+MAX_SECONDS = 30.0  # Whisper's encoder window
+
+
+class SpeechRecognition(Task):
+    name = "asr"
+    compare_metrics = ("wer", "cer")
+    lower_is_better = ("wer", "cer")
+    modalities = ("audio",)
+    baseline_strategy = "zero-shot"  # compare's reference line where the backbone can transcribe; else scratch
+    #: CTC: a new layer at 1e-3 over an encoder at 5e-5; Whisper: its own decoder at 1e-4, the encoder at 1e-5
+    head_defaults = {"ctc": {"lr": 1e-3, "backbone_lr_mult": 0.05}, "whisper": {"lr": 1e-4, "backbone_lr_mult": 0.1}}
+
+    def __init__(self, transcripts: dict | None = None, vocab: list[str] | None = None, head: str = "ctc",
+                 mode: str = "basic", groups: dict | None = None, tokenizer=None):
+        self.transcripts = transcripts or {}
+        self.vocab = Vocabulary(vocab or [])
+        self.head, self.mode, self.groups, self.tokenizer = head, mode, groups or {}, tokenizer
+
+    # -- data ------------------------------------------------------------------------------------------------
+    def read_data(self, cfg, **split) -> TranscriptData:
+        from ...data import split_settings
+
+        if cfg.label_by:
+            raise ConfigError("--label-by does not apply to speech recognition", "transcripts in a table or .txt files",
+                              "Leave --label-by out")
+        return TranscriptData(cfg.data, cfg.normalise, cfg.path_column, cfg.text_column, **{**split_settings(cfg), **split})
+
+    def saved_data(self, run_dir: Path, modality) -> TranscriptData:
+        from ...config import load_config_file
+
+        saved = json.loads((Path(run_dir) / "splits.json").read_text())
+        cfg = load_config_file(Path(run_dir) / rf.CONFIG)
+        return TranscriptData(run_dir, cfg.get("normalise", "basic"),
+                              saved={k: (v["inputs"], v.get("transcripts", [])) for k, v in saved.items()})
+
+    def check_strategy(self, strategy) -> None:
+        if strategy.probe_first or strategy.probe_after or strategy.name == "contrastive":
+            raise ConfigError(f"Strategy {strategy.name} does not apply to speech recognition (its head reads every "
+                              "frame, never pooled cached features)", f"one of {STRATEGIES}",
+                              "Use --strategy frozen for a frozen encoder (the head trains)")
+
+    def default_strategy(self, modality, items) -> str:
+        return "finetune"
+
+    def train_defaults(self, cfg, backbone) -> dict:
+        return self.head_defaults[resolve_head(cfg, backbone)]
+
+    def pipeline(self, modality, backbone, cfg, data=None):
+        cfg.head = resolve_head(cfg, backbone)
+        speech = backbone.pretrained_cfg.get("audio") or {}
+        waveform = speech.get("input") == "waveform"
+        dc = {"sample_rate": 16000, "n_mels": 0 if waveform else int(speech.get("n_mels", 80)),
+              "normalize": bool(speech.get("normalize", False)), "head": cfg.head, "normalise": cfg.normalise,
+              "max_seconds": MAX_SECONDS if cfg.head == "whisper" or "max_frames" in speech else None, "upsample": 1,
+              "input_shape": [0 if waveform else int(speech.get("n_mels", 80)), -1], "clip_samples": None,
+              "image_size": 0}
+        if cfg.strategy == "zero-shot" and cfg.head != "whisper":
+            raise ConfigError("Strategy zero-shot needs a model that transcribes as loaded (Whisper's decoder)",
+                              "--head whisper with a Whisper backbone", "Use a trained strategy for a CTC head")
+        if data is not None:
+            dc["upsample"] = _check_lengths(data, backbone, cfg.head, dc)
+        ops = dict(n_mels=dc["n_mels"], normalize=dc["normalize"])
+        return _transform(SpeechOps(cfg.augment, noise_snr=cfg.noise_snr, **ops)), _transform(SpeechOps(**ops)), dc
+
+    def eval_transform(self, meta):
+        dc = meta["data_config"]
+        return _transform(SpeechOps(n_mels=dc["n_mels"], normalize=dc["normalize"]))
+
+    def setup(self, cfg, data) -> "SpeechRecognition":
+        inputs = [p for part in data.splits_.values() for p in part.inputs]
+        groups = data._groups(inputs) if hasattr(data, "_groups") else None
+        return SpeechRecognition(data.transcripts_, data.classes_, cfg.head, cfg.normalise,
+                                 dict(zip(inputs, groups)) if groups else {})
+
+    def loaded(self, run_dir, meta, cfg) -> "SpeechRecognition":
+        saved = Path(run_dir) / "splits.json"
+        transcripts = {}
+        if saved.is_file():
+            for part in json.loads(saved.read_text()).values():
+                transcripts.update(zip(part["inputs"], part.get("transcripts", [])))
+        return SpeechRecognition(transcripts, meta["labels"], meta["head"], meta["data_config"]["normalise"],
+                                 tokenizer=self.tokenizer)
+
+    def with_data(self, data) -> "SpeechRecognition":
+        data.setup()
+        return SpeechRecognition(data.transcripts_, self.vocab.symbols, self.head, self.mode, tokenizer=self.tokenizer)
+
+    def targets(self, inputs) -> list[list[int]]:
+        texts = [normalise(self.transcripts.get(p, ""), self.mode) for p in inputs]
+        if self.head == "ctc":
+            return [self.vocab.encode(t) for t in texts]
+        return [self.tokenizer.encode(" " + t, add_special_tokens=False) + [WHISPER_EOT] if t else [WHISPER_EOT]
+                for t in texts]
+
+    def dataset(self, modality, backbone, items, transform, cfg=None, fill=False, progress=None):
+        from ...modalities._audio_io import read_audio
+        from ...modalities.image import cached_dataset
+
+        decoded = cached_dataset(items, transform, cfg, fill, progress, read_audio)
+        return SpeechDataset(decoded, self.targets(items.inputs), WHISPER_PROMPT if self.head == "whisper" else ())
+
+    def example_input(self, modality, data_config):
+        return None
+
+    # -- model and loop ----------------------------------------------------------------------------------
+    def build_model(self, backbone, meta) -> torch.nn.Module:
+        if meta["head"] == "whisper":
+            self.tokenizer = backbone.tokenizer
+            return WhisperModel(backbone, backbone.text_decoder())
+        return CTCModel(backbone, len(meta["labels"]), (meta.get("data_config") or {}).get("upsample", 1))
+
+    def loss(self, outputs: dict, targets) -> torch.Tensor:
+        return (CTCModel if "log_probs" in outputs else WhisperModel).loss(outputs, targets)
+
+    def scores_untrained(self) -> bool:
+        """The model as loaded transcribes already (Whisper): it is a candidate for the kept epoch."""
+        return self.head == "whisper"
+
+    @torch.inference_mode()
+    def evaluate(self, model, loader, to_device, gather=None) -> dict[str, float]:
+        model.eval()
+        counts = []
+        for x, y in loader:
+            x, y = to_device(x, y)
+            hyps = self.transcribe(model, x)
+            refs = [self.text_of(t) for t in y]
+            e = error_rates(refs, hyps)
+            counts += list(zip(e["word_errors"], e["words"], e["char_errors"], e["chars"]))
+        c = torch.tensor(counts or [[0, 0, 0, 0]], dtype=torch.float64)
+        if gather is not None:
+            c = gather(c)
+        s = c.sum(0)
+        return {"val_wer": float(s[0] / max(1, s[1])), "val_cer": float(s[2] / max(1, s[3]))}
+
+    def selection_score(self, row):
+        return (-row.get("val_wer", 1e9), -row.get("val_cer", 1e9))
+
+    def transcribe(self, model, x: dict) -> list[str]:
+        """Greedy transcripts of one batch, normalised as the references are."""
+        seqs = model.greedy(x)
+        if self.head == "ctc":
+            return [normalise(self.vocab.decode_greedy(s.cpu().numpy()), self.mode) for s in seqs]
+        return [normalise(self.tokenizer.decode(s.tolist(), skip_special_tokens=True), self.mode) for s in seqs]
+
+    def text_of(self, target: torch.Tensor) -> str:
+        t = target[target >= 0].tolist()
+        if self.head == "ctc":
+            return " ".join("".join(" " if self.vocab.symbols[i] == "|" else self.vocab.symbols[i] for i in t).split())
+        return normalise(self.tokenizer.decode([i for i in t if i != WHISPER_EOT], skip_special_tokens=True), self.mode)
+
+    @torch.inference_mode()
+    def infer(self, model, dataset, batch_size: int, device, progress=None, **options) -> list[str]:
+        """Transcripts of ``dataset`` in its order (batches of similar length, shortest first)."""
+        from ...features import autocast, length_order, make_loader, to_device
+
+        model.eval().to(device)
+        order = length_order(dataset, list(range(len(dataset))))
+        out: dict[int, str] = {}
+        subset = torch.utils.data.Subset(dataset, order)
+        loader = make_loader(subset, min(batch_size, 8), 0, collate_fn=dataset.collate_fn)
+        done = 0
+        for x, _ in loader:
+            with autocast(device, options.get("precision", "no")):
+                hyps = self.transcribe(model, to_device(x, device))
+            for k, h in enumerate(hyps):
+                out[order[done + k]] = h
+            done += len(hyps)
+            if progress:
+                progress(len(hyps))
+        return [out[i] for i in range(len(dataset))]
+
+    def run_batch(self, model, batch) -> list[str]:
+        return self.transcribe(model, batch)
+
+    # -- scoring ------------------------------------------------------------------------------------------
+    def score(self, run_dir, outputs, items, labels, split):
+        metrics = {"split": split, **self.rescore(outputs, items, labels)}
+        refs = [normalise(self.transcripts.get(p, ""), self.mode) for p in items.inputs]
+        e = error_rates(refs, list(outputs))
+        with open(run_dir / rf.PREDICTIONS, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["input", "reference", "hypothesis", "word_errors", "words", "char_errors", "chars"])
+            for row in zip(items.inputs, refs, outputs, e["word_errors"], e["words"], e["char_errors"], e["chars"]):
+                w.writerow(row)
+        return metrics
+
+    def rescore(self, outputs, items, labels) -> dict[str, Any]:
+        refs = [normalise(self.transcripts.get(p, ""), self.mode) for p in items.inputs]
+        e = error_rates(refs, list(outputs))
+        out = {"wer": e["wer"], "cer": e["cer"], "n": len(refs), "words": int(sum(e["words"])),
+               "normalise": self.mode, "head": self.head}
+        by: dict[str, list[int]] = {}
+        for p, we, w in zip(items.inputs, e["word_errors"], e["words"]):
+            if p in self.groups:
+                g = by.setdefault(self.groups[p], [0, 0])
+                g[0] += we
+                g[1] += w
+        if by:
+            out["per_group"] = {g: {"wer": v[0] / max(1, v[1]), "words": v[1]} for g, v in sorted(by.items())}
+        return out
+
+    def item_values(self, run_dir, labels) -> dict[str, np.ndarray]:
+        """Per utterance, its edits over the mean reference length: their mean is the corpus WER (CER)."""
+        rows = read_predictions(run_dir)
+        if not rows:
+            return {}
+        out = {}
+        for m, (err, size) in {"wer": ("word_errors", "words"), "cer": ("char_errors", "chars")}.items():
+            e = np.array([float(r[err]) for r in rows])
+            n = np.array([float(r[size]) for r in rows])
+            out[m] = e / max(n.mean(), 1e-9)
+        return out
+
+    def summary(self, m):
+        return f"WER {m['wer']:.1%}, CER {m['cer']:.1%} on {m['n']} utterances ({m['words']} words; {m['normalise']} normalisation)"
+
+    def decode(self, outputs, labels, topk=3):
+        return [{"transcript": h} for h in outputs]
+
+    def collate(self, modality, backbone, xs):
+        return SpeechDataset.collate_fn(SpeechDataset.__new__(SpeechDataset), [(x, []) for x in xs])[0]
+
+    def per_item(self, outputs) -> list:
+        return list(outputs)
+
+    def report_sections(self, run_dir, m, meta, modality):
+        from ._report import sections
+
+        return sections(run_dir, m, read_predictions(run_dir), modality)
+
+    output_help = "CTC log-probabilities (N × frames × symbols; greedy: argmax, merge repeats, drop blank 0)"
+
+    def export(self, pred, fmt, out_dir, meta, check_inputs):
+        from ._export import export
+
+        return export(pred, fmt, out_dir, meta, check_inputs)
+
+
+def resolve_head(cfg, backbone) -> str:
+    """``--head ctc|whisper``; anything else: Whisper's decoder where the backbone has one, else CTC."""
+    if cfg.head in HEADS:
+        if cfg.head == "whisper" and not hasattr(backbone, "text_decoder"):
+            raise ConfigError(f"--head whisper needs a Whisper backbone ({cfg.backbone} has no decoder)",
+                              "packaged:whisper_base or hf:openai/whisper-*", "Use --head ctc for this encoder")
+        return cfg.head
+    return "whisper" if hasattr(backbone, "text_decoder") and getattr(backbone, "tokenizer", None) is not None else "ctc"
+
+
+def _transform(ops: SpeechOps):
+    from ...data import ImageTransform
+    from ...modalities._audio_io import AudioDecode
+
+    return ImageTransform(AudioDecode(), ops)
+
+
+def _check_lengths(data, backbone, head: str, dc: dict) -> int:
+    """Leave out (and list) training clips the model cannot learn from: longer than the encoder's window, or — for
+    CTC — with fewer frames than their transcript needs. Returns the frame upsampling CTC needs, if any."""
+    from ...modalities._audio_io import duration
+    import logging
+
+    log = logging.getLogger("transferkit")
+    train = data.splits_["train"]
+    secs = {p: duration(p) for p in train.inputs}
+    reasons = {}
+    if dc["max_seconds"]:
+        for split, part in data.splits_.items():
+            long = {p: f"{s:.1f} s is longer than the encoder's {dc['max_seconds']:.0f} s window; split it into "
+                       "shorter clips" for p in part.inputs if (s := secs.get(p) or duration(p)) > dc["max_seconds"]}
+            if long and split != "train":
+                data.drop(split, long)
+                log.warning("left out %d %s clip(s) longer than %.0f s", len(long), split, dc["max_seconds"])
+            reasons.update(long if split == "train" else {})
+    upsample = 1
+    if head == "ctc":
+        vocab = Vocabulary(data.classes_)
+        rate = _frames_per_second(backbone, dc)
+        need = {p: _ctc_frames(vocab.encode(normalise(data.transcripts_[p], dc["normalise"]))) for p in secs}
+        short = [p for p in secs if need[p] > rate * secs[p]]
+        if len(short) > len(secs) // 4:  # the encoder's frame rate is too low for these transcripts
+            upsample = 2
+            log.warning("%d of %d training transcripts need more CTC frames than the encoder gives (%.0f/s): every "
+                        "frame is repeated twice", len(short), len(secs), rate)
+        for p in secs:
+            if need[p] > rate * upsample * secs[p] and p not in reasons:
+                reasons[p] = (f"CTC cannot align it: {need[p]} frames needed for its transcript, the clip gives "
+                              f"{int(rate * upsample * secs[p])} ({secs[p]:.2f} s)")
+    if reasons:
+        data.drop("train", reasons)
+        log.warning("left out %d training clip(s) (listed in bad_files.txt), e.g. %s: %s", len(reasons),
+                    *next(iter(reasons.items())))
+    return upsample
+
+
+def _frames_per_second(backbone, dc: dict) -> float:
+    one_second = torch.tensor([16000 if dc["n_mels"] == 0 else 100])
+    return float(backbone.frame_lengths(one_second)[0])
+
+
+def _ctc_frames(ids: list[int]) -> int:
+    """Frames CTC needs for ``ids``: one per symbol, plus a blank between repeated symbols."""
+    return len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+
+
+def read_predictions(run_dir) -> list[dict]:
+    path = Path(run_dir) / rf.PREDICTIONS
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+from .. import register_task  # noqa: E402
+
+register_task(SpeechRecognition())
