@@ -24,7 +24,7 @@ def test_auto_picks_contrastive_for_few_texts_and_it_trains_a_head_on_adapted_fe
     assert run.config.strategy == "contrastive" and run.metrics["strategy"] == "contrastive"
     assert run.metrics["selection"].startswith("final epoch; head C by cross-validation")
     assert run.metrics["probe"]["head"] == "logistic regression"
-    assert run.config.backbone_lr_mult == 0.1  # the strategy's default, below a flag
+    assert run.config.backbone_lr_mult == 0.2  # the strategy's default, below a flag
     assert [set(r) >= {"train_loss"} and "train_acc" not in r for r in run.history] == [True, True]
     from safetensors.torch import load_file
 
@@ -127,12 +127,12 @@ def test_compare_shots_sweeps_counts_on_one_split(tiny_bert, texts, tmp_path):
     assert (tmp_path / "cmp" / sweep["path"].split("/")[-1] / "report.html").is_file()
 
 
-def test_contrastive_trains_at_least_30_steps_and_10_passes():
+def test_contrastive_trains_at_least_15_steps_and_10_passes():
     from transferkit.config import RunConfig
     from transferkit.strategies import get_strategy
 
     s = get_strategy(RunConfig(strategy="contrastive"))
-    assert s.epoch_samples(16, 16, 5) == 96  # 16 texts: 6 steps an epoch, 30 in all
+    assert s.epoch_samples(16, 16, 5) == 48  # 16 texts: 3 steps an epoch, 15 in all
     assert s.epoch_samples(128, 16, 5) == 256  # 128 texts: 10 passes, 80 steps
     assert s.epoch_samples(5000, 16, 5) == 10000
     assert get_strategy(RunConfig(strategy="finetune")).epoch_samples(128, 16, 5) == 128

@@ -57,12 +57,12 @@ def print_predictions(out, preds: list[dict], rows: list[dict], how: str, topk: 
 
 def print_comparison(out, result: dict) -> None:
     """A comparison: every metric per strategy, time, gain over scratch with its interval, McNemar."""
-    from .evaluation.report import gain_text, gained_metrics, mcnemar_text, mean_std
+    from .evaluation.report import gain_label, gain_text, gained_metrics, mcnemar_text, mean_std
 
     metrics = result["metrics"]
     t = Table(title=f"{result['backbone']} · {result['seeds']} seed(s) · {result['split']} ({result['n_eval']} items)")
     gained = gained_metrics(result)
-    for col in ("strategy", *metrics, "time/run", *[f"{m} gain [95% CI]" for m in gained], "McNemar p"):
+    for col in ("strategy", *metrics, "time/run", *[f"{gain_label(result, m)} [95% CI]" for m in gained], "McNemar p"):
         t.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=col == "strategy")
     for r in result["rows"]:
         gains = r.get("gains") or {}

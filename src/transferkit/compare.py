@@ -39,11 +39,12 @@ def paired_gains(task, runs: list, baseline: list, labels: list[str], values: li
     base = base_values if base_values is not None else [task.item_values(r.path, labels) for r in baseline]
     out: dict[str, dict[str, Any]] = {}
     for m in task.compare_metrics:
-        centre = float(np.mean([r.metrics[m] for r in runs]) - np.mean([r.metrics[m] for r in baseline]))
+        sign = -1.0 if m in task.lower_is_better else 1.0  # an error rate's gain is how much lower it is
+        centre = sign * float(np.mean([r.metrics[m] for r in runs]) - np.mean([r.metrics[m] for r in baseline]))
         if all(m in v for v in values + base):
-            d = np.stack([v[m] - b[m] for v, b in zip(values, base)])
+            d = sign * np.stack([v[m] - b[m] for v, b in zip(values, base)])
         else:  # no per-item values: seeds are the only source of variation we can see
-            d = np.array([[r.metrics[m] - b.metrics[m] for r, b in zip(runs, baseline)]])
+            d = sign * np.array([[r.metrics[m] - b.metrics[m] for r, b in zip(runs, baseline)]])
         out[m] = crossed_interval(d, centre=centre)
     if task.paired_test_metric:
         k = task.paired_test_metric
@@ -53,9 +54,10 @@ def paired_gains(task, runs: list, baseline: list, labels: list[str], values: li
     return out
 
 
-def transfer_warnings(rows: list[dict], metric: str = "accuracy") -> list[str]:
+def transfer_warnings(rows: list[dict], metric: str = "accuracy", baseline: str = "scratch") -> list[str]:
     """Follow the headline gain's interval: NEGATIVE TRANSFER when all of it is below 0, "no clear gain"
     when it straddles 0 (with which source of variation to reduce)."""
+    against = "training from scratch" if baseline == "scratch" else f"the {baseline} model"
     msgs = []
     for r in rows:
         g = r.get("gain")
@@ -64,12 +66,12 @@ def transfer_warnings(rows: list[dict], metric: str = "accuracy") -> list[str]:
         test = g.get("mcnemar")
         p = f" (McNemar's exact test, pooled over seeds: p = {test['pooled']['p']:.2g})" if test else ""
         if g["high"] < 0:
-            msgs.append(f"NEGATIVE TRANSFER: {r['strategy']} is {-g['mean']:.1%} below training from scratch in "
+            msgs.append(f"NEGATIVE TRANSFER: {r['strategy']} is {-g['mean']:.1%} worse than {against} in "
                         f"{metric}, 95% interval [{g['low']:+.1%}, {g['high']:+.1%}]{p}. The pretrained features hurt "
                         f"on this data: try another backbone, more fine-tuning (finetune, lp-ft), or check that the "
                         f"inputs match the backbone's domain.")
         elif g["low"] <= 0:
-            msgs.append(f"No clear gain: {r['strategy']} vs scratch is {g['mean']:+.1%} in {metric}, and the 95% "
+            msgs.append(f"No clear gain: {r['strategy']} vs {baseline} is {g['mean']:+.1%} in {metric}, and the 95% "
                         f"interval [{g['low']:+.1%}, {g['high']:+.1%}] includes 0{p}; {dominant_source(g)}.")
     return msgs
 
@@ -87,7 +89,7 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
     """
     _check_plan(strategies, seeds, settings)  # every name and setting before the first run trains
     data, out_dir = open_comparison(data, settings, output, name, resume)
-    results = run_grid(data, {s: {"strategy": s} for s in strategies}, range(first_seed, first_seed + seeds), out_dir,
+    results = run_grid(data, {s: plan_settings(s) for s in strategies}, range(first_seed, first_seed + seeds), out_dir,
                        resume, settings)
     if not _dist.is_main():  # the main process reads the run folders and writes the comparison
         return _dist.broadcast(None)
@@ -95,28 +97,31 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
     metric_names = task.compare_metrics
     headline = metric_names[0]
     rows = []
-    scratch = [r for r, _ in results.get("scratch", [])]
+    ref = next((s for s in results if plan_settings(s)["strategy"] == task.baseline_strategy), "scratch")
+    scratch = [r for r, _ in results.get(ref, [])]
     scratch_values = [task.item_values(r.path, data.classes_) for r in scratch]  # read once, paired with every strategy
     for s, runs in results.items():
-        row: dict[str, Any] = {"strategy": s, "baseline": s == "scratch"}
+        row: dict[str, Any] = {"strategy": s, "baseline": s == ref}
         for m in metric_names:
             vals = [r.metrics[m] for r, _ in runs]
             row.update({m: vals, f"{m}_mean": float(np.mean(vals)), f"{m}_std": float(np.std(vals))})
         row.update(seconds_mean=float(np.mean([t for _, t in runs])), runs=[str(r.path) for r, _ in runs])
-        values = scratch_values if s == "scratch" and scratch else [task.item_values(r.path, data.classes_) for r, _ in runs]
+        values = scratch_values if s == ref and scratch else [task.item_values(r.path, data.classes_) for r, _ in runs]
         if all(headline in v for v in values):  # the headline's own 95% interval over seeds × items
             row["interval"] = crossed_interval(np.stack([v[headline] for v in values]))
-        if scratch and s != "scratch":
+        if scratch and s != ref:
             row["gains"] = paired_gains(task, [r for r, _ in runs], scratch, data.classes_, values, scratch_values)
             row["gain"] = row["gains"][headline]
         rows.append(row)
-    baseline = modality_of(data).baseline_features(data.splits_["train"], data.splits_[data.eval_split])
+    baseline = modality_of(data).baseline_features(data.splits_["train"], data.splits_[data.eval_split]) \
+        if task.classic_baseline else None
     if baseline is not None:
         rows.append(no_transfer_row(task, data, *baseline))
     first = next(iter(results.values()))[0][0]
     result = {"data": data.location, "backbone": first.config.backbone,
               "seeds": seeds, "split": first.metrics["split"], "n_eval": first.metrics["n"], "rows": rows,
-              "metrics": list(metric_names), "warnings": transfer_warnings(rows, headline)}
+              "metrics": list(metric_names), "baseline": ref,
+              "lower_is_better": list(task.lower_is_better), "warnings": transfer_warnings(rows, headline, ref)}
     return close_comparison(out_dir, result)
 
 
@@ -205,7 +210,14 @@ def _check_plan(strategies: list[str], seeds: int, settings: dict) -> None:
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds={seeds} is too small", "at least 1 seed (3 or more to see seed-to-seed variation)")
     for s in strategies:
-        get_strategy(resolve_config({**settings, "strategy": s}))
+        get_strategy(resolve_config({**settings, **plan_settings(s)}))
+
+
+def plan_settings(name: str) -> dict:
+    """A compared line's settings: ``strategy``, or ``strategy@head`` (e.g. ``finetune@ctc``) where a task has
+    several heads."""
+    strategy, _, head = name.partition("@")
+    return {"strategy": strategy, **({"head": head} if head else {})}
 
 
 def no_transfer_row(task, data: LabelledData, name: str, x_train, x_eval, seconds: float) -> dict[str, Any]:

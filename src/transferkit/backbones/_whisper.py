@@ -144,7 +144,10 @@ def whisper_from_hf(model, name: str | None = None) -> WhisperEncoderBackbone:
     if name:
         from transformers import WhisperTokenizerFast
 
-        tokenizer = WhisperTokenizerFast.from_pretrained(name)
+        try:
+            tokenizer = WhisperTokenizerFast.from_pretrained(name)
+        except (OSError, ValueError):  # an encoder-only folder: the ASR task falls back to a CTC head
+            tokenizer = None
     return WhisperEncoderBackbone(model.get_encoder(), {"kind": "whisper", "arch": "whisper", "config": config}, "",
                                   model.get_decoder(), tokenizer)
 

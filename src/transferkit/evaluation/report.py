@@ -64,6 +64,11 @@ def write_run_report(run_dir: str | Path) -> Path:
     return out
 
 
+def gain_label(result: dict, metric: str) -> str:
+    """``accuracy gain``; ``wer reduction`` for an error rate (its gain is how much lower it is)."""
+    return f"{metric} {'reduction' if metric in result.get('lower_is_better', ()) else 'gain'}"
+
+
 def gain_text(g: dict | None) -> str:
     """``+21.3% [+15.2%, +27.4%]`` (percentage points) for a gain with its interval."""
     return "" if not g else f"{g['mean']:+.1%} [{g['low']:+.1%}, {g['high']:+.1%}]"
@@ -82,7 +87,8 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
     head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
     baseline = result.get("baseline", "scratch")
     gained = gained_metrics(result)
-    gains_head = "".join(f"<th>{html.escape(m)} gain over {html.escape(baseline)} [95% CI]</th>" for m in gained)
+    gains_head = "".join(f"<th>{html.escape(gain_label(result, m))} over {html.escape(baseline)} [95% CI]</th>"
+                         for m in gained)
     tr = []
     for r in rows:
         vals = "".join(f"<td>{mean_std(r, m)}</td>" for m in metrics)

@@ -32,6 +32,8 @@ class Task:
     lower_is_better: tuple[str, ...] = ()
     #: compare's reference strategy (the gain column is measured against it)
     baseline_strategy = "scratch"
+    #: compare adds the modality's classic no-transfer line (TF-IDF, MFCC statistics + logistic regression)
+    classic_baseline = False
 
     # -- where a task reads its own data and inputs (targets richer than one label per input); the defaults
     #    hand everything to the modality -------------------------------------------------------------------

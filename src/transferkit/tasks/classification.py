@@ -23,6 +23,7 @@ class Classification(Task):
     compare_metrics = ("accuracy", "macro_f1")
     paired_test_metric = "accuracy"
     adaptable = True
+    classic_baseline = True
 
     def __init__(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
         self.weight = weight

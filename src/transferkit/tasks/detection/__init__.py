@@ -51,6 +51,7 @@ class Detection(Task):
         return DetectionData(run_dir, saved={k: v.get("records", []) for k, v in saved.items()})
 
     def check_strategy(self, strategy) -> None:
+        super().check_strategy(strategy)
         if strategy.probe_first or strategy.probe_after or strategy.name in ("lora", "contrastive"):
             raise ConfigError(f"Strategy {strategy.name} does not apply to detection (its head is trained by the "
                               "loop, never fitted on cached features)", f"one of {STRATEGIES}",
