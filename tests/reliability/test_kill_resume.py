@@ -24,6 +24,7 @@ def train(*args):
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     data = make_folder(tmp_path / "data", classes=3, per_class=40)
     common = ["--backbone", TINY, "--image-size", "64", "--epochs", "4", "--strategy", "finetune", "--workers", "0",
+              "--checkpoint-every", "0",
               "--output", tmp_path / "runs", "--cache-dir", tmp_path / "cache"]
     full = subprocess.run(train(data, *common, "--name", "full"), env=ENV, capture_output=True, text=True, timeout=600)
     assert full.returncode == 0, full.stderr

@@ -39,6 +39,13 @@ class WhisperEncoderBackbone(Backbone):
         """Encoder frames for inputs of ``input_lengths`` mel frames (conv2 has stride 2)."""
         return torch.div(input_lengths + 1, 2, rounding_mode="floor")
 
+    def can_transcribe(self) -> bool:
+        """A tokenizer and a vocabulary that hold Whisper's transcription prompt (an encoder-only or toy checkpoint
+        does not)."""
+        tok = self.tokenizer
+        return (tok is not None and len(tok) > 50363 and self.model.config.vocab_size > 50363
+                and tok.convert_tokens_to_ids("<|startoftranscript|>") == 50258)
+
     def text_decoder(self):
         """The pretrained decoder (kept aside), or a new one of this model's shape (a saved run's weights fill it)."""
         return self.source_head if self.source_head is not None else _decoder(self.model.config.to_dict())

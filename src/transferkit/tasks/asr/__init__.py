@@ -17,7 +17,7 @@ from ...errors import ConfigError
 from .._base import Task
 from ._data import SpeechDataset, SpeechOps, TranscriptData
 from ._model import WHISPER_EOT, WHISPER_PROMPT, CTCModel, WhisperModel
-from ._text import Vocabulary, error_rates, normalise
+from ._text import Vocabulary, error_rates, normalise, warn_unseen
 
 STRATEGIES = "zero-shot (Whisper), frozen, finetune, partial:K, gradual, lora or scratch"
 HEADS = ("ctc", "whisper")
@@ -92,6 +92,10 @@ class SpeechRecognition(Task):
     def setup(self, cfg, data) -> "SpeechRecognition":
         inputs = [p for part in data.splits_.values() for p in part.inputs]
         groups = data._groups(inputs) if hasattr(data, "_groups") else None
+        if cfg.head == "ctc":  # characters a CTC head can never write: said once, before training
+            held_out = [p for k in ("val", "test") for p in data.splits_[k].inputs]
+            warn_unseen(Vocabulary(data.classes_), {p: normalise(data.transcripts_[p], cfg.normalise) for p in held_out},
+                        "val/test transcripts")
         return SpeechRecognition(data.transcripts_, data.classes_, cfg.head, cfg.normalise,
                                  dict(zip(inputs, groups)) if groups else {})
 
@@ -261,12 +265,13 @@ class SpeechRecognition(Task):
 
 def resolve_head(cfg, backbone) -> str:
     """``--head ctc|whisper``; anything else: Whisper's decoder where the backbone has one, else CTC."""
+    whisper = hasattr(backbone, "can_transcribe") and backbone.can_transcribe()
     if cfg.head in HEADS:
-        if cfg.head == "whisper" and not hasattr(backbone, "text_decoder"):
-            raise ConfigError(f"--head whisper needs a Whisper backbone ({cfg.backbone} has no decoder)",
-                              "packaged:whisper_base or hf:openai/whisper-*", "Use --head ctc for this encoder")
+        if cfg.head == "whisper" and not whisper:
+            raise ConfigError(f"--head whisper needs a Whisper backbone with its decoder and tokenizer ({cfg.backbone} "
+                              "has none)", "packaged:whisper_base or hf:openai/whisper-*", "Use --head ctc for this encoder")
         return cfg.head
-    return "whisper" if hasattr(backbone, "text_decoder") and getattr(backbone, "tokenizer", None) is not None else "ctc"
+    return "whisper" if whisper else "ctc"
 
 
 def _transform(ops: SpeechOps):
@@ -292,7 +297,8 @@ def _check_lengths(data, backbone, head: str, dc: dict) -> int:
                        "shorter clips" for p in part.inputs if (s := secs.get(p) or duration(p)) > dc["max_seconds"]}
             if long and split != "train":
                 data.drop(split, long)
-                log.warning("left out %d %s clip(s) longer than %.0f s", len(long), split, dc["max_seconds"])
+                log.warning("skipped %d %s clip(s) longer than %.0f s (listed in bad_files.txt)", len(long), split,
+                            dc["max_seconds"])
             reasons.update(long if split == "train" else {})
     upsample = 1
     if head == "ctc":
@@ -310,7 +316,8 @@ def _check_lengths(data, backbone, head: str, dc: dict) -> int:
                               f"{int(rate * upsample * secs[p])} ({secs[p]:.2f} s)")
     if reasons:
         data.drop("train", reasons)
-        log.warning("left out %d training clip(s) (listed in bad_files.txt), e.g. %s: %s", len(reasons),
+        log.warning("skipped %d training clip(s) the model cannot learn from (listed in bad_files.txt), e.g. %s: %s",
+                    len(reasons),
                     *next(iter(reasons.items())))
     return upsample
 
