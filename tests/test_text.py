@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 def test_text_strategies_train_and_predict(tiny_bert, texts, tmp_path, strategy):
     run = tk.fit(texts, backbone=f"hf:{tiny_bert}", strategy=strategy, epochs=2, batch_size=8,
                  output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"), workers=0)
-    assert run.config.lr == 1e-3 and run.config.backbone_lr_mult == (0.1 if strategy == "contrastive" else 0.05)
+    assert run.config.lr == 1e-3 and run.config.backbone_lr_mult == (0.2 if strategy == "contrastive" else 0.05)
     assert run.metrics["n"] == 8 and run.metrics["split"] == "test"  # 15% of 30 per class, rounded
     bad = (run.path / "bad_files.txt").read_text()
     assert "t.tsv:62" in bad  # the empty text's line

@@ -78,9 +78,14 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
+    from accelerate.state import AcceleratorState
+
     cpu = cfg.cpu or not torch.cuda.is_available()
+    precision = resolve_precision(cfg.precision, "cpu" if cpu else "cuda")
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
+        AcceleratorState._reset_state()  # an earlier run in this process used another precision (a text run, then images)
     # Backbones may hold parameters the task's forward never uses (a text model's pooler): DDP must look for them.
-    accelerator = Accelerator(cpu=cpu, mixed_precision=resolve_precision(cfg.precision, "cpu" if cpu else "cuda"),
+    accelerator = Accelerator(cpu=cpu, mixed_precision=precision,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     device, raw = accelerator.device, model
     strategy.prepare(raw)
