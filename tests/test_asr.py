@@ -264,3 +264,14 @@ def test_packaged_whisper_transcribes_real_speech():
         refs.append(normalise(r["transcript"]))
     e = error_rates(refs, hyps)
     assert e["cer"] < 0.3 and e["wer"] < 0.6, list(zip(refs, hyps))  # measured: CER 0.09 on 12 test utterances
+
+
+def test_a_line_worse_than_the_zero_shot_model_is_not_called_negative_transfer():
+    from transferkit.compare import transfer_warnings
+
+    rows = [{"strategy": "frozen@ctc", "gain": {"mean": -0.5, "low": -0.7, "high": -0.3}}]
+    (w,) = transfer_warnings(rows, "wer", "zero-shot")
+    assert w.startswith("WORSE THAN ZERO-SHOT: frozen@ctc is 50.0% worse than the zero-shot model in wer")
+    assert "keep the zero-shot model" in w
+    (w,) = transfer_warnings(rows, "accuracy", "scratch")
+    assert w.startswith("NEGATIVE TRANSFER: frozen@ctc")

@@ -65,7 +65,11 @@ def transfer_warnings(rows: list[dict], metric: str = "accuracy", baseline: str 
             continue
         test = g.get("mcnemar")
         p = f" (McNemar's exact test, pooled over seeds: p = {test['pooled']['p']:.2g})" if test else ""
-        if g["high"] < 0:
+        if g["high"] < 0 and baseline != "scratch":
+            msgs.append(f"WORSE THAN {baseline.upper()}: {r['strategy']} is {-g['mean']:.1%} worse than {against} in "
+                        f"{metric}, 95% interval [{g['low']:+.1%}, {g['high']:+.1%}]{p}. Training lost more than it "
+                        f"taught here: keep the {baseline} model, or give this line more data or more steps.")
+        elif g["high"] < 0:
             msgs.append(f"NEGATIVE TRANSFER: {r['strategy']} is {-g['mean']:.1%} worse than {against} in "
                         f"{metric}, 95% interval [{g['low']:+.1%}, {g['high']:+.1%}]{p}. The pretrained features hurt "
                         f"on this data: try another backbone, more fine-tuning (finetune, lp-ft), or check that the "

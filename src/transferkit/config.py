@@ -116,10 +116,10 @@ def resolve_precision(precision: str, device, cpu_bf16: bool = False) -> str:
         return precision
     import torch
 
-    kind = torch.device(device).type
-    if kind == "cuda" and torch.cuda.is_bf16_supported():
+    on = torch.device(device).type
+    if on == "cuda" and torch.cuda.is_bf16_supported():
         return "bf16"
-    if kind == "cpu" and cpu_bf16 and _native_cpu_bf16():
+    if on == "cpu" and cpu_bf16 and _native_cpu_bf16():
         return "bf16"
     return "no"
 

@@ -46,7 +46,7 @@ def write_run_report(run_dir: str | Path) -> Path:
     body = [f"<h1>{html.escape(run_dir.name)}</h1>",
             f"<p class=sub>{html.escape(task.name)} · {html.escape(modality.name)} · "
             f"{html.escape(m.get('strategy', ''))} · {html.escape(meta.get('backbone_name', ''))} · "
-            f"{len(meta['labels'])} classes · {m.get('n_train', '?')} training items · evaluated on "
+            f"{len(meta['labels'])} {task.labels_are} · {m.get('n_train', '?')} training items · evaluated on "
             f"<b>{html.escape(m['split'])}</b> ({m['n']} items)</p>",
             ]
     if m.get("adaptation"):  # the target first: it is what the run was adapted for

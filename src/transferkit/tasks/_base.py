@@ -34,6 +34,8 @@ class Task:
     baseline_strategy = "scratch"
     #: compare adds the modality's classic no-transfer line (TF-IDF, MFCC statistics + logistic regression)
     classic_baseline = False
+    #: what the run's ``labels.json`` lists (the report's header)
+    labels_are = "classes"
 
     # -- where a task reads its own data and inputs (targets richer than one label per input); the defaults
     #    hand everything to the modality -------------------------------------------------------------------
@@ -49,10 +51,10 @@ class Task:
 
     def check_strategy(self, strategy) -> None:
         """Refuse strategies that cannot train this task's head (a ConfigError naming those that can)."""
-        if strategy.name == "zero-shot":
+        if not (strategy.trains_backbone or strategy.probe_first or strategy.probe_after):  # trains nothing
             from ..errors import ConfigError
 
-            raise ConfigError(f"Strategy zero-shot does not apply to {self.name} (the new head must be trained)",
+            raise ConfigError(f"Strategy {strategy.name} does not apply to {self.name} (the new head must be trained)",
                               "a trained strategy (linear-probe, finetune …)", "Use --task asr with a Whisper backbone "
                               "for a zero-shot baseline, or choose another strategy")
 

@@ -29,7 +29,8 @@ class SpeechRecognition(Task):
     compare_metrics = ("wer", "cer")
     lower_is_better = ("wer", "cer")
     modalities = ("audio",)
-    baseline_strategy = "zero-shot"  # compare's reference line where the backbone can transcribe; else scratch
+    baseline_strategy = "zero-shot"
+    labels_are = "CTC symbols"  # compare's reference line where the backbone can transcribe; else scratch
     #: CTC: a new layer at 1e-3 over an encoder at 5e-5; Whisper: its own decoder at 1e-4, the encoder at 1e-5
     head_defaults = {"ctc": {"lr": 1e-3, "backbone_lr_mult": 0.05}, "whisper": {"lr": 1e-4, "backbone_lr_mult": 0.1}}
 
@@ -57,7 +58,7 @@ class SpeechRecognition(Task):
                               saved={k: (v["inputs"], v.get("transcripts", [])) for k, v in saved.items()})
 
     def check_strategy(self, strategy) -> None:
-        if strategy.probe_first or strategy.probe_after or strategy.name == "contrastive":
+        if strategy.probe_first or strategy.probe_after:
             raise ConfigError(f"Strategy {strategy.name} does not apply to speech recognition (its head reads every "
                               "frame, never pooled cached features)", f"one of {STRATEGIES}",
                               "Use --strategy frozen for a frozen encoder (the head trains)")
