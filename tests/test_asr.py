@@ -275,3 +275,37 @@ def test_a_line_worse_than_the_zero_shot_model_is_not_called_negative_transfer()
     assert "keep the zero-shot model" in w
     (w,) = transfer_warnings(rows, "accuracy", "scratch")
     assert w.startswith("NEGATIVE TRANSFER: frozen@ctc")
+
+
+def test_lora_evaluate_and_serve_on_an_asr_run(corpus, tiny_whisper_asr, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from transferkit.serve import create_app
+
+    run = tk.fit(str(corpus), task="asr", backbone=f"hf:{tiny_whisper_asr}", strategy="lora", head="ctc",
+                 output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "c"), **FAST)
+    assert run.metrics["strategy"] == "lora"
+    again = tk.evaluate(run.path)
+    assert again["wer"] == pytest.approx(run.metrics["wer"]) and again["cer"] == pytest.approx(run.metrics["cer"])
+    clip = sorted(corpus.parent.glob("*.wav"))[0]
+    with TestClient(create_app(run.path)) as client:
+        r = client.post("/predict", files={"file": (clip.name, clip.read_bytes(), "audio/wav")})
+    assert r.status_code == 200, r.text
+    assert r.json()["transcript"] == tk.load(run.path).predict([str(clip)])[0]["transcript"]
+
+
+def test_ctc_on_a_waveform_encoder(corpus, tmp_path):
+    """wav2vec2-style encoders (``hf:`` wav2vec2, HuBERT, WavLM) read the normalised waveform; frames from its strides."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    folder = tmp_path / "w2v"
+    torch.manual_seed(0)
+    Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                 conv_dim=(32, 32), conv_stride=(5, 4), conv_kernel=(10, 4), num_feat_extract_layers=2,
+                                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(folder)
+    run = tk.fit(str(corpus), task="asr", backbone=f"hf:{folder}", strategy="finetune", output=str(tmp_path / "runs"),
+                 cache_dir=str(tmp_path / "c"), **FAST)
+    meta = json.loads((run.path / "model.json").read_text())
+    assert run.metrics["head"] == "ctc" and meta["data_config"]["n_mels"] == 0  # the waveform itself
+    assert tk.evaluate(run.path)["wer"] == pytest.approx(run.metrics["wer"])

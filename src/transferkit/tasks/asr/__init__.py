@@ -15,7 +15,7 @@ import torch
 from ... import _runfolder as rf
 from ...errors import ConfigError
 from .._base import Task
-from ._data import SpeechDataset, SpeechOps, TranscriptData
+from ._data import SpeechDataset, SpeechOps, TranscriptData, collate_speech
 from ._model import WHISPER_EOT, WHISPER_PROMPT, CTCModel, WhisperModel
 from ._text import Vocabulary, error_rates, normalise, warn_unseen
 
@@ -246,7 +246,7 @@ class SpeechRecognition(Task):
         return [{"transcript": h} for h in outputs]
 
     def collate(self, modality, backbone, xs):
-        return SpeechDataset.collate_fn(SpeechDataset.__new__(SpeechDataset), [(x, []) for x in xs])[0]
+        return collate_speech([(x, []) for x in xs])[0]
 
     def per_item(self, outputs) -> list:
         return list(outputs)

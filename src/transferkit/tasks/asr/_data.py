@@ -215,21 +215,26 @@ class SpeechDataset(torch.utils.data.Dataset):
         return x, self.targets[i]
 
     def collate_fn(self, batch):
-        feats, targets = zip(*batch)
-        width = max(f.shape[-1] for f in feats)
-        x = torch.stack([F.pad(f, (0, width - f.shape[-1]), value=float(f.min()) if f.ndim > 1 else 0.0)
-                         for f in feats])
-        out = {"input": x, "lengths": torch.tensor([f.shape[-1] for f in feats])}
-        if self.prompt:  # teacher forcing: the decoder reads prompt + tokens, predicts tokens + end
-            seqs = [list(self.prompt) + list(t) for t in targets]
-            n = max(len(s) for s in seqs)
-            out["decoder_input"] = torch.tensor([s[:-1] + [s[-1]] * (n - len(s)) for s in seqs])[:, : n - 1]
-            y = torch.full((len(seqs), n - 1), -100, dtype=torch.long)
-            for r, t in enumerate(targets):
-                start = len(self.prompt) - 1
-                y[r, start:start + len(t)] = torch.tensor(t, dtype=torch.long)
-            return out, y
-        y = torch.full((len(targets), max(1, max(len(t) for t in targets))), -1, dtype=torch.long)
+        return collate_speech(batch, self.prompt)
+
+
+def collate_speech(batch, prompt: tuple[int, ...] = ()):
+    """(features, target ids) pairs → ({input, lengths[, decoder_input]}, padded targets)."""
+    feats, targets = zip(*batch)
+    width = max(f.shape[-1] for f in feats)
+    x = torch.stack([F.pad(f, (0, width - f.shape[-1]), value=float(f.min()) if f.ndim > 1 else 0.0)
+                     for f in feats])
+    out = {"input": x, "lengths": torch.tensor([f.shape[-1] for f in feats])}
+    if prompt:  # teacher forcing: the decoder reads prompt + tokens, predicts tokens + end
+        seqs = [list(prompt) + list(t) for t in targets]
+        n = max(len(s) for s in seqs)
+        out["decoder_input"] = torch.tensor([s[:-1] + [s[-1]] * (n - len(s)) for s in seqs])[:, : n - 1]
+        y = torch.full((len(seqs), n - 1), -100, dtype=torch.long)
         for r, t in enumerate(targets):
-            y[r, : len(t)] = torch.tensor(t, dtype=torch.long)
+            start = len(prompt) - 1
+            y[r, start:start + len(t)] = torch.tensor(t, dtype=torch.long)
         return out, y
+    y = torch.full((len(targets), max(1, max(len(t) for t in targets))), -1, dtype=torch.long)
+    for r, t in enumerate(targets):
+        y[r, : len(t)] = torch.tensor(t, dtype=torch.long)
+    return out, y
