@@ -309,3 +309,22 @@ def test_ctc_on_a_waveform_encoder(corpus, tmp_path):
     meta = json.loads((run.path / "model.json").read_text())
     assert run.metrics["head"] == "ctc" and meta["data_config"]["n_mels"] == 0  # the waveform itself
     assert tk.evaluate(run.path)["wer"] == pytest.approx(run.metrics["wer"])
+
+
+def test_lexicon_beam_writes_only_training_words_and_is_saved_with_the_run(corpus, tiny_whisper_asr, tmp_path):
+    pytest.importorskip("flashlight.lib.text.decoder")
+    run = tk.fit(str(corpus), task="asr", backbone=f"hf:{tiny_whisper_asr}", head="ctc", strategy="finetune",
+                 decode="lexicon", output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "c"), **FAST)
+    meta = json.loads((run.path / "model.json").read_text())
+    lexicon = set(meta["data_config"]["lexicon"])
+    with open(corpus) as fh:
+        train_words = {w for r in csv.DictReader(fh) for w in r["transcript"].lower().split()}
+    assert lexicon and lexicon <= train_words
+    with open(run.path / "predictions.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(set(r["hypothesis"].split()) <= lexicon for r in rows)
+    again = tk.load(run.path).predict([r["input"] for r in rows])  # the saved run decodes the same way
+    assert [p["transcript"] for p in again] == [r["hypothesis"] for r in rows]
+    with pytest.raises(ConfigError, match="apply to a CTC head"):
+        tk.fit(str(corpus), task="asr", backbone=f"hf:{tiny_whisper_asr}", decode="lexicon",
+               output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "c"), **FAST)

@@ -58,6 +58,8 @@ TRAIN_OPTIONS = dict(
     score_threshold=O(None, help="detect: boxes at or above this score are reported (default 0.5)"),
     normalise=O(None, help="asr: scoring normalisation, basic (lower-case, no punctuation, digits as words) | none"),
     noise_snr=O(None, help="asr: add training noise at this SNR in dB"),
+    decode=O(None, help="asr, CTC head: greedy | lexicon (beam search over the training transcripts' words)"),
+    lm=O(None, help="asr, --decode lexicon: a KenLM .arpa/.bin language model over those words"),
     target=O(None, help="domain adaptation: unlabelled target inputs (a folder or CSV; class folders only score)"),
     adapt=O(None, help="none | coral | sa | ot (with linear-probe) | adabn | dann | cdan | mcc | self-train"),
 )

@@ -69,6 +69,8 @@ class RunConfig:
     images: str | None = None  # detection: the folder COCO file names are relative to
     normalise: str = "basic"  # asr: scoring text normalisation (basic: lower-case, no punctuation, digits as words) | none
     noise_snr: float | None = None  # asr: training noise at this signal-to-noise ratio in dB (None: no noise)
+    decode: str = "greedy"  # asr, CTC head: greedy | lexicon (beam search over the training transcripts' words)
+    lm: str | None = None  # asr, --decode lexicon: a KenLM n-gram model (.arpa or .bin) over those words
     score_threshold: float = 0.5  # detection: boxes at or above this score are reported (and counted as TP/FP)
     target: str | None = None  # domain adaptation: unlabelled inputs from where the model will be used
     adapt: str = "none"  # domain adaptation method (see transferkit.adaptation.METHODS)
@@ -93,6 +95,7 @@ _CHOICES = {
     "quoting": ("auto", "csv", "none"),
     "select": ("val", "last"),
     "normalise": ("basic", "none"),
+    "decode": ("greedy", "lexicon"),
 }
 
 

@@ -35,10 +35,11 @@ class SpeechRecognition(Task):
     head_defaults = {"ctc": {"lr": 1e-3, "backbone_lr_mult": 0.05}, "whisper": {"lr": 1e-4, "backbone_lr_mult": 0.1}}
 
     def __init__(self, transcripts: dict | None = None, vocab: list[str] | None = None, head: str = "ctc",
-                 mode: str = "basic", groups: dict | None = None, tokenizer=None):
+                 mode: str = "basic", groups: dict | None = None, tokenizer=None, beam=None):
         self.transcripts = transcripts or {}
         self.vocab = Vocabulary(vocab or [])
         self.head, self.mode, self.groups, self.tokenizer = head, mode, groups or {}, tokenizer
+        self.beam = beam  # a LexiconBeam (--decode lexicon), else greedy decoding
 
     # -- data ------------------------------------------------------------------------------------------------
     def read_data(self, cfg, **split) -> TranscriptData:
@@ -83,6 +84,13 @@ class SpeechRecognition(Task):
                               "--head whisper with a Whisper backbone", "Use a trained strategy for a CTC head")
         if data is not None:
             dc["upsample"] = _check_lengths(data, backbone, cfg.head, dc)
+        if cfg.decode == "lexicon" or cfg.lm:
+            if cfg.head != "ctc":
+                raise ConfigError("--decode lexicon / --lm apply to a CTC head (Whisper's decoder is its own language "
+                                  "model)", "--head ctc", "Leave --decode and --lm out for a Whisper head")
+            words = sorted({w for p in data.splits_["train"].inputs
+                            for w in normalise(data.transcripts_[p], cfg.normalise).split()}) if data is not None else []
+            dc.update(decode="lexicon", lexicon=words, lm=str(Path(cfg.lm).resolve()) if cfg.lm else None)
         ops = dict(n_mels=dc["n_mels"], normalize=dc["normalize"])
         return _transform(SpeechOps(cfg.augment, noise_snr=cfg.noise_snr, **ops)), _transform(SpeechOps(**ops)), dc
 
@@ -97,8 +105,14 @@ class SpeechRecognition(Task):
             held_out = [p for k in ("val", "test") for p in data.splits_[k].inputs]
             warn_unseen(Vocabulary(data.classes_), {p: normalise(data.transcripts_[p], cfg.normalise) for p in held_out},
                         "val/test transcripts")
+        beam = None
+        if cfg.decode == "lexicon" or cfg.lm:
+            from ._beam import LexiconBeam
+
+            words = {w for p in data.splits_["train"].inputs for w in normalise(data.transcripts_[p], cfg.normalise).split()}
+            beam = LexiconBeam(data.classes_, sorted(words), cfg.lm)
         return SpeechRecognition(data.transcripts_, data.classes_, cfg.head, cfg.normalise,
-                                 dict(zip(inputs, groups)) if groups else {})
+                                 dict(zip(inputs, groups)) if groups else {}, beam=beam)
 
     def loaded(self, run_dir, meta, cfg) -> "SpeechRecognition":
         saved = Path(run_dir) / "splits.json"
@@ -106,12 +120,19 @@ class SpeechRecognition(Task):
         if saved.is_file():
             for part in json.loads(saved.read_text()).values():
                 transcripts.update(zip(part["inputs"], part.get("transcripts", [])))
-        return SpeechRecognition(transcripts, meta["labels"], meta["head"], meta["data_config"]["normalise"],
-                                 tokenizer=self.tokenizer)
+        dc = meta["data_config"]
+        beam = None
+        if dc.get("decode") == "lexicon":
+            from ._beam import LexiconBeam
+
+            beam = LexiconBeam(meta["labels"], dc["lexicon"], dc.get("lm"))
+        return SpeechRecognition(transcripts, meta["labels"], meta["head"], dc["normalise"], tokenizer=self.tokenizer,
+                                 beam=beam)
 
     def with_data(self, data) -> "SpeechRecognition":
         data.setup()
-        return SpeechRecognition(data.transcripts_, self.vocab.symbols, self.head, self.mode, tokenizer=self.tokenizer)
+        return SpeechRecognition(data.transcripts_, self.vocab.symbols, self.head, self.mode, tokenizer=self.tokenizer,
+                                 beam=self.beam)
 
     def targets(self, inputs) -> list[list[int]]:
         texts = [normalise(self.transcripts.get(p, ""), self.mode) for p in inputs]
@@ -164,7 +185,10 @@ class SpeechRecognition(Task):
         return (-row.get("val_wer", 1e9), -row.get("val_cer", 1e9))
 
     def transcribe(self, model, x: dict) -> list[str]:
-        """Greedy transcripts of one batch, normalised as the references are."""
+        """Transcripts of one batch (greedy, or the lexicon beam), normalised as the references are."""
+        if self.beam is not None:
+            out = model(x)
+            return [normalise(self.beam(lp[: int(n)]), self.mode) for lp, n in zip(out["log_probs"], out["lengths"])]
         seqs = model.greedy(x)
         if self.head == "ctc":
             return [normalise(self.vocab.decode_greedy(s.cpu().numpy()), self.mode) for s in seqs]
