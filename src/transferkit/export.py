@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import _runfolder as rf
-from ._onnx import save_with_metadata
+from ._onnx import require_onnx, save_with_metadata
 from .errors import TransferkitError
 from .predict import Predictor
 
@@ -23,7 +23,7 @@ FORMATS = ("onnx", "torchscript", "safetensors")
 def contract(pred: Predictor) -> dict[str, Any]:
     """What a consumer needs besides the weights: the modality's preprocessing, and the labels."""
     return {"labels": pred.labels, "task": pred.task.name, "modality": pred.modality.name,
-            **pred.modality.contract(pred.meta["data_config"]),
+            **pred.task.contract(pred.modality, pred.meta["data_config"]),
             "output": pred.task.output_help}
 
 
@@ -78,10 +78,7 @@ def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, ch
 
 
 def _export_onnx(model, example, path: Path, meta: dict) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("onnx") is None:
-        raise TransferkitError("ONNX export needs onnx and onnxruntime", None, "pip install 'transferkit[export]'")
+    require_onnx()
     tmp = path.with_suffix(".tmp.onnx")
     batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=["logits"],

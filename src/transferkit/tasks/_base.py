@@ -87,6 +87,10 @@ class Task:
     def dataset(self, modality, backbone, items, transform, cfg=None, fill=False, progress=None):
         return modality.dataset(backbone, items, transform, cfg, fill=fill, progress=progress)
 
+    def contract(self, modality, data_config) -> dict[str, Any]:
+        """What an exported model's consumer must do to its inputs (export's contract); the modality's by default."""
+        return modality.contract(data_config)
+
     def example_input(self, modality, data_config):
         """A random batch the model must take (checked before training); None: no such check."""
         return modality.example_input(data_config)

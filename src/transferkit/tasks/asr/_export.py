@@ -5,7 +5,6 @@ A Whisper-head run's decoding loop stays in PyTorch (``transferkit predict`` / `
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,6 @@ import numpy as np
 import torch
 
 from ...errors import ConfigError
-
-OUTPUT = ("log_probs (1 × frames × symbols) over 'labels' (index 0 is the CTC blank, '|' the word separator): "
-          "greedy decoding takes the argmax per frame, merges repeats and drops blanks")
 
 
 class OnnxCTC(torch.nn.Module):
@@ -32,33 +28,23 @@ class OnnxCTC(torch.nn.Module):
 def export(pred, fmt: str, out_dir: Path, meta: dict, check_inputs) -> dict[str, Any] | None:
     if fmt == "safetensors":
         return None
-    if meta.get("head") == "whisper" or pred.meta["head"] == "whisper":
+    if pred.meta["head"] == "whisper":
         raise ConfigError("A Whisper-head run cannot be exported as ONNX here: its decoding loop (prompt, KV cache, "
                           "greedy search) stays in PyTorch", "a CTC-head run, or --format safetensors",
                           "Use `transferkit predict` or `transferkit serve` for this run, or --format safetensors")
     if fmt != "onnx":
         raise ConfigError(f"--format {fmt} is not available for speech recognition runs", "onnx or safetensors",
                           "Use --format onnx (encoder + CTC layer)")
-    import onnxruntime as ort
-
-    from ..._onnx import save_with_metadata
+    from ..._onnx import export_traced
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {**meta, "output": OUTPUT, "clip": "the whole clip, any length (mono, 16 kHz), one clip per call",
-            "layout": "1×n_mels×frames log-mel" if pred.meta["data_config"]["n_mels"] else "1×samples waveform"}
     (out_dir / "contract.json").write_text(json.dumps(meta, indent=2))
     wrapped = OnnxCTC(pred.model.eval()).eval()
-    inputs = check_inputs()
-    ds = pred._dataset(inputs)
+    ds = pred._dataset(check_inputs())
     example = ds[0][0][None]
-    path, tmp = out_dir / "model.onnx", out_dir / "model.tmp.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(wrapped, (example,), str(tmp), input_names=["features"], output_names=["log_probs"],
-                          dynamic_axes={"features": {example.dim() - 1: "frames"}, "log_probs": {1: "out_frames"}},
-                          opset_version=17, dynamo=False)
-    save_with_metadata(tmp, path, meta)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    path = out_dir / "model.onnx"
+    sess = export_traced(wrapped, (example,), path, meta, ["features"], ["log_probs"],
+                         {"features": {example.dim() - 1: "frames"}, "log_probs": {1: "out_frames"}})
     diff, same = 0.0, 0
     with torch.inference_mode():
         for i in range(len(ds)):

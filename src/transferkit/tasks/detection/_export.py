@@ -38,22 +38,11 @@ def image_tensor(path: str) -> torch.Tensor:
 
 def export_onnx(model, path: Path, meta: dict, inputs: list[str]) -> dict[str, Any]:
     """Write ``path`` (with ``meta`` as metadata) and compare it with PyTorch on ``inputs``."""
-    import warnings
-
-    import onnxruntime as ort
-
-    from ..._onnx import save_with_metadata
+    from ..._onnx import export_traced
 
     wrapped = OnnxDetector(model.eval()).eval()
-    example = image_tensor(inputs[0])
-    tmp = path.with_suffix(".tmp.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer notes on torchvision's size arithmetic, which it exports correctly
-        torch.onnx.export(wrapped, (example,), str(tmp), input_names=["image"], output_names=["boxes", "scores", "labels"],
-                          dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": {0: "n"}, "scores": {0: "n"},
-                                        "labels": {0: "n"}}, opset_version=17, dynamo=False)
-    save_with_metadata(tmp, path, meta)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = export_traced(wrapped, (image_tensor(inputs[0]),), path, meta, ["image"], ["boxes", "scores", "labels"],
+                         {"image": {1: "height", 2: "width"}, "boxes": {0: "n"}, "scores": {0: "n"}, "labels": {0: "n"}})
     box_diff, score_diff, same = 0.0, 0.0, 0
     with torch.inference_mode():
         for inp in inputs:
