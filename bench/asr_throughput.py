@@ -26,8 +26,10 @@ from pathlib import Path
 import torch
 
 os.environ.setdefault("TRANSFERKIT_QUIET", "1")
+from an4_split import TEST, VAL  # noqa: E402  (this folder: the speakers held out of training)
+
 AN4 = Path(__file__).resolve().parents[2] / "shared" / "data" / "an4"
-HELD_OUT = {"mjgm", "mjwl", "mmxg", "fcaw"}
+HELD_OUT = TEST | VAL
 
 
 def train_clips() -> list[tuple[str, str]]:

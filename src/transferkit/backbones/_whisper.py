@@ -95,22 +95,24 @@ class WhisperEncoderBackbone(Backbone):
 
 
 def _encoder(config_kwargs: dict, device: str | None = None):
-    try:
-        from transformers import WhisperConfig
-        from transformers.models.whisper.modeling_whisper import WhisperEncoder
-    except ImportError:
-        raise BackboneError("Whisper backbones need the transformers package", None,
-                            "pip install 'transferkit[audio]'") from None
-    with torch.device(device or "cpu"):
-        return WhisperEncoder(WhisperConfig(**config_kwargs))
+    return _part("WhisperEncoder", config_kwargs, device)
 
 
 def _decoder(config_kwargs: dict, device: str | None = None):
-    from transformers import WhisperConfig
-    from transformers.models.whisper.modeling_whisper import WhisperDecoder
+    return _part("WhisperDecoder", config_kwargs, device)
 
+
+def _part(name: str, config_kwargs: dict, device: str | None):
+    """transformers' Whisper encoder or decoder of this shape (``device="meta"``: no random init)."""
+    try:
+        from transformers import WhisperConfig
+        from transformers.models.whisper import modeling_whisper
+    except ImportError:
+        raise BackboneError("Whisper backbones need the transformers package", None,
+                            "pip install 'transferkit[audio]'") from None
+    config = WhisperConfig(**{k: v for k, v in config_kwargs.items() if not k.startswith("_")})
     with torch.device(device or "cpu"):
-        return WhisperDecoder(WhisperConfig(**{k: v for k, v in config_kwargs.items() if not k.startswith("_")}))
+        return getattr(modeling_whisper, name)(config)
 
 
 def _tokenizer(folder: Path):

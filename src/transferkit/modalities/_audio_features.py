@@ -49,6 +49,16 @@ def _randint(n: int) -> int:
     return int(torch.randint(0, max(1, n), ()))
 
 
+def random_gain(wave: torch.Tensor, db: float = 6.0) -> torch.Tensor:
+    """The waveform at a random gain in ±``db`` dB."""
+    return wave * 10 ** (_uniform(-db, db) / 20)
+
+
+def standardise(wave: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance per clip (wav2vec2's feature extractor)."""
+    return (wave - wave.mean()) / torch.sqrt(wave.var(correction=0) + 1e-7)
+
+
 @dataclass(frozen=True)
 class AudioOps:
     """Waveform at ``sample_rate`` → the model's input tensor.
@@ -74,13 +84,13 @@ class AudioOps:
         if not self.n_mels:  # waveform: crop, normalise the clip itself, then pad with zeros (as wav2vec2's extractor)
             wave = self.fit_length(wave) if len(wave) > self.clip_samples else wave
             if self.augment != "none":
-                wave = wave * 10 ** (_uniform(-6, 6) / 20)
+                wave = random_gain(wave)
             if self.normalize:
-                wave = (wave - wave.mean()) / torch.sqrt(wave.var(correction=0) + 1e-7)
+                wave = standardise(wave)
             return self.fit_length(wave)
         wave = self.fit_length(wave)
         if self.augment != "none":
-            wave = wave * 10 ** (_uniform(-6, 6) / 20)
+            wave = random_gain(wave)
         spec = log_mel(wave, self.n_mels, self.sample_rate)
         if self.augment == "standard":
             spec = spec_augment(spec)

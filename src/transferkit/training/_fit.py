@@ -270,11 +270,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         if adapt is not None:
             metrics["adaptation"] = adapt.score(model, target_feats, run_dir, classes)
         metrics.update(task=task.name, modality=modality.name, strategy=strategy.name, backbone=cfg.backbone,
-                       selection="the model as loaded (nothing trained)" if not strategy.trains_backbone
-                       and not strategy.probe_first else "C by cross-validation on train" if not strategy.trains_backbone
-                       else "final epoch; head C by cross-validation on train" if strategy.probe_after
-                       else "best val epoch" if select_on_val else "final epoch (--select last)" if
-                       cfg.select == "last" else "final epoch (val not used for selection)",
+                       selection=_selection(strategy, select_on_val, cfg.select),
                        seconds=round(time.time() - t_start, 2), kept_epoch=_kept_epoch(history),
                        probe=probe_info or None, n_train=len(data.splits_["train"]),
                        leakage=getattr(data, "leakage_", None))
@@ -303,6 +299,17 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         if handler is not None:
             handler.close()
             log.removeHandler(handler)
+
+
+def _selection(strategy, select_on_val: bool, select: str) -> str:
+    """metrics.json's word on how the kept model was chosen."""
+    if not strategy.trains_backbone:
+        return "C by cross-validation on train" if strategy.probe_first else "the model as loaded (nothing trained)"
+    if strategy.probe_after:
+        return "final epoch; head C by cross-validation on train"
+    if select_on_val:
+        return "best val epoch"
+    return "final epoch (--select last)" if select == "last" else "final epoch (val not used for selection)"
 
 
 def _kept_epoch(history: list[dict]) -> int | None:

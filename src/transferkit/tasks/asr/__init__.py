@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from ._data import SpeechDataset, SpeechOps, TranscriptData, collate_speech
 from ._model import WHISPER_EOT, WHISPER_PROMPT, CTCModel, WhisperModel
 from ._text import Vocabulary, error_rates, normalise, warn_unseen
 
+log = logging.getLogger("transferkit")
 STRATEGIES = "zero-shot (Whisper), frozen, finetune, partial:K, gradual, lora or scratch"
 HEADS = ("ctc", "whisper")
 MAX_SECONDS = 30.0  # Whisper's encoder window
@@ -29,8 +31,8 @@ class SpeechRecognition(Task):
     compare_metrics = ("wer", "cer")
     lower_is_better = ("wer", "cer")
     modalities = ("audio",)
-    baseline_strategy = "zero-shot"
-    labels_are = "CTC symbols"  # compare's reference line where the backbone can transcribe; else scratch
+    baseline_strategy = "zero-shot"  # compare's reference line where the backbone can transcribe; else scratch
+    labels_are = "CTC symbols"
     #: CTC: a new layer at 1e-3 over an encoder at 5e-5; Whisper: its own decoder at 1e-4, the encoder at 1e-5
     head_defaults = {"ctc": {"lr": 1e-3, "backbone_lr_mult": 0.05}, "whisper": {"lr": 1e-4, "backbone_lr_mult": 0.1}}
 
@@ -76,9 +78,7 @@ class SpeechRecognition(Task):
         waveform = speech.get("input") == "waveform"
         dc = {"sample_rate": 16000, "n_mels": 0 if waveform else int(speech.get("n_mels", 80)),
               "normalize": bool(speech.get("normalize", False)), "head": cfg.head, "normalise": cfg.normalise,
-              "max_seconds": MAX_SECONDS if cfg.head == "whisper" or "max_frames" in speech else None, "upsample": 1,
-              "input_shape": [0 if waveform else int(speech.get("n_mels", 80)), -1], "clip_samples": None,
-              "image_size": 0}
+              "max_seconds": MAX_SECONDS if cfg.head == "whisper" or "max_frames" in speech else None, "upsample": 1}
         if cfg.strategy == "zero-shot" and cfg.head != "whisper":
             raise ConfigError("Strategy zero-shot needs a model that transcribes as loaded (Whisper's decoder)",
                               "--head whisper with a Whisper backbone", "Use a trained strategy for a CTC head")
@@ -100,19 +100,13 @@ class SpeechRecognition(Task):
 
     def setup(self, cfg, data) -> "SpeechRecognition":
         inputs = [p for part in data.splits_.values() for p in part.inputs]
-        groups = data._groups(inputs) if hasattr(data, "_groups") else None
+        groups = data._groups(inputs)
         if cfg.head == "ctc":  # characters a CTC head can never write: said once, before training
             held_out = [p for k in ("val", "test") for p in data.splits_[k].inputs]
             warn_unseen(Vocabulary(data.classes_), {p: normalise(data.transcripts_[p], cfg.normalise) for p in held_out},
                         "val/test transcripts")
-        beam = None
-        if cfg.decode == "lexicon" or cfg.lm:
-            from ._beam import LexiconBeam
-
-            words = {w for p in data.splits_["train"].inputs for w in normalise(data.transcripts_[p], cfg.normalise).split()}
-            beam = LexiconBeam(data.classes_, sorted(words), cfg.lm)
         return SpeechRecognition(data.transcripts_, data.classes_, cfg.head, cfg.normalise,
-                                 dict(zip(inputs, groups)) if groups else {}, beam=beam)
+                                 dict(zip(inputs, groups)) if groups else {})
 
     def loaded(self, run_dir, meta, cfg) -> "SpeechRecognition":
         saved = Path(run_dir) / "splits.json"
@@ -120,14 +114,8 @@ class SpeechRecognition(Task):
         if saved.is_file():
             for part in json.loads(saved.read_text()).values():
                 transcripts.update(zip(part["inputs"], part.get("transcripts", [])))
-        dc = meta["data_config"]
-        beam = None
-        if dc.get("decode") == "lexicon":
-            from ._beam import LexiconBeam
-
-            beam = LexiconBeam(meta["labels"], dc["lexicon"], dc.get("lm"))
-        return SpeechRecognition(transcripts, meta["labels"], meta["head"], dc["normalise"], tokenizer=self.tokenizer,
-                                 beam=beam)
+        return SpeechRecognition(transcripts, meta["labels"], meta["head"], meta["data_config"]["normalise"],
+                                 tokenizer=self.tokenizer, beam=self.beam)
 
     def with_data(self, data) -> "SpeechRecognition":
         data.setup()
@@ -153,10 +141,17 @@ class SpeechRecognition(Task):
 
     # -- model and loop ----------------------------------------------------------------------------------
     def build_model(self, backbone, meta) -> torch.nn.Module:
+        """The head's model; the decoding it needs (Whisper's tokenizer, the lexicon beam of ``--decode lexicon``, read
+        from the data config) is kept for :meth:`loaded`."""
+        dc = meta.get("data_config") or {}
+        if dc.get("decode") == "lexicon":
+            from ._beam import LexiconBeam
+
+            self.beam = LexiconBeam(meta["labels"], dc["lexicon"], dc.get("lm"))
         if meta["head"] == "whisper":
             self.tokenizer = backbone.tokenizer
             return WhisperModel(backbone, backbone.text_decoder())
-        return CTCModel(backbone, len(meta["labels"]), (meta.get("data_config") or {}).get("upsample", 1))
+        return CTCModel(backbone, len(meta["labels"]), dc.get("upsample", 1))
 
     def loss(self, outputs: dict, targets) -> torch.Tensor:
         return (CTCModel if "log_probs" in outputs else WhisperModel).loss(outputs, targets)
@@ -197,7 +192,7 @@ class SpeechRecognition(Task):
     def text_of(self, target: torch.Tensor) -> str:
         t = target[target >= 0].tolist()
         if self.head == "ctc":
-            return " ".join("".join(" " if self.vocab.symbols[i] == "|" else self.vocab.symbols[i] for i in t).split())
+            return self.vocab.decode(t)
         return normalise(self.tokenizer.decode([i for i in t if i != WHISPER_EOT], skip_special_tokens=True), self.mode)
 
     @torch.inference_mode()
@@ -226,19 +221,22 @@ class SpeechRecognition(Task):
 
     # -- scoring ------------------------------------------------------------------------------------------
     def score(self, run_dir, outputs, items, labels, split):
-        metrics = {"split": split, **self.rescore(outputs, items, labels)}
-        refs = [normalise(self.transcripts.get(p, ""), self.mode) for p in items.inputs]
-        e = error_rates(refs, list(outputs))
+        refs, e = self._rates(outputs, items)
         with open(run_dir / rf.PREDICTIONS, "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
             w.writerow(["input", "reference", "hypothesis", "word_errors", "words", "char_errors", "chars"])
             for row in zip(items.inputs, refs, outputs, e["word_errors"], e["words"], e["char_errors"], e["chars"]):
                 w.writerow(row)
-        return metrics
+        return {"split": split, **self._metrics(items, refs, e)}
 
     def rescore(self, outputs, items, labels) -> dict[str, Any]:
+        return self._metrics(items, *self._rates(outputs, items))
+
+    def _rates(self, outputs, items) -> tuple[list[str], dict]:
         refs = [normalise(self.transcripts.get(p, ""), self.mode) for p in items.inputs]
-        e = error_rates(refs, list(outputs))
+        return refs, error_rates(refs, list(outputs))
+
+    def _metrics(self, items, refs: list[str], e: dict) -> dict[str, Any]:
         out = {"wer": e["wer"], "cer": e["cer"], "n": len(refs), "words": int(sum(e["words"])),
                "normalise": self.mode, "head": self.head}
         by: dict[str, list[int]] = {}
@@ -280,7 +278,16 @@ class SpeechRecognition(Task):
 
         return sections(run_dir, m, read_predictions(run_dir), modality)
 
-    output_help = "CTC log-probabilities (N × frames × symbols; greedy: argmax, merge repeats, drop blank 0)"
+    output_help = ("log_probs (1 × frames × symbols) over 'labels' (index 0 is the CTC blank, '|' the word separator): "
+                   "greedy decoding takes the argmax per frame, merges repeats and drops blanks")
+
+    def contract(self, modality, data_config) -> dict[str, Any]:
+        dc = data_config
+        audio = {"input": "waveform", "normalize": "zero mean, unit variance per clip" if dc["normalize"] else "none"} \
+            if not dc["n_mels"] else {"input": "log-mel spectrogram", "n_mels": dc["n_mels"], "n_fft": 400, "hop_length": 160,
+                                      "log_mel": "Whisper's: log10(max(mel, 1e-10)), floor at peak − 8, then (x + 4) / 4"}
+        return {**audio, "sample_rate": dc["sample_rate"], "clip": "the whole clip, any length (mono, resampled)",
+                "layout": "1×n_mels×frames, one clip per call" if dc["n_mels"] else "1×samples, one clip per call"}
 
     def export(self, pred, fmt, out_dir, meta, check_inputs):
         from ._export import export
@@ -310,21 +317,18 @@ def _check_lengths(data, backbone, head: str, dc: dict) -> int:
     """Leave out (and list) training clips the model cannot learn from: longer than the encoder's window, or — for
     CTC — with fewer frames than their transcript needs. Returns the frame upsampling CTC needs, if any."""
     from ...modalities._audio_io import duration
-    import logging
 
-    log = logging.getLogger("transferkit")
-    train = data.splits_["train"]
-    secs = {p: duration(p) for p in train.inputs}
-    reasons = {}
-    if dc["max_seconds"]:
-        for split, part in data.splits_.items():
-            long = {p: f"{s:.1f} s is longer than the encoder's {dc['max_seconds']:.0f} s window; split it into "
-                       "shorter clips" for p in part.inputs if (s := secs.get(p) or duration(p)) > dc["max_seconds"]}
-            if long and split != "train":
-                data.drop(split, long)
-                log.warning("skipped %d %s clip(s) longer than %.0f s (listed in bad_files.txt)", len(long), split,
-                            dc["max_seconds"])
-            reasons.update(long if split == "train" else {})
+    secs = {p: duration(p) for p in data.splits_["train"].inputs}
+    reasons: dict[str, str] = {}
+    limit = dc["max_seconds"]
+    for split, part in data.splits_.items():
+        long = {p: f"{s:.1f} s is longer than the encoder's {limit:.0f} s window; split it into shorter clips"
+                for p in part.inputs if limit and (s := secs.get(p) or duration(p)) > limit}
+        if split == "train":
+            reasons.update(long)  # listed below with the clips CTC cannot align
+        elif long:
+            data.drop(split, long)
+            log.warning("skipped %d %s clip(s) longer than %.0f s (listed in bad_files.txt)", len(long), split, limit)
     upsample = 1
     if head == "ctc":
         vocab = Vocabulary(data.classes_)
@@ -342,8 +346,7 @@ def _check_lengths(data, backbone, head: str, dc: dict) -> int:
     if reasons:
         data.drop("train", reasons)
         log.warning("skipped %d training clip(s) the model cannot learn from (listed in bad_files.txt), e.g. %s: %s",
-                    len(reasons),
-                    *next(iter(reasons.items())))
+                    len(reasons), *next(iter(reasons.items())))
     return upsample
 
 

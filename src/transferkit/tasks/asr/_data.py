@@ -15,7 +15,7 @@ from ...data._datasets import SPLITS
 from ...data._split import grouped_split, stratified_split
 from ...data._tables import clean_split, read_rows
 from ...errors import DataError
-from ...modalities._audio_features import log_mel, spec_augment
+from ...modalities._audio_features import log_mel, random_gain, spec_augment, standardise
 from ...modalities._audio_io import AUDIO_EXTENSIONS, SAMPLE_RATE, check_audio, duration
 from ._text import Vocabulary, normalise
 
@@ -166,7 +166,7 @@ def _pick(header: list[str], given: str | None, names: tuple[str, ...], what: st
     if found is None:
         raise DataError(f"{path} has no {what} column (columns: {', '.join(header) or 'none'})",
                         f"a header with a {what} column: one of {', '.join(names)}",
-                        f"Rename the column, e.g. `file,transcript`")
+                        "Rename the column, e.g. `file,transcript`")
     return found
 
 
@@ -184,12 +184,12 @@ class SpeechOps:
                 import soxr
 
                 wave = torch.from_numpy(soxr.resample(wave.numpy(), SAMPLE_RATE * factor, SAMPLE_RATE))
-            wave = wave * 10 ** (float(torch.empty(()).uniform_(-6, 6)) / 20)
-        if self.noise_snr is not None and self.augment != "none":
-            power = wave.pow(2).mean().clamp(min=1e-10)
-            wave = wave + torch.randn_like(wave) * torch.sqrt(power / 10 ** (self.noise_snr / 10))
+            wave = random_gain(wave)
+            if self.noise_snr is not None:
+                power = wave.pow(2).mean().clamp(min=1e-10)
+                wave = wave + torch.randn_like(wave) * torch.sqrt(power / 10 ** (self.noise_snr / 10))
         if not self.n_mels:
-            return (wave - wave.mean()) / torch.sqrt(wave.var(correction=0) + 1e-7) if self.normalize else wave
+            return standardise(wave) if self.normalize else wave
         spec = log_mel(wave, self.n_mels)
         return spec_augment(spec) if self.augment == "standard" else spec
 
@@ -205,7 +205,8 @@ class SpeechDataset(torch.utils.data.Dataset):
         self.decoded, self.targets, self.prompt = decoded, targets, tuple(prompt)
         self.items = decoded.items
         self.held = getattr(decoded, "held", None)
-        self.lengths = [duration(p) for p in self.items.inputs]
+        held = self.held or [None] * len(self.items)  # decoded clips give their length without another read
+        self.lengths = [len(h) / SAMPLE_RATE if h is not None else duration(p) for p, h in zip(self.items.inputs, held)]
 
     def __len__(self) -> int:
         return len(self.decoded)
@@ -225,14 +226,13 @@ def collate_speech(batch, prompt: tuple[int, ...] = ()):
     x = torch.stack([F.pad(f, (0, width - f.shape[-1]), value=float(f.min()) if f.ndim > 1 else 0.0)
                      for f in feats])
     out = {"input": x, "lengths": torch.tensor([f.shape[-1] for f in feats])}
-    if prompt:  # teacher forcing: the decoder reads prompt + tokens, predicts tokens + end
+    if prompt:  # teacher forcing: the decoder reads prompt + tokens, predicts tokens + end (prompt positions -100)
         seqs = [list(prompt) + list(t) for t in targets]
         n = max(len(s) for s in seqs)
-        out["decoder_input"] = torch.tensor([s[:-1] + [s[-1]] * (n - len(s)) for s in seqs])[:, : n - 1]
+        out["decoder_input"] = torch.tensor([s[:-1] + [s[-1]] * (n - len(s)) for s in seqs])
         y = torch.full((len(seqs), n - 1), -100, dtype=torch.long)
         for r, t in enumerate(targets):
-            start = len(prompt) - 1
-            y[r, start:start + len(t)] = torch.tensor(t, dtype=torch.long)
+            y[r, len(prompt) - 1:len(prompt) - 1 + len(t)] = torch.tensor(t, dtype=torch.long)
         return out, y
     y = torch.full((len(targets), max(1, max(len(t) for t in targets))), -1, dtype=torch.long)
     for r, t in enumerate(targets):

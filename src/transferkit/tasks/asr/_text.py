@@ -46,18 +46,15 @@ class Vocabulary:
         unk = self.index[UNKNOWN]
         return [self.index[SEPARATOR] if c == " " else self.index.get(c, unk) for c in text]
 
-    def unseen(self, text: str) -> set[str]:
-        return {c for c in text if c != " " and c not in self.index}
+    def decode(self, ids: list[int]) -> str:
+        """Symbols → text: ``|`` → space, blanks dropped, runs of spaces collapsed."""
+        chars = (self.symbols[i] if i < len(self.symbols) else UNKNOWN for i in ids if i != 0)
+        return " ".join("".join(" " if s == SEPARATOR else s for s in chars).split())
 
     def decode_greedy(self, ids: np.ndarray) -> str:
         """Best path: merge repeats, drop blanks, ``|`` → space."""
-        out, prev = [], -1
-        for i in ids.tolist():
-            if i != prev and i != 0:
-                s = self.symbols[i] if i < len(self.symbols) else UNKNOWN
-                out.append(" " if s == SEPARATOR else s)
-            prev = i
-        return " ".join("".join(out).split())
+        path = ids.tolist()
+        return self.decode([i for k, i in enumerate(path) if k == 0 or i != path[k - 1]])
 
     def __len__(self) -> int:
         return len(self.symbols)
@@ -79,21 +76,22 @@ def error_rates(refs: list[str], hyps: list[str]) -> dict:
     """Corpus WER and CER (jiwer) and the per-utterance edit counts behind them."""
     import jiwer
 
-    pairs = [(r, h) for r, h in zip(refs, hyps)]
-    words = [len(r.split()) for r, _ in pairs]
-    chars = [len(r) for r, _ in pairs]
-    w_err = [_edits(jiwer.process_words, r, h, len(r.split())) for r, h in pairs]
-    c_err = [_edits(jiwer.process_characters, r, h, len(r)) for r, h in pairs]
+    def n_words(s: str) -> int:
+        return len(s.split())
+
+    pairs = list(zip(refs, hyps))
+    words, chars = [n_words(r) for r in refs], [len(r) for r in refs]
+    w_err = [_edits(jiwer.process_words, r, h, n_words) for r, h in pairs]
+    c_err = [_edits(jiwer.process_characters, r, h, len) for r, h in pairs]
     return {"wer": sum(w_err) / max(1, sum(words)), "cer": sum(c_err) / max(1, sum(chars)),
             "word_errors": w_err, "words": words, "char_errors": c_err, "chars": chars}
 
 
-def _edits(process, ref: str, hyp: str, size: int) -> int:
-    """Substitutions + deletions + insertions of one utterance (an empty reference: every word inserted)."""
-    if not ref:
-        return len(hyp.split()) if process.__name__ == "process_words" else len(hyp)
-    if not hyp:
-        return size
+def _edits(process, ref: str, hyp: str, size) -> int:
+    """Substitutions + deletions + insertions of one utterance; with an empty side, all of the other side's units
+    (``size`` counts them) are deletions or insertions."""
+    if not ref or not hyp:
+        return size(ref) + size(hyp)
     o = process(ref, hyp)
     return int(o.substitutions + o.deletions + o.insertions)
 
