@@ -31,6 +31,9 @@ def test_auto_picks_contrastive_for_few_texts_and_it_trains_a_head_on_adapted_fe
     key = "encoder.layer.0.attention.self.query.weight"
     adapted, start = load_file(str(run.path / "model.safetensors")), load_file(str(tiny_bert / "model.safetensors"))
     assert not torch.equal(adapted[f"backbone.model.{key}"], start[key])  # the encoder itself was trained
+    emb = "embeddings.word_embeddings.weight"
+    assert torch.equal(adapted[f"backbone.model.{emb}"], start[emb])  # its input stage stays as loaded
+    assert not list((tmp_path / "cache").rglob("*.npy"))  # the trained encoder's features are not cached
     assert run.accuracy >= 0.9
     assert (run.path / "report.html").is_file()
     assert tk.evaluate(run.path)["accuracy"] == pytest.approx(run.accuracy)  # an ordinary model when saved

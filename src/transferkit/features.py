@@ -93,7 +93,8 @@ def autocast(device, precision: str):
 def extract_features(backbone, items: Items, transform, batch_size: int = 32,
                      cache_dir: str | Path | None = None, workers: int | None = None,
                      device: torch.device | str = "cpu", progress=None, dataset=None, precision: str = "no",
-                     channels_last: bool = True, preprocessing: str | None = None, shard: bool = False) -> np.ndarray:
+                     channels_last: bool = True, preprocessing: str | None = None, shard: bool = False,
+                     cache: bool = True) -> np.ndarray:
     """Pooled features (N, D) float32 of ``items`` under ``transform``, from cache when possible.
 
     Args:
@@ -101,11 +102,13 @@ def extract_features(backbone, items: Items, transform, batch_size: int = 32,
         progress: optional ``callable(n_items_just_done)``.
         shard: called by every one of several processes: each computes its share, all get every row; the
             main process reads and writes the cache (and shares what it read).
+        cache: False skips the cache (and hashing the weights for its key): for weights nothing will read again.
     """
-    cache = Path(cache_dir or default_cache_dir()) / "features"
-    key = cache_key(backbone, transform, items, precision, preprocessing)
-    path = cache / f"{key}.npy"
-    feats = _read_cache(path, len(items)) if _dist.is_main() or not shard else None
+    path = None
+    if cache:
+        key = cache_key(backbone, transform, items, precision, preprocessing)
+        path = Path(cache_dir or default_cache_dir()) / "features" / f"{key}.npy"
+    feats = _read_cache(path, len(items)) if path is not None and (_dist.is_main() or not shard) else None
     if shard and _dist.world() > 1:
         feats = _dist.broadcast(feats)
     if feats is not None:
@@ -117,9 +120,9 @@ def extract_features(backbone, items: Items, transform, batch_size: int = 32,
                          shard=shard)
     if not len(feats):
         feats = np.zeros((0, backbone.num_features), np.float32)
-    if _dist.is_main() or not shard:
+    if path is not None and (_dist.is_main() or not shard):
         try:
-            cache.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda p: np.save(open(p, "wb"), feats))
         except OSError as exc:  # a cache we cannot write is not a reason to fail the run
             log.warning("feature cache not written (%s)", exc)

@@ -198,9 +198,9 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         probe_info: dict[str, Any] = {}
         history: list[dict] = []
 
-        def features(net, items, name: str) -> np.ndarray:
+        def features(net, items, name: str, cache: bool = True) -> np.ndarray:
             return _features(net, modality, items, name, eval_tf, modality.feature_key(eval_tf, data_config), nhwc,
-                             cfg, device)
+                             cfg, device, cache)
 
         def reestimate(net, items, domain: str) -> None:  # AdaBN
             loader = make_loader(task.dataset(modality, backbone, items, eval_tf, cfg), cfg.batch_size * 2, cfg.workers)
@@ -219,11 +219,12 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
             if adapt.uses_batchnorm() and not strategy.trains_backbone:
                 reestimate(backbone, train_items, "source")  # the probe learns on source statistics
 
-        def probe(final: bool) -> np.ndarray | None:
+        def probe(final: bool, trained: bool = False) -> np.ndarray | None:
             """Fit the task's head on the backbone's features of train; with ``final`` (the head is the model's last
             word), its outputs on the evaluation split — lp-ft fine-tunes on, so it extracts no evaluation features."""
-            feats = {s: features(backbone, data.splits_[s], s) for s in dict.fromkeys(["train", eval_split] if final
-                                                                                   else ["train"])}
+            # features of weights this run has just ``trained`` are never read again: not cached (nor hashed)
+            feats = {s: features(backbone, data.splits_[s], s, cache=not trained)
+                     for s in dict.fromkeys(["train", eval_split] if final else ["train"])}
             t0, info = time.time(), {}
             if _dist.is_main():  # one fit; the others receive the head
                 labels = np.asarray(train_items.labels)
@@ -251,7 +252,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
                                  select_on_val and strategy.uses_val, nhwc, resume_state, on_epoch_end)
             model.to(device)
         if strategy.probe_after:
-            eval_out = probe(final=True)
+            eval_out = probe(final=True, trained=True)
         elif eval_out is None:  # trained by the loop, or used as loaded (zero-shot)
             with progress_bar(f"evaluate {eval_split}", len(eval_items)) as update:
                 eval_out = task.infer(model, task.dataset(modality, backbone, eval_items, eval_tf, cfg), cfg.batch_size * 2,
@@ -342,13 +343,14 @@ def _splits_record(data: LabelledData) -> dict:
     return out
 
 
-def _features(backbone, modality, items, name: str, transform, preprocessing, nhwc, cfg, device) -> np.ndarray:
-    """Features of ``items`` (cached on disk), with a progress bar named ``name``."""
+def _features(backbone, modality, items, name: str, transform, preprocessing, nhwc, cfg, device,
+              cache: bool = True) -> np.ndarray:
+    """Features of ``items`` (cached on disk with ``cache``), with a progress bar named ``name``."""
     with progress_bar(f"features {name}", len(items)) as update:
         return extract_features(
             backbone, items, transform, cfg.batch_size * 2, cfg.cache_dir, cfg.workers, device,
             progress=update, dataset=modality.dataset(backbone, items, transform, cfg), precision=cfg.precision,
-            channels_last=nhwc, preprocessing=preprocessing, shard=True)
+            channels_last=nhwc, preprocessing=preprocessing, shard=True, cache=cache)
 
 
 def _epoch_dataset(task, modality, backbone, items, transform, cfg, split: str):
