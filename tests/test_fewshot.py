@@ -130,12 +130,28 @@ def test_compare_shots_sweeps_counts_on_one_split(tiny_bert, texts, tmp_path):
     assert (tmp_path / "cmp" / sweep["path"].split("/")[-1] / "report.html").is_file()
 
 
-def test_contrastive_trains_at_least_15_steps_and_10_passes():
+def test_contrastive_trains_at_least_15_steps_and_15_passes_at_half_the_peak_beyond_15_steps():
     from transferkit.config import RunConfig
     from transferkit.strategies import get_strategy
 
     s = get_strategy(RunConfig(strategy="contrastive"))
     assert s.epoch_samples(16, 16, 5) == 48  # 16 texts: 3 steps an epoch, 15 in all
-    assert s.epoch_samples(128, 16, 5) == 256  # 128 texts: 10 passes, 80 steps
-    assert s.epoch_samples(5000, 16, 5) == 10000
-    assert get_strategy(RunConfig(strategy="finetune")).epoch_samples(128, 16, 5) == 128
+    assert s.epoch_samples(128, 16, 5) == 384  # 128 texts: 15 passes, 120 steps
+    assert s.epoch_samples(5000, 16, 5) == 15000
+    assert (s.peak_scale(15), s.peak_scale(16), s.peak_scale(120)) == (1.0, 0.5, 0.5)
+    finetune = get_strategy(RunConfig(strategy="finetune"))
+    assert finetune.epoch_samples(128, 16, 5) == 128 and finetune.peak_scale(1000) == 1.0
+
+
+def test_the_loop_applies_the_strategy_peak_scale(tiny_bert, texts, tmp_path):
+    from transferkit.strategies import get_strategy
+    from transferkit.training._loop import warmup_cosine
+
+    run = tk.fit(texts, backbone=f"hf:{tiny_bert}", strategy="contrastive", epochs=2, batch_size=8, workers=0,
+                 output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"))
+    s, n = get_strategy(run.config), run.metrics["n_train"]
+    per_epoch = s.steps_per_epoch(n)
+    total = per_epoch * 2
+    assert total > s.min_steps  # the halved peak is the one in force
+    factor = warmup_cosine(int(run.config.warmup_epochs * per_epoch), total)(per_epoch)  # after that many steps
+    assert run.history[0]["lr"] == pytest.approx(run.config.lr * 0.5 * factor)  # the head group's lr after epoch 1

@@ -96,8 +96,9 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     labels = list(train_ds.items.labels)
     samples = strategy.epoch_samples(len(labels), cfg.batch_size, cfg.epochs)
     steps_per_epoch = strategy.steps_per_epoch(len(labels))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(int(cfg.warmup_epochs * steps_per_epoch), steps_per_epoch * cfg.epochs))
+    total_steps = steps_per_epoch * cfg.epochs
+    schedule, peak = warmup_cosine(int(cfg.warmup_epochs * steps_per_epoch), total_steps), strategy.peak_scale(total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: peak * schedule(step))
     optimizer = accelerator.prepare_optimizer(optimizer)
     raw.to(device)
     penalties = [L2SP(raw.backbone, cfg.l2sp)] if cfg.l2sp > 0 else []
