@@ -13,7 +13,6 @@ import transferkit as tk
 from transferkit.strategies import CosinePairs
 from transferkit.training._sharding import GlobalBatches
 
-from conftest import FAST
 
 pytest.importorskip("transformers")
 

@@ -97,7 +97,8 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     samples = strategy.epoch_samples(len(labels), cfg.batch_size, cfg.epochs)
     steps_per_epoch = strategy.steps_per_epoch(len(labels))
     total_steps = steps_per_epoch * cfg.epochs
-    schedule, peak = warmup_cosine(int(cfg.warmup_epochs * steps_per_epoch), total_steps), strategy.peak_scale(total_steps)
+    schedule = warmup_cosine(int(cfg.warmup_epochs * steps_per_epoch), total_steps)
+    peak = strategy.peak_scale(total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: peak * schedule(step))
     optimizer = accelerator.prepare_optimizer(optimizer)
     raw.to(device)
