@@ -154,3 +154,4 @@ def test_the_loop_applies_the_strategy_peak_scale(tiny_bert, texts, tmp_path):
     assert total > s.min_steps  # the halved peak is the one in force
     factor = warmup_cosine(int(run.config.warmup_epochs * per_epoch), total)(per_epoch)  # after that many steps
     assert run.history[0]["lr"] == pytest.approx(run.config.lr * 0.5 * factor)  # the head group's lr after epoch 1
+    assert f"contrastive: learning rates × 0.5 for this {total}-step run" in (run.path / "train.log").read_text()

@@ -99,6 +99,8 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     total_steps = steps_per_epoch * cfg.epochs
     schedule = warmup_cosine(int(cfg.warmup_epochs * steps_per_epoch), total_steps)
     peak = strategy.peak_scale(total_steps)
+    if peak != 1.0:
+        log.info("%s: learning rates × %g for this %d-step run", strategy.name, peak, total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: peak * schedule(step))
     optimizer = accelerator.prepare_optimizer(optimizer)
     raw.to(device)
