@@ -16,7 +16,7 @@ from pathlib import Path
 def main() -> None:
     import transferkit as tk
     from transferkit.tasks.asr._beam import LexiconBeam
-    from transferkit.tasks.asr._text import error_rates, normalise
+    from transferkit.tasks.asr._text import error_rates, lexicon, normalise
 
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
@@ -27,7 +27,7 @@ def main() -> None:
     splits = json.loads((run / "splits.json").read_text())
     pred = tk.load(run)
     mode = pred.meta["data_config"]["normalise"]
-    words = sorted({w for t in splits["train"]["transcripts"] for w in normalise(t, mode).split()})
+    words = lexicon(splits["train"]["transcripts"], mode)
     refs = [normalise(t, mode) for t in splits["test"]["transcripts"]]
     rows = []
     for name, beam in (("greedy", None), (f"lexicon beam {args.beam} ({len(words)} words"

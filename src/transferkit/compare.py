@@ -65,15 +65,14 @@ def transfer_warnings(rows: list[dict], metric: str = "accuracy", baseline: str 
             continue
         test = g.get("mcnemar")
         p = f" (McNemar's exact test, pooled over seeds: p = {test['pooled']['p']:.2g})" if test else ""
-        if g["high"] < 0 and baseline != "scratch":
-            msgs.append(f"WORSE THAN {baseline.upper()}: {r['strategy']} is {-g['mean']:.1%} worse than {against} in "
-                        f"{metric}, 95% interval [{g['low']:+.1%}, {g['high']:+.1%}]{p}. Training lost more than it "
-                        f"taught here: keep the {baseline} model, or give this line more data or more steps.")
-        elif g["high"] < 0:
-            msgs.append(f"NEGATIVE TRANSFER: {r['strategy']} is {-g['mean']:.1%} worse than {against} in "
-                        f"{metric}, 95% interval [{g['low']:+.1%}, {g['high']:+.1%}]{p}. The pretrained features hurt "
-                        f"on this data: try another backbone, more fine-tuning (finetune, lp-ft), or check that the "
-                        f"inputs match the backbone's domain.")
+        if g["high"] < 0:
+            label, advice = ((f"WORSE THAN {baseline.upper()}", f"Training lost more than it taught here: keep the "
+                              f"{baseline} model, or give this line more data or more steps.") if baseline != "scratch"
+                             else ("NEGATIVE TRANSFER", "The pretrained features hurt on this data: try another "
+                                   "backbone, more fine-tuning (finetune, lp-ft), or check that the inputs match the "
+                                   "backbone's domain."))
+            msgs.append(f"{label}: {r['strategy']} is {-g['mean']:.1%} worse than {against} in {metric}, 95% interval "
+                        f"[{g['low']:+.1%}, {g['high']:+.1%}]{p}. {advice}")
         elif g["low"] <= 0:
             msgs.append(f"No clear gain: {r['strategy']} vs {baseline} is {g['mean']:+.1%} in {metric}, and the 95% "
                         f"interval [{g['low']:+.1%}, {g['high']:+.1%}] includes 0{p}; {dominant_source(g)}.")

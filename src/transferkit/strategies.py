@@ -40,6 +40,14 @@ def set_trainable(module: nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
+def set_stages_trainable(backbone, stages: list[list[str]], flag: bool) -> None:
+    """Set ``requires_grad`` on the parameters of these backbone ``stages`` (lists of parameter names)."""
+    named = dict(backbone.named_parameters())
+    for names in stages:
+        for n in names:
+            named[n].requires_grad_(flag)
+
+
 def apply_bn_policy(model: nn.Module, bn: str) -> None:
     """Decide which BatchNorm layers normalise with their running statistics (eval mode).
 
@@ -207,10 +215,7 @@ class Partial(Strategy):
                               f"partial:K with 1 ≤ K ≤ {len(stages)}")
         set_trainable(model, False)
         set_trainable(model.head, True)
-        named = dict(model.backbone.named_parameters())
-        for names in stages[-self.k:]:
-            for n in names:
-                named[n].requires_grad_(True)
+        set_stages_trainable(model.backbone, stages[-self.k:], True)
 
 
 class Gradual(Strategy):
@@ -305,9 +310,7 @@ class Contrastive(Strategy):
         set_trainable(model.head, False)
         stages = model.backbone.stages()
         if len(stages) > 1:
-            named = dict(model.backbone.named_parameters())
-            for n in stages[0]:
-                named[n].requires_grad_(False)
+            set_stages_trainable(model.backbone, stages[:1], False)
 
     def train_module(self, model: TransferModel) -> nn.Module:
         return model.backbone

@@ -41,6 +41,15 @@ def log_mel(wave: torch.Tensor, n_mels: int = 80, sample_rate: int = 16000, n_ff
     return (spec + 4.0) / 4.0
 
 
+def input_contract(dc: dict) -> dict:
+    """What an exported audio model's consumer must compute from a clip (waveform or log-mel), from a data config."""
+    if not dc["n_mels"]:
+        return {"input": "waveform", "sample_rate": dc["sample_rate"],
+                "normalize": "zero mean, unit variance per clip" if dc.get("normalize") else "none"}
+    return {"input": "log-mel spectrogram", "sample_rate": dc["sample_rate"], "n_mels": dc["n_mels"], "n_fft": 400,
+            "hop_length": 160, "log_mel": "Whisper's: log10(max(mel, 1e-10)), floor at peak − 8, then (x + 4) / 4"}
+
+
 def _uniform(lo: float, hi: float) -> float:
     return float(torch.empty(()).uniform_(lo, hi))
 

@@ -21,7 +21,7 @@ import torch
 
 from ..data import CsvImageData, ImageFolderData, ImageTransform
 from ..errors import DataError
-from ._audio_features import AudioOps, log_mel
+from ._audio_features import AudioOps, input_contract, log_mel
 from ._audio_io import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioDecode, check_audio, duration, read_audio
 from ._base import Modality
 from .image import cached_dataset, expand_files
@@ -117,16 +117,11 @@ class AudioModality(Modality):
 
     def contract(self, data_config):
         dc = data_config
+        clip = {"input_shape": dc["input_shape"], "clip_samples": dc["clip_samples"],
+                "clip": "mono, resampled, centre-cropped or zero-padded (centred) to clip_samples"}
         if not dc["n_mels"]:
-            return {"input": "waveform", "input_shape": dc["input_shape"], "sample_rate": dc["sample_rate"],
-                    "clip_samples": dc["clip_samples"], "normalize": "zero mean, unit variance per clip"
-                    if dc.get("normalize") else "none", "clip": "mono, resampled, centre-cropped or zero-padded "
-                    "(centred) to clip_samples", "layout": "N×samples float32"}
-        return {"input": "log-mel spectrogram", "input_shape": dc["input_shape"], "sample_rate": dc["sample_rate"],
-                "clip_samples": dc["clip_samples"], "n_mels": dc["n_mels"], "n_fft": 400, "hop_length": 160,
-                "log_mel": "Whisper's: log10(max(mel, 1e-10)), floor at peak − 8, then (x + 4) / 4",
-                "clip": "mono, resampled, centre-cropped or zero-padded (centred) to clip_samples",
-                "image_size": dc["image_size"] or None,
+            return {**input_contract(dc), **clip, "layout": "N×samples float32"}
+        return {**input_contract(dc), **clip, "image_size": dc["image_size"] or None,
                 "layout": ("N×3×S×S: the spectrogram resized to S×S (bilinear), repeated over 3 channels"
                            if dc["image_size"] else "N×n_mels×frames")}
 

@@ -18,7 +18,7 @@ from ...errors import ConfigError
 from .._base import Task
 from ._data import SpeechDataset, SpeechOps, TranscriptData, collate_speech
 from ._model import WHISPER_EOT, WHISPER_PROMPT, CTCModel, WhisperModel
-from ._text import Vocabulary, error_rates, normalise, warn_unseen
+from ._text import Vocabulary, error_rates, lexicon, normalise, warn_unseen
 
 log = logging.getLogger("transferkit")
 STRATEGIES = "zero-shot (Whisper), frozen, finetune, partial:K, gradual, lora or scratch"
@@ -88,8 +88,8 @@ class SpeechRecognition(Task):
             if cfg.head != "ctc":
                 raise ConfigError("--decode lexicon / --lm apply to a CTC head (Whisper's decoder is its own language "
                                   "model)", "--head ctc", "Leave --decode and --lm out for a Whisper head")
-            words = sorted({w for p in data.splits_["train"].inputs
-                            for w in normalise(data.transcripts_[p], cfg.normalise).split()}) if data is not None else []
+            words = lexicon((data.transcripts_[p] for p in data.splits_["train"].inputs), cfg.normalise) \
+                if data is not None else []
             dc.update(decode="lexicon", lexicon=words, lm=str(Path(cfg.lm).resolve()) if cfg.lm else None)
         ops = dict(n_mels=dc["n_mels"], normalize=dc["normalize"])
         return _transform(SpeechOps(cfg.augment, noise_snr=cfg.noise_snr, **ops)), _transform(SpeechOps(**ops)), dc
@@ -282,11 +282,10 @@ class SpeechRecognition(Task):
                    "greedy decoding takes the argmax per frame, merges repeats and drops blanks")
 
     def contract(self, modality, data_config) -> dict[str, Any]:
+        from ...modalities._audio_features import input_contract
+
         dc = data_config
-        audio = {"input": "waveform", "normalize": "zero mean, unit variance per clip" if dc["normalize"] else "none"} \
-            if not dc["n_mels"] else {"input": "log-mel spectrogram", "n_mels": dc["n_mels"], "n_fft": 400, "hop_length": 160,
-                                      "log_mel": "Whisper's: log10(max(mel, 1e-10)), floor at peak − 8, then (x + 4) / 4"}
-        return {**audio, "sample_rate": dc["sample_rate"], "clip": "the whole clip, any length (mono, resampled)",
+        return {**input_contract(dc), "clip": "the whole clip, any length (mono, resampled)",
                 "layout": "1×n_mels×frames, one clip per call" if dc["n_mels"] else "1×samples, one clip per call"}
 
     def export(self, pred, fmt, out_dir, meta, check_inputs):

@@ -16,6 +16,11 @@ BLANK, SEPARATOR, UNKNOWN = "<blank>", "|", "<unk>"
 NORMALISE = ("basic", "none")
 
 
+def lexicon(transcripts, mode: str) -> list[str]:
+    """The distinct words of ``transcripts`` normalised by ``mode``, sorted (the lexicon beam's vocabulary)."""
+    return sorted({w for t in transcripts for w in normalise(t, mode).split()})
+
+
 def normalise(text: str, mode: str = "basic") -> str:
     """``basic``: lower-case, digits spelled one word each ("24" → "two four"), punctuation removed (apostrophes
     inside words kept), whitespace collapsed. ``none``: whitespace collapsed only. Applied to references and
