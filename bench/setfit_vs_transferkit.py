@@ -115,7 +115,8 @@ def main() -> None:
         for shots in map(int, args.shots.split(",")):
             names = [s for s in args.strategies.split(",") if s]
             res = {**{f"transferkit {s}": [] for s in names}, **({} if args.no_setfit else {"SetFit (default recipe)": []})}
-            for seed in range(args.first_seed, args.first_seed + args.seeds):
+            seeds = range(args.first_seed, args.first_seed + args.seeds)
+            for seed in seeds:
                 train = sample(pool, labels, shots, seed)
                 for s in names:
                     res[f"transferkit {s}"].append(run_transferkit(texts, labels, train, test, Path(tmp), seed, s, **kw))
@@ -126,6 +127,8 @@ def main() -> None:
                 print(f"| {name} | {shots} | {a[:, 0].mean():.3f} ± {a[:, 0].std():.3f} | "
                       f"{a[:, 1].mean():.3f} ± {a[:, 1].std():.3f} | {a[:, 2].mean():.1f} ± {a[:, 2].std():.1f} |",
                       flush=True)
+            print("per-seed accuracy (seeds " + ", ".join(map(str, seeds)) + "): " + "; ".join(
+                f"{name} " + " ".join(f"{r[0]:.3f}" for r in rows) for name, rows in res.items()), flush=True)
 
 
 if __name__ == "__main__":
