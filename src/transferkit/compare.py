@@ -55,9 +55,16 @@ def paired_gains(task, runs: list, baseline: list, labels: list[str], values: li
 
 
 def transfer_warnings(rows: list[dict], metric: str = "accuracy", baseline: str = "scratch") -> list[str]:
-    """Follow the headline gain's interval: NEGATIVE TRANSFER when all of it is below 0, "no clear gain"
-    when it straddles 0 (with which source of variation to reduce)."""
-    against = "training from scratch" if baseline == "scratch" else f"the {baseline} model"
+    """Follow the headline gain's interval: NEGATIVE TRANSFER (WORSE THAN a baseline other than scratch) when all of
+    it is below 0, "no clear gain" when it straddles 0 (with which source of variation to reduce)."""
+    if baseline == "scratch":
+        against, label = "training from scratch", "NEGATIVE TRANSFER"
+        advice = ("The pretrained features hurt on this data: try another backbone, more fine-tuning (finetune, "
+                  "lp-ft), or check that the inputs match the backbone's domain.")
+    else:
+        against, label = f"the {baseline} model", f"WORSE THAN {baseline.upper()}"
+        advice = (f"Training lost more than it taught here: keep the {baseline} model, or give this line more data "
+                  f"or more steps.")
     msgs = []
     for r in rows:
         g = r.get("gain")
@@ -66,11 +73,6 @@ def transfer_warnings(rows: list[dict], metric: str = "accuracy", baseline: str 
         test = g.get("mcnemar")
         p = f" (McNemar's exact test, pooled over seeds: p = {test['pooled']['p']:.2g})" if test else ""
         if g["high"] < 0:
-            label, advice = ((f"WORSE THAN {baseline.upper()}", f"Training lost more than it taught here: keep the "
-                              f"{baseline} model, or give this line more data or more steps.") if baseline != "scratch"
-                             else ("NEGATIVE TRANSFER", "The pretrained features hurt on this data: try another "
-                                   "backbone, more fine-tuning (finetune, lp-ft), or check that the inputs match the "
-                                   "backbone's domain."))
             msgs.append(f"{label}: {r['strategy']} is {-g['mean']:.1%} worse than {against} in {metric}, 95% interval "
                         f"[{g['low']:+.1%}, {g['high']:+.1%}]{p}. {advice}")
         elif g["low"] <= 0:

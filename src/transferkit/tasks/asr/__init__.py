@@ -15,6 +15,7 @@ import torch
 
 from ... import _runfolder as rf
 from ...errors import ConfigError
+from ...modalities._audio_features import input_contract
 from .._base import Task
 from ._data import SpeechDataset, SpeechOps, TranscriptData, collate_speech
 from ._model import WHISPER_EOT, WHISPER_PROMPT, CTCModel, WhisperModel
@@ -282,8 +283,6 @@ class SpeechRecognition(Task):
                    "greedy decoding takes the argmax per frame, merges repeats and drops blanks")
 
     def contract(self, modality, data_config) -> dict[str, Any]:
-        from ...modalities._audio_features import input_contract
-
         dc = data_config
         return {**input_contract(dc), "clip": "the whole clip, any length (mono, resampled)",
                 "layout": "1×n_mels×frames, one clip per call" if dc["n_mels"] else "1×samples, one clip per call"}
