@@ -129,15 +129,21 @@ def test_compare_shots_sweeps_counts_on_one_split(tiny_bert, texts, tmp_path):
     assert (tmp_path / "cmp" / sweep["path"].split("/")[-1] / "report.html").is_file()
 
 
-def test_contrastive_trains_at_least_15_steps_and_15_passes_at_half_the_peak_beyond_15_steps():
+def test_contrastive_trains_at_least_15_steps_and_15_passes_at_half_the_peak_beyond_15_steps_stretched_beyond_30():
     from transferkit.config import RunConfig
     from transferkit.strategies import get_strategy
 
     s = get_strategy(RunConfig(strategy="contrastive"))
     assert s.epoch_samples(16, 16, 5) == 48  # 16 texts: 3 steps an epoch, 15 in all
-    assert s.epoch_samples(128, 16, 5) == 384  # 128 texts: 15 passes, 120 steps
-    assert s.epoch_samples(5000, 16, 5) == 15000
-    assert (s.peak_scale(15), s.peak_scale(16), s.peak_scale(120)) == (1.0, 0.5, 0.5)
+    assert s.epoch_samples(32, 16, 5) == 96  # 32 texts: 15 passes, 30 steps (not stretched)
+    assert s.epoch_samples(64, 16, 5) == 384  # 64 texts: 15 passes would be 60 steps: 30 passes, 120 steps
+    assert s.epoch_samples(128, 16, 5) == 1536  # 128 texts: 120 steps at 15 passes, stretched 4×: 60 passes
+    assert s.epoch_samples(5000, 16, 5) == 60000  # never stretched more than 4×
+    assert (s.peak_scale(15), s.peak_scale(16), s.peak_scale(30)) == (1.0, 0.5, 0.5)
+    assert (s.peak_scale(120), s.peak_scale(480), s.peak_scale(18750)) == (0.25, 0.125, 0.125)
+    for n in (64, 128, 5000):  # the stretch the passes get is the one the peak is divided by
+        steps = s.steps_per_epoch(n) * 5
+        assert s.peak_scale(steps) == pytest.approx(0.5 / s.stretch(-(-15 * n // 16)), rel=0.01)
     finetune = get_strategy(RunConfig(strategy="finetune"))
     assert finetune.epoch_samples(128, 16, 5) == 128 and finetune.peak_scale(1000) == 1.0
 
@@ -151,7 +157,8 @@ def test_the_loop_applies_the_strategy_peak_scale(tiny_bert, texts, tmp_path):
     s, n = get_strategy(run.config), run.metrics["n_train"]
     per_epoch = s.steps_per_epoch(n)
     total = per_epoch * 2
-    assert total > s.min_steps  # the halved peak is the one in force
+    peak = s.peak_scale(total)
+    assert total > s.min_steps and peak < 1  # a scaled peak is the one in force
     factor = warmup_cosine(int(run.config.warmup_epochs * per_epoch), total)(per_epoch)  # after that many steps
-    assert run.history[0]["lr"] == pytest.approx(run.config.lr * 0.5 * factor)  # the head group's lr after epoch 1
-    assert f"contrastive: learning rates × 0.5 for this {total}-step run" in (run.path / "train.log").read_text()
+    assert run.history[0]["lr"] == pytest.approx(run.config.lr * peak * factor)  # the head group's lr after epoch 1
+    assert f"contrastive: learning rates × {peak:g} for this {total}-step run" in (run.path / "train.log").read_text()
