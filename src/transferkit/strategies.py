@@ -310,11 +310,9 @@ class Contrastive(Strategy):
         return min(max(steps / self.long_run, 1.0), self.max_stretch)
 
     def peak_scale(self, total_steps: int) -> float:
-        """The configured peak for a run of the minimum steps; half of it for longer runs, divided by the stretch
-        (a stretched run of s² · ``long_run`` steps was s times the unstretched one)."""
-        if total_steps <= self.min_steps:
-            return 1.0
-        return 0.5 / min(max(math.sqrt(total_steps / self.long_run), 1.0), self.max_stretch)
+        """The configured peak for a run of the minimum steps; half of it for longer runs, divided by their stretch
+        (a run stretched s times takes s · s · ``long_run`` steps, so it was √(steps · ``long_run``) unstretched)."""
+        return 1.0 if total_steps <= self.min_steps else 0.5 / self.stretch(math.sqrt(total_steps * self.long_run))
 
     def prepare(self, model: TransferModel) -> None:
         """The encoder trains, except its input stage (a text encoder's token embeddings: half of MiniLM's weights,
