@@ -162,3 +162,24 @@ def test_the_loop_applies_the_strategy_peak_scale(tiny_bert, texts, tmp_path):
     factor = warmup_cosine(int(run.config.warmup_epochs * per_epoch), total)(per_epoch)  # after that many steps
     assert run.history[0]["lr"] == pytest.approx(run.config.lr * peak * factor)  # the head group's lr after epoch 1
     assert f"contrastive: learning rates × {peak:g} for this {total}-step run" in (run.path / "train.log").read_text()
+
+
+def test_contrastive_draws_random_batches_where_finetune_groups_texts_by_length(tiny_bert, texts, tmp_path,
+                                                                                 monkeypatch):
+    import transferkit.training._loop as loop
+
+    seen = {}
+
+    class Recording(GlobalBatches):
+        def __init__(self, sampler, batch_size, drop_last, lengths=None, generator=None, window=50):
+            super().__init__(sampler, batch_size, drop_last, lengths, generator, window)
+            seen.setdefault(strategy, []).append(self)
+
+    monkeypatch.setattr(loop, "GlobalBatches", Recording)
+    runs = {}
+    for strategy in ("finetune", "contrastive"):
+        runs[strategy] = tk.fit(texts, backbone=f"hf:{tiny_bert}", strategy=strategy, epochs=1, batch_size=8, workers=0,
+               output=str(tmp_path / "runs"), cache_dir=str(tmp_path / strategy))
+    grouped, pairs = seen["finetune"][0], seen["contrastive"][0]
+    assert grouped.lengths is not None and len(grouped.lengths) == runs["finetune"].metrics["n_train"]  # tokens/text
+    assert pairs.lengths is None  # its in-batch pairs come from random batches, not neighbours in length

@@ -73,6 +73,7 @@ class Strategy:
     probe_after = False  # fit the head on the trained backbone's features after the loop (contrastive)
     trains_backbone = True
     uses_val = True  # the loop scores val each epoch (and may select the best epoch on it)
+    length_batches = True  # the loop may group items of similar length into a batch (texts: less padding)
     defaults: dict = {}  # settings this strategy wants where the user gave none (before the modality's)
 
     def __init__(self, cfg: RunConfig):
@@ -302,6 +303,7 @@ class Contrastive(Strategy):
     defaults = {"backbone_lr_mult": 0.2}  # 2e-4 peak at the text lr 1e-3 (SMS spam, 8–16 per class)
     probe_after = True
     uses_val = False  # val accuracy needs the head, which is fitted after the loop
+    length_batches = False  # pairs of length neighbours over many passes: repeats of one text, one class mostly
     min_steps, min_passes = 15, 15
     long_run, max_stretch = 30, 4  # steps from which a run is stretched; the most it is stretched
 

@@ -108,7 +108,8 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     val_loader = make_loader(Subset(val_ds, length_order(val_ds, _dist.shard(len(val_ds)))), cfg.batch_size * 2,
                              cfg.workers, collate_fn=getattr(val_ds, "collate_fn", None)) \
         if val_ds is not None and len(val_ds) else None
-    objective, lengths = strategy.objective(task), getattr(train_ds, "lengths", None)
+    objective = strategy.objective(task)
+    lengths = getattr(train_ds, "lengths", None) if strategy.length_batches else None
     best = BestEpoch(task, run_dir, cfg.patience, active=select_on_val and val_loader is not None)
     checkpoint = Checkpoint(run_dir, cfg.checkpoint_every, best=best, l2sp=penalties[0] if penalties else None)
     history, start, wrapped = [], 0, None
