@@ -129,6 +129,8 @@ def main() -> None:
                       flush=True)
             print("per-seed accuracy (seeds " + ", ".join(map(str, seeds)) + "): " + "; ".join(
                 f"{name} " + " ".join(f"{r[0]:.3f}" for r in rows) for name, rows in res.items()), flush=True)
+            print("per-seed seconds: " + "; ".join(
+                f"{name} " + " ".join(f"{r[2]:.1f}" for r in rows) for name, rows in res.items()), flush=True)
 
 
 if __name__ == "__main__":
