@@ -183,4 +183,3 @@ def test_contrastive_draws_random_batches_where_finetune_groups_texts_by_length(
     grouped, pairs = seen["finetune"][0], seen["contrastive"][0]
     assert grouped.lengths is not None and len(grouped.lengths) == runs["finetune"].metrics["n_train"]  # tokens/text
     assert pairs.lengths is None  # its in-batch pairs come from random batches, not neighbours in length
-
