@@ -183,3 +183,26 @@ def test_contrastive_draws_random_batches_where_finetune_groups_texts_by_length(
     grouped, pairs = seen["finetune"][0], seen["contrastive"][0]
     assert grouped.lengths is not None and len(grouped.lengths) == runs["finetune"].metrics["n_train"]  # tokens/text
     assert pairs.lengths is None  # its in-batch pairs come from random batches, not neighbours in length
+
+
+def test_tokenised_texts_are_read_without_worker_processes():
+    import os
+
+    from transferkit.data import Items
+    from transferkit.data.text import TextDataset
+    from transferkit.features import auto_workers
+
+    class Tokenizer:
+        def __call__(self, texts, **_):
+            return {"input_ids": [[101, len(t), 102] for t in texts]}
+
+    texts = TextDataset(Items([f"text {i}" for i in range(200)], [0] * 200), Tokenizer())
+    assert auto_workers(texts) == 0
+    assert auto_workers(torch.utils.data.Subset(texts, list(range(100)))) == 0  # inference reads it in length order
+
+    class Unread(torch.utils.data.Dataset):  # items still to be read: workers where the machine allows
+        def __len__(self):
+            return 200
+
+    if not torch.cuda.is_available():
+        assert auto_workers(torch.utils.data.Subset(Unread(), list(range(100)))) == min(2, os.cpu_count() or 1)

@@ -50,12 +50,17 @@ def cache_key(backbone, transform, items: Items, precision: str = "no", preproce
 def auto_workers(dataset) -> int:
     """DataLoader worker processes matched to the machine.
 
-    None for small datasets (start-up costs more than it saves). On a GPU every core may feed it (up to
-    8). On CPU the model needs the cores itself: up to 2 workers decode while it computes, and none once
-    the images are all held presized in memory (bench/step_throughput.py measured the CPU choices).
+    None for small datasets (start-up costs more than it saves) and for datasets whose items are ready in
+    memory (``in_memory``: texts, tokenised once; workers would only add start-up and hand-over). On a GPU every
+    core may feed it (up to 8). On CPU the model needs the cores itself: up to 2 workers decode while it
+    computes, and none once the images are all held presized in memory (bench/step_throughput.py measured the
+    CPU choices).
     """
     cores = os.cpu_count() or 1
-    if len(dataset) < 64:
+    base = dataset
+    while isinstance(base, torch.utils.data.Subset):  # inference in length order reads a Subset of the dataset
+        base = base.dataset
+    if len(dataset) < 64 or getattr(base, "in_memory", False):
         return 0
     if torch.cuda.is_available():
         return min(8, cores)

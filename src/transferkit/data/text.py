@@ -51,6 +51,8 @@ class TextDataset(torch.utils.data.Dataset):
     and a batch is padded to its own longest text, never to ``max_length``. ``lengths`` (tokens per text) lets
     the loop group texts of similar length into batches and inference run in length order."""
 
+    in_memory = True  # every item is ready: loaders read it in the main process, with no worker processes
+
     def __init__(self, items: Items, tokenizer, max_length: int = 128):
         self.items = items
         self.tokenizer = tokenizer
