@@ -127,10 +127,9 @@ def main() -> None:
                 print(f"| {name} | {shots} | {a[:, 0].mean():.3f} ± {a[:, 0].std():.3f} | "
                       f"{a[:, 1].mean():.3f} ± {a[:, 1].std():.3f} | {a[:, 2].mean():.1f} ± {a[:, 2].std():.1f} |",
                       flush=True)
-            print("per-seed accuracy (seeds " + ", ".join(map(str, seeds)) + "): " + "; ".join(
-                f"{name} " + " ".join(f"{r[0]:.3f}" for r in rows) for name, rows in res.items()), flush=True)
-            print("per-seed seconds: " + "; ".join(
-                f"{name} " + " ".join(f"{r[2]:.1f}" for r in rows) for name, rows in res.items()), flush=True)
+            for label, col, fmt in ((f"accuracy (seeds {', '.join(map(str, seeds))})", 0, ".3f"), ("seconds", 2, ".1f")):
+                print(f"per-seed {label}: " + "; ".join(
+                    f"{name} " + " ".join(f"{r[col]:{fmt}}" for r in rows) for name, rows in res.items()), flush=True)
 
 
 if __name__ == "__main__":
