@@ -62,7 +62,7 @@ def test_packaged_minilm_embeds_like_sentence_transformers():
     import torch
 
     b = tk.create_backbone("packaged:minilm").eval()
-    assert b.spec["pooling"] == "mean" and b.spec["normalize"]
+    assert b.spec["pooling"] == "mean" and b.spec["normalize"] and b.max_length == 256  # its declared length
     enc = b.tokenizer(["A man is eating food.", "A man is eating a meal.", "The stock market fell."],
                       padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -70,3 +70,22 @@ def test_packaged_minilm_embeds_like_sentence_transformers():
     assert torch.allclose(e.norm(dim=1), torch.ones(3), atol=1e-5)
     sim = e @ e.T
     assert sim[0, 1] > 0.7 > sim[0, 2]
+
+
+def test_text_length_is_the_models_declared_one_unless_given(tiny_bert, texts, tmp_path):
+    """A sentence-transformers folder declares its ``max_seq_length`` (256 for all-MiniLM-L6-v2): texts are read to
+    that length, not cut at 128, unless the user sets ``max_length``; the run's model keeps the length it was
+    trained with, and a folder that declares nothing gets 128."""
+    import json
+    import shutil
+
+    assert tk.create_backbone(f"hf:{tiny_bert}").max_length == 128
+    declared = tmp_path / "declared"
+    shutil.copytree(tiny_bert, declared)
+    (declared / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 40}))
+    assert tk.create_backbone(f"hf:{declared}").max_length == 40
+    assert tk.create_backbone(f"hf:{declared}", max_length=16).max_length == 16
+    run = tk.fit(str(texts), backbone=f"hf:{declared}", strategy="linear-probe", output=str(tmp_path / "runs"))
+    assert tk.load(run.path).model.backbone.max_length == 40
+    long = " ".join(["word"] * 300)
+    assert run.config.max_length is None and tk.load(run.path).predict([long])

@@ -63,7 +63,7 @@ class RunConfig:
     label_column: str = "label"
     path_column: str = "path"
     quoting: str = "auto"  # tables: auto (csv quotes; a quote that swallows rows is an error) | csv | none
-    max_length: int = 128
+    max_length: int | None = None  # texts: tokens kept per text (None: the model's declared length, else 128)
     clip_seconds: float | None = None  # audio clip length (None: the 95th percentile of training clips)
     annotations: str | None = None  # detection: a COCO JSON (or a folder holding one) for images under data
     images: str | None = None  # detection: the folder COCO file names are relative to

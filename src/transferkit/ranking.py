@@ -150,7 +150,7 @@ def score_features(features: np.ndarray, labels: np.ndarray, source_probs: np.nd
 @across_processes
 def rank(data: LabelledData, backbones: list[str | Backbone], metric: str = "all", cache_dir: str | Path | None = None,
          batch_size: int = 64, image_size: int | None = None, output: str | Path | None = None,
-         max_length: int = 128, clip_seconds: float | None = None) -> list[dict[str, Any]]:
+         max_length: int | None = None, clip_seconds: float | None = None) -> list[dict[str, Any]]:
     """Score each backbone on the training split's frozen features; best first (by ``metric``, LogME for all).
 
     ``processes``: feature extraction is shared by this many worker processes (default: one per GPU, else 1).

@@ -14,13 +14,16 @@ from ._base import Backbone
 from ._registry import register_kind, register_packaged_loader, register_source
 
 
+DEFAULT_MAX_LENGTH = 128  # tokens kept per text where neither the user nor the model says (transformers' examples)
+
+
 class HFBackbone(Backbone):
     """A transformer encoder + pooling (mean or CLS, optional L2 normalisation) → sentence features."""
 
     modality = "text"
     cpu_bf16 = True
 
-    def __init__(self, model, tokenizer, spec: dict, max_length: int = 128, name: str = ""):
+    def __init__(self, model, tokenizer, spec: dict, max_length: int = DEFAULT_MAX_LENGTH, name: str = ""):
         super().__init__(model, spec, {"max_length": max_length}, None, name)
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -71,11 +74,13 @@ class HFBackbone(Backbone):
         self.tokenizer.save_pretrained(folder)
 
 
-def _sentence_transformers_pooling(folder: Path) -> tuple[str, bool]:
-    """Pooling and normalisation as the model's own sentence-transformers modules define them."""
+def _sentence_transformers_config(folder: Path) -> tuple[str, bool, int | None]:
+    """Pooling, normalisation and tokens kept per text as the model's own sentence-transformers files define them."""
+    declared = folder / "sentence_bert_config.json"
+    max_seq = json.loads(declared.read_text()).get("max_seq_length") if declared.is_file() else None
     modules = folder / "modules.json"
     if not modules.is_file():
-        return "cls", False
+        return "cls", False, max_seq
     mods = json.loads(modules.read_text())
     normalize = any(m.get("type", "").endswith("Normalize") for m in mods)
     pooling = "mean"
@@ -84,10 +89,11 @@ def _sentence_transformers_pooling(folder: Path) -> tuple[str, bool]:
             cfg = folder / m.get("path", "") / "config.json"
             if cfg.is_file() and json.loads(cfg.read_text()).get("pooling_mode_cls_token"):
                 pooling = "cls"
-    return pooling, normalize
+    return pooling, normalize, max_seq
 
 
-def load_hf(name: str, max_length: int = 128, **_) -> Backbone:
+def load_hf(name: str, max_length: int | None = None, **_) -> Backbone:
+    """``max_length`` None: the model's declared ``max_seq_length`` (sentence-transformers), else 128 tokens."""
     try:
         from transformers import AutoModel, AutoTokenizer
     except ImportError:
@@ -117,9 +123,9 @@ def load_hf(name: str, max_length: int = 128, **_) -> Backbone:
             "Work offline with packaged:minilm (text), packaged:whisper_base (audio) or a local folder saved "
             "with save_pretrained()",
         ) from None
-    pooling, normalize = _sentence_transformers_pooling(Path(name)) if local else ("mean", False)
+    pooling, normalize, declared = _sentence_transformers_config(Path(name)) if local else ("mean", False, None)
     spec = {"kind": "hf", "arch": model.config.model_type, "pooling": pooling, "normalize": normalize}
-    return HFBackbone(model, tokenizer, spec, max_length)
+    return HFBackbone(model, tokenizer, spec, max_length or declared or DEFAULT_MAX_LENGTH)
 
 
 register_source("hf", "a Hugging Face encoder by model id (needs internet) or local folder: text encoders; "
@@ -127,7 +133,7 @@ register_source("hf", "a Hugging Face encoder by model id (needs internet) or lo
 
 
 @register_packaged_loader("sentence-transformers")
-def load_packaged_text(entry, max_length: int = 128, **_) -> HFBackbone:
+def load_packaged_text(entry, max_length: int | None = None, **_) -> HFBackbone:
     import importlib
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -143,4 +149,5 @@ def hf_from_run(spec: dict, pretrained_cfg: dict, run_dir: Path | None) -> HFBac
     if not folder.is_dir():
         raise BackboneError(f"Run folder {run_dir} lacks backbone/ (config and tokenizer)", None, "Train the run again")
     model = AutoModel.from_config(AutoConfig.from_pretrained(folder))
-    return HFBackbone(model, AutoTokenizer.from_pretrained(folder), spec, pretrained_cfg.get("max_length", 128))
+    max_length = pretrained_cfg.get("max_length", DEFAULT_MAX_LENGTH)
+    return HFBackbone(model, AutoTokenizer.from_pretrained(folder), spec, max_length)
