@@ -75,7 +75,7 @@ def test_packaged_minilm_embeds_like_sentence_transformers():
 def test_text_length_is_the_models_declared_one_unless_given(tiny_bert, texts, tmp_path):
     """A sentence-transformers folder declares its ``max_seq_length`` (256 for all-MiniLM-L6-v2): texts are read to
     that length, not cut at 128, unless the user sets ``max_length``; the run's model keeps the length it was
-    trained with, and a folder that declares nothing gets 128."""
+    trained with and its saved config the resolved length; a folder that declares nothing gets 128."""
     import json
     import shutil
 
@@ -88,4 +88,5 @@ def test_text_length_is_the_models_declared_one_unless_given(tiny_bert, texts, t
     run = tk.fit(str(texts), backbone=f"hf:{declared}", strategy="linear-probe", output=str(tmp_path / "runs"))
     assert tk.load(run.path).model.backbone.max_length == 40
     long = " ".join(["word"] * 300)
-    assert run.config.max_length is None and tk.load(run.path).predict([long])
+    assert run.config.max_length == 40 and "max_length: 40" in (run.path / "config.yaml").read_text()
+    assert tk.load(run.path).predict([long])

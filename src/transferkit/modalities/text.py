@@ -39,6 +39,7 @@ class TextModality(Modality):
         return "contrastive" if per_class <= FEW_SHOT_PER_CLASS else "linear-probe"
 
     def pipeline(self, backbone, cfg, data=None):
+        cfg.max_length = backbone.max_length  # resolved (the model's declared length where none was given): saved
         return None, None, {"max_length": backbone.max_length}
 
     def dataset(self, backbone, items, transform, cfg=None, fill=False, progress=None):
