@@ -90,3 +90,34 @@ def test_text_length_is_the_models_declared_one_unless_given(tiny_bert, texts, t
     long = " ".join(["word"] * 300)
     assert run.config.max_length == 40 and "max_length: 40" in (run.path / "config.yaml").read_text()
     assert tk.load(run.path).predict([long])
+
+
+def test_hub_text_model_reads_its_sentence_transformers_files(tiny_bert, tmp_path, monkeypatch):
+    """A hub id's pooling, normalisation and length come from its sentence-transformers files (fetched with the
+    model); a hub model without them, or no hub at all, keeps the plain encoder's mean pooling and 128 tokens."""
+    import json
+
+    import huggingface_hub
+    import transformers
+
+    st = tmp_path / "st"
+    (st / "1_Pooling").mkdir(parents=True)
+    (st / "modules.json").write_text(json.dumps([{"path": "", "type": "sentence_transformers.models.Transformer"},
+                                                 {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                                                 {"path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (st / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    (st / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 512}))
+    for auto in ("AutoConfig", "AutoModel", "AutoTokenizer"):  # the hub id resolves to the local tiny encoder
+        cls = getattr(transformers, auto)
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(lambda c, name, *a, _f=cls.from_pretrained.__func__,
+                                                                       **k: _f(c, str(tiny_bert), *a, **k)))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda name, **k: str(st))
+    b = tk.create_backbone("hf:org/sentence-model")
+    assert (b.spec["pooling"], b.spec["normalize"], b.max_length) == ("cls", True, 512)
+
+    def offline(name, **k):
+        raise OSError("no connection")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    b = tk.create_backbone("hf:org/plain-model")
+    assert (b.spec["pooling"], b.spec["normalize"], b.max_length) == ("mean", False, 128)

@@ -104,6 +104,19 @@ def _sentence_transformers_config(folder: Path) -> tuple[str, bool, int | None]:
     return pooling, normalize, max_seq
 
 
+def _hub_sentence_files(name: str) -> Path | None:
+    """A folder with the hub model's sentence-transformers files (pooling, normalisation, length), where it has
+    them: from the local cache first, then the hub; None where it has none or the hub cannot be reached."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(name, allow_patterns=["modules.json", "sentence_bert_config.json",
+                                                               "*Pooling/config.json"]))
+    except Exception:  # noqa: BLE001 - a model without these files, or no hub: the plain encoder's defaults
+        return None
+    return folder if (folder / "modules.json").is_file() else None
+
+
 def load_hf(name: str, max_length: int | None = None, **_) -> Backbone:
     """``max_length`` None: the model's declared ``max_seq_length`` (sentence-transformers), else 128 tokens."""
     try:
@@ -135,7 +148,8 @@ def load_hf(name: str, max_length: int | None = None, **_) -> Backbone:
             "Work offline with packaged:minilm (text), packaged:whisper_base (audio) or a local folder saved "
             "with save_pretrained()",
         ) from None
-    pooling, normalize, declared = _sentence_transformers_config(Path(name)) if local else ("mean", False, None)
+    folder = Path(name) if local else _hub_sentence_files(name)
+    pooling, normalize, declared = _sentence_transformers_config(folder) if folder else ("mean", False, None)
     spec = {"kind": "hf", "arch": model.config.model_type, "pooling": pooling, "normalize": normalize}
     return HFBackbone(model, tokenizer, spec, max_length or declared or DEFAULT_MAX_LENGTH)
 
