@@ -102,9 +102,9 @@ def test_hub_text_model_reads_its_sentence_transformers_files(tiny_bert, tmp_pat
 
     st = tmp_path / "st"
     (st / "1_Pooling").mkdir(parents=True)
-    (st / "modules.json").write_text(json.dumps([{"path": "", "type": "sentence_transformers.models.Transformer"},
-                                                 {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-                                                 {"path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    modules = [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Normalize", "Normalize")]
+    (st / "modules.json").write_text(json.dumps([{"path": p, "type": f"sentence_transformers.models.{t}"}
+                                                 for p, t in modules]))
     (st / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
     (st / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 512}))
     for auto in ("AutoConfig", "AutoModel", "AutoTokenizer"):  # the hub id resolves to the local tiny encoder
