@@ -30,8 +30,10 @@ SMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam" / "sm
 
 
 def load(path: Path):
+    """The texts and labels, quotes read as ordinary characters (a stray quote in SMS spam would join rows)."""
     with open(path, encoding="utf-8") as fh:
-        rows = [(r["text"], r["label"]) for r in csv.DictReader(fh, delimiter="\t") if r["text"].strip()]
+        rows = [(r["text"], r["label"]) for r in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+                if r["text"].strip()]
     return [t for t, _ in rows], np.array([lab for _, lab in rows])
 
 
