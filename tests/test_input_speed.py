@@ -139,6 +139,7 @@ def test_auto_workers_follow_the_device_and_the_cache(tmp_path):
     assert auto_workers(tiny) == 0
     if not torch.cuda.is_available():
         assert auto_workers(held) == 0  # nothing left to decode: the cores go to the model
+        assert auto_workers(torch.utils.data.Subset(held, list(range(70)))) == 0  # val, read in length order
         assert auto_workers(cold) == min(2, os.cpu_count() or 1)
 
 

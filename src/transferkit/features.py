@@ -64,7 +64,7 @@ def auto_workers(dataset) -> int:
         return 0
     if torch.cuda.is_available():
         return min(8, cores)
-    held = getattr(dataset, "held", None)
+    held = getattr(base, "held", None)
     if held is not None and all(h is not None for h in held):
         return 0
     return min(2, cores)
