@@ -94,7 +94,7 @@ def test_text_length_is_the_models_declared_one_unless_given(tiny_bert, texts, t
 
 def test_hub_text_model_reads_its_sentence_transformers_files(tiny_bert, tmp_path, monkeypatch):
     """A hub id's pooling, normalisation and length come from its sentence-transformers files (fetched with the
-    model); a hub model without them, or no hub at all, keeps the plain encoder's mean pooling and 128 tokens."""
+    model); a hub model without them, no hub at all, or a local folder without them: mean pooling and 128 tokens."""
     import json
 
     import huggingface_hub
@@ -120,4 +120,7 @@ def test_hub_text_model_reads_its_sentence_transformers_files(tiny_bert, tmp_pat
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     b = tk.create_backbone("hf:org/plain-model")
+    assert (b.spec["pooling"], b.spec["normalize"], b.max_length) == ("mean", False, 128)
+    monkeypatch.undo()  # the same plain encoder from a local folder is pooled the same way
+    b = tk.create_backbone(f"hf:{tiny_bert}")
     assert (b.spec["pooling"], b.spec["normalize"], b.max_length) == ("mean", False, 128)

@@ -84,7 +84,8 @@ def _json(path: Path):
 
 
 def _sentence_transformers_config(folder: Path) -> tuple[str, bool, int | None]:
-    """Pooling, normalisation and tokens kept per text as the model's own sentence-transformers files define them."""
+    """Pooling, normalisation and tokens kept per text as the model's own sentence-transformers files define them;
+    a plain encoder (no modules.json) is mean-pooled, as sentence-transformers and SetFit pool one."""
     declared = folder / "sentence_bert_config.json"
     max_seq = _json(declared).get("max_seq_length") if declared.is_file() else None
     if max_seq is not None and (isinstance(max_seq, bool) or not isinstance(max_seq, int) or max_seq < 1):
@@ -92,7 +93,7 @@ def _sentence_transformers_config(folder: Path) -> tuple[str, bool, int | None]:
                             "Correct the file, or set --max-length")
     modules = folder / "modules.json"
     if not modules.is_file():
-        return "cls", False, max_seq
+        return "mean", False, max_seq
     mods = _json(modules)
     normalize = any(m.get("type", "").endswith("Normalize") for m in mods)
     pooling = "mean"
