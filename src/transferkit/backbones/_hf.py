@@ -92,9 +92,7 @@ def _sentence_transformers_config(folder: Path) -> tuple[str, bool, int | None]:
         raise BackboneError(f"{declared} declares max_seq_length={max_seq!r}", "a token count ≥ 1",
                             "Correct the file, or set --max-length")
     modules = folder / "modules.json"
-    if not modules.is_file():
-        return "mean", False, max_seq
-    mods = _json(modules)
+    mods = _json(modules) if modules.is_file() else []
     normalize = any(m.get("type", "").endswith("Normalize") for m in mods)
     pooling = "mean"
     for m in mods:
