@@ -41,7 +41,7 @@ def head_costs(source: Path, target: Path, backbone: str) -> dict[str, float]:
 
     cfg = resolve_config({"data": str(source), "backbone": backbone})
     bb = create_backbone(backbone)
-    modality, task = get_modality("image"), get_task("classify").setup(cfg, None)
+    modality, task = get_modality("image"), get_task("classify").for_run(cfg, None)
     _, eval_tf, dc = modality.pipeline(bb, cfg)
     src = ImageFolderData(source).setup()
     tgt = ImageFolderData(target, val_fraction=0, test_fraction=0).setup()

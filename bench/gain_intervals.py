@@ -37,7 +37,7 @@ def analyse(folder: Path, seeds: int | None) -> None:
     result = json.loads((folder / "compare.json").read_text())
     runs = {r["strategy"]: [load_run(p) for p in r["runs"]][:seeds] for r in result["rows"] if r["runs"]}
     labels = json.loads((Path(runs["scratch"][0].path) / "labels.json").read_text())
-    task = get_task(runs["scratch"][0].config.task)
+    task = get_task(runs["scratch"][0].config.task)()
     k = len(runs["scratch"])
     print(f"{folder.name}: {k} seed(s), {result['n_eval']} evaluation items")
     print("| strategy | metric | gain | seeds-only t-interval | seeds × items interval | McNemar p (pooled) | dominant source |")

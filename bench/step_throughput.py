@@ -79,7 +79,7 @@ def variant(name: str, epochs: int, size: int, batch: int) -> dict:
             from pathlib import Path
 
             image = get_modality("image")
-            hist = train_loop(model, get_strategy(cfg), get_task("classify"), ds, None, cfg, Path(tmp),
+            hist = train_loop(model, get_strategy(cfg), get_task("classify")(), ds, None, cfg, Path(tmp),
                               select_on_val=False, channels_last=image.channels_last(cfg))
         n = steps * batch * (epochs - 1)
         secs = sum(h["seconds"] for h in hist[1:])

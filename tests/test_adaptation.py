@@ -47,7 +47,7 @@ class _Features(torch.nn.Module):
 
 
 def probe_accuracy(method, xs, y, xt, yt):
-    task = get_task("classify").setup(resolve_config({}), None)
+    task = get_task("classify").for_run(resolve_config({}), None)
     model = TransferModel(_Features(xs.shape[1]), build_head("linear", xs.shape[1], 2))
     cfg = resolve_config({})
     if method == "none":

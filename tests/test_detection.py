@@ -183,7 +183,7 @@ def test_raccoon_layouts_agree_and_packaged_lite0_detects_losses():
     import transferkit as tk
     from transferkit.tasks import get_task
 
-    task = get_task("detect").setup(tk.RunConfig(task="detect"), voc)
+    task = get_task("detect").for_run(tk.RunConfig(task="detect"), voc)
     model = task.build_model(tk.create_backbone("packaged:efficientnet_lite0"), {"labels": voc.classes_})
     items = voc.splits_["train"].subset(np.arange(2))
     _, eval_tf, dc = task.pipeline(None, model.backbone, tk.RunConfig(task="detect"))
@@ -207,7 +207,7 @@ def test_torchvision_detector_transfers_whole_from_a_local_checkpoint(tmp_path):
     source = detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=91)
     torch.save(source.state_dict(), tmp_path / "tv.pth")
     backbone = tk.create_backbone(f"file:{tmp_path / 'tv.pth'}", arch="tv:fasterrcnn_mobilenet_v3_large_320_fpn")
-    model = get_task("detect").build_model(backbone, {"labels": ["a", "b", "c"]})
+    model = get_task("detect")().build_model(backbone, {"labels": ["a", "b", "c"]})
     ours = model.state_dict()
     for key, value in source.state_dict().items():
         mapped = (key.replace("backbone.body.", "backbone.model.").replace("backbone.fpn.", "head.fpn.")
@@ -248,7 +248,7 @@ def test_backbone_of_a_classification_run_becomes_the_detector_trunk(tmp_path):
                     output=str(tmp_path / "runs"), **FAST)
     backbone = tk.create_backbone(f"run:{source.path}")
     trained = tk.load(source.path).model.backbone.state_dict()
-    model = get_task("detect").build_model(backbone, {"labels": ["a"]})
+    model = get_task("detect")().build_model(backbone, {"labels": ["a"]})
     assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in trained.items())
     x = {"images": torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "sizes": torch.tensor([[64, 64]]),
          "orig_sizes": torch.tensor([[64, 64]]), "boxes": torch.tensor([[8.0, 8, 40, 40]]), "labels": torch.tensor([1]),

@@ -194,7 +194,7 @@ def test_channels_last_changes_layout_not_results(image_folder, tmp_path):
         m = TransferModel(create_backbone(TINY), build_head("linear", 256, 3))
         cfg = RunConfig(strategy="finetune", epochs=2, batch_size=8, workers=0, channels_last=cl, lr=1e-2,
                         backbone_lr_mult=1.0)
-        hist = train_loop(m, get_strategy(cfg), get_task("classify"), ds, None, cfg, tmp_path, select_on_val=False,
+        hist = train_loop(m, get_strategy(cfg), get_task("classify")(), ds, None, cfg, tmp_path, select_on_val=False,
                           channels_last=cl)
         assert all(p.is_contiguous() for p in m.parameters())  # saved weights are in the usual layout
         results[cl] = [h["train_loss"] for h in hist]

@@ -22,7 +22,7 @@ def print_metrics(out, m: dict) -> None:
         t.add_row("[bold]macro[/]", *[f"{m[f'macro_{c}']:.3f}" if f"macro_{c}" in m else str(m["n"]) for c in cols])
     if per:
         out.print(t)
-    out.print(get_task(m.get("task", "classify")).summary(m) + (f"  ({m['seconds']:.1f} s)" if "seconds" in m else ""))
+    out.print(get_task(m.get("task", "classify"))().summary(m) + (f"  ({m['seconds']:.1f} s)" if "seconds" in m else ""))
 
 
 def print_predictions(out, preds: list[dict], rows: list[dict], how: str, topk: int) -> None:

@@ -98,7 +98,7 @@ def compare(data: LabelledData | str, strategies: list[str], seeds: int = 3, out
                        resume, settings)
     if not _dist.is_main():  # the main process reads the run folders and writes the comparison
         return _dist.broadcast(None)
-    task = get_task(settings.get("task", "classify"))
+    task = get_task(settings.get("task", "classify"))()
     metric_names = task.compare_metrics
     headline = metric_names[0]
     rows = []

@@ -26,14 +26,13 @@ class Predictor:
         self.meta = meta
         self.labels: list[str] = meta["labels"]
         self.modality = get_modality(meta.get("modality", "image"))
-        self.task = get_task(meta.get("task", "classify"))
         backbone = backbone_from_spec(meta["backbone"], meta["pretrained_cfg"], self.path)
+        self.config = _saved_config(self.path, overrides)
+        self.task = get_task(meta.get("task", "classify")).for_saved(self.path, meta, self.config, backbone)
         self.model = self.task.build_model(backbone, meta)
         self.model.load_state_dict(state)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
-        self.config = _saved_config(self.path, overrides)
-        self.task = self.task.loaded(self.path, meta, self.config)
         self.transform = self.task.eval_transform(meta) or self.modality.eval_transform(meta, backbone)
 
     def fast_model(self) -> torch.nn.Module:

@@ -42,7 +42,7 @@ def write_run_report(run_dir: str | Path) -> Path:
     from ..modalities import get_modality
     from ..tasks import get_task
 
-    task, modality = get_task(meta.get("task", "classify")), get_modality(meta.get("modality", "image"))
+    task, modality = get_task(meta.get("task", "classify"))(), get_modality(meta.get("modality", "image"))
     body = [f"<h1>{html.escape(run_dir.name)}</h1>",
             f"<p class=sub>{html.escape(task.name)} · {html.escape(modality.name)} · "
             f"{html.escape(m.get('strategy', ''))} · {html.escape(meta.get('backbone_name', ''))} · "

@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ._base import Task
-
-_TASKS: dict[str, Task] = {}
+from ._base import _TASKS, Task, register_task
 
 
-def register_task(task: Task) -> Task:
-    _TASKS[task.name] = task
-    return task
-
-
-def tasks() -> dict[str, Task]:
+def tasks() -> dict[str, type[Task]]:
     return dict(_TASKS)
 
 
@@ -25,7 +18,8 @@ def read_data(cfg, modality=None, **split):
     return get_task(cfg.task).read_data(cfg, **split) or data_for(cfg, modality, **split)
 
 
-def get_task(name: str) -> Task:
+def get_task(name: str) -> type[Task]:
+    """The task class registered as ``name`` (``get_task(name)()`` is a fresh object with no run's state)."""
     if name not in _TASKS:
         raise ConfigError(f"Unknown task '{name}'", f"one of {', '.join(_TASKS)}", f"Pass --task {next(iter(_TASKS))}")
     return _TASKS[name]

@@ -9,6 +9,17 @@ import numpy as np
 import torch
 
 
+_TASKS: dict[str, type["Task"]] = {}
+
+
+def register_task(cls: type["Task"]) -> type["Task"]:
+    """Register a task class by its ``name`` (a class decorator). The registry holds constructors, as timm's holds
+    model constructors: each run builds its own task object (:meth:`Task.for_run`, :meth:`Task.for_saved`), so
+    nothing a run learns is ever stored on a registered object."""
+    _TASKS[cls.name] = cls
+    return cls
+
+
 class Task:
     """What is learnt from the inputs (class labels, transcripts, boxes) and how it is scored.
 
@@ -39,29 +50,33 @@ class Task:
 
     # -- where a task reads its own data and inputs (targets richer than one label per input); the defaults
     #    hand everything to the modality -------------------------------------------------------------------
-    def read_data(self, cfg, **split):
+    @classmethod
+    def read_data(cls, cfg, **split):
         """The run's labelled data when this task has its own formats (boxes, transcripts); None: the modality's."""
         return None
 
-    def saved_data(self, run_dir: Path, modality):
+    @classmethod
+    def saved_data(cls, run_dir: Path, modality):
         """The split an earlier run saved (``--resume``)."""
         from ..data import SavedSplit
 
         return SavedSplit(run_dir, modality.name, modality.inputs_are_files)
 
-    def check_strategy(self, strategy) -> None:
+    @classmethod
+    def check_strategy(cls, strategy) -> None:
         """Refuse strategies that cannot train this task's head (a ConfigError naming those that can)."""
         if not (strategy.trains_backbone or strategy.probe_first or strategy.probe_after):  # trains nothing
             from ..errors import ConfigError
 
-            raise ConfigError(f"Strategy {strategy.name} does not apply to {self.name} (the new head must be trained)",
+            raise ConfigError(f"Strategy {strategy.name} does not apply to {cls.name} (the new head must be trained)",
                               "a trained strategy (linear-probe, finetune …)", "Use --task asr with a Whisper backbone "
                               "for a zero-shot baseline, or choose another strategy")
 
-    def train_defaults(self, cfg, backbone) -> dict:
+    @classmethod
+    def train_defaults(cls, cfg, backbone) -> dict:
         """Settings this task wants for this backbone where the user gave none (after the backbone's, before the
         strategy's)."""
-        return self.defaults
+        return cls.defaults
 
     def scores_untrained(self) -> bool:
         """The model as loaded already does this task (a pretrained recogniser): the loop scores it on val before
@@ -72,11 +87,13 @@ class Task:
         """Outputs of one served batch (what :meth:`per_item` splits)."""
         return model(batch)
 
-    def default_strategy(self, modality, items) -> str:
+    @classmethod
+    def default_strategy(cls, modality, items) -> str:
         """``--strategy auto``: the modality's choice for classification."""
         return modality.default_strategy(items)
 
-    def pipeline(self, modality, backbone, cfg, data=None):
+    @classmethod
+    def pipeline(cls, modality, backbone, cfg, data=None):
         """(train transform, eval transform, data config)."""
         return modality.pipeline(backbone, cfg, data)
 
@@ -95,9 +112,10 @@ class Task:
         """A random batch the model must take (checked before training); None: no such check."""
         return modality.example_input(data_config)
 
-    def loaded(self, run_dir: Path, meta: dict, cfg) -> "Task":
-        """This task set up for a finished run (predict, evaluate, serve)."""
-        return self
+    @classmethod
+    def for_saved(cls, run_dir: Path, meta: dict, cfg, backbone) -> "Task":
+        """The task object of a finished run (predict, evaluate, serve), from what the run folder saved."""
+        return cls()
 
     def with_data(self, data) -> "Task":
         """This (loaded) task scoring ``data`` read afresh (``evaluate RUN DATA``)."""
@@ -139,12 +157,14 @@ class Task:
 
         return infer_logits(model, dataset, batch_size, device, progress=progress, **options)
 
-    def setup(self, cfg, data) -> "Task":
-        """A task configured for one run (class weights, label smoothing …); returns a new object."""
-        raise NotImplementedError
+    @classmethod
+    def for_run(cls, cfg, data, backbone, data_config: dict[str, Any]) -> "Task":
+        """The run's own task object (class weights, transcripts, boxes, decoders …), built from its settings, data,
+        backbone and preprocessing; the registered class is never written to."""
+        return cls()
 
     def build_model(self, backbone, meta_or_cfg: dict[str, Any]) -> torch.nn.Module:
-        """Backbone + this task's head. ``meta_or_cfg`` holds ``head`` and ``labels``."""
+        """Backbone + this task's head. ``meta_or_cfg`` holds ``head`` and ``labels``. Changes no task state."""
         raise NotImplementedError
 
     def loss(self, outputs, targets) -> torch.Tensor:

@@ -15,9 +15,10 @@ from .. import _runfolder as rf
 from ..evaluation import _plots, classification_metrics, format_metrics
 from ..evaluation._intervals import accuracy_values, macro_f1_values
 from ..heads import TransferModel, build_head
-from ._base import Task
+from ._base import Task, register_task
 
 
+@register_task
 class Classification(Task):
     name = "classify"
     compare_metrics = ("accuracy", "macro_f1")
@@ -29,12 +30,13 @@ class Classification(Task):
         self.weight = weight
         self.label_smoothing = label_smoothing
 
-    def setup(self, cfg, data) -> "Classification":
+    @classmethod
+    def for_run(cls, cfg, data, backbone=None, data_config=None) -> "Classification":
         weight = None
         if cfg.class_weights == "auto":  # inverse class frequency, mean 1
             counts = np.bincount(data.splits_["train"].labels, minlength=len(data.classes_)).astype(float)
             weight = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
-        return Classification(weight, cfg.label_smoothing)
+        return cls(weight, cfg.label_smoothing)
 
     def build_model(self, backbone, spec) -> TransferModel:
         return TransferModel(backbone, build_head(spec["head"], backbone.num_features, len(spec["labels"])))
@@ -166,7 +168,3 @@ def _mistakes(run_dir: Path, modality, limit: int = 16) -> str:
              f"<small>{html.escape(Path(r['input']).name[:80])}</small></div>" for r in wrong[:limit]]
     return f"<p>{len(wrong)} mistake(s); the most confident first.</p><div class=grid>{''.join(cells)}</div>"
 
-
-from . import register_task  # noqa: E402
-
-register_task(Classification())

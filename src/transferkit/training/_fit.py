@@ -137,7 +137,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     join_process_group(cfg.cpu)
     if cfg.strategy != "auto":
         get_strategy(cfg)  # fail on a bad strategy or task name before any work
-    task = get_task(cfg.task)
+    task = get_task(cfg.task)  # the class: the run's own object is built once the data and backbone are known
     modality = modality_of(data)
     cfg.modality = modality.name
     if task.modalities is not None and modality.name not in task.modalities:
@@ -162,7 +162,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     backbone = strategy.prepare_backbone(backbone)
     classes = data.classes_
     train_tf, eval_tf, data_config = task.pipeline(modality, backbone, cfg, data)
-    task = task.setup(cfg, data)
+    task = task.for_run(cfg, data, backbone, data_config)
     nhwc = modality.channels_last(cfg)
     eval_split = data.eval_split
     has_val = len(data.splits_["val"]) > 0

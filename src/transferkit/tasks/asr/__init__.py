@@ -16,7 +16,7 @@ import torch
 from ... import _runfolder as rf
 from ...errors import ConfigError
 from ...modalities._audio_features import input_contract
-from .._base import Task
+from .._base import Task, register_task
 from ._data import SpeechDataset, SpeechOps, TranscriptData, collate_speech
 from ._model import WHISPER_EOT, WHISPER_PROMPT, CTCModel, WhisperModel
 from ._text import Vocabulary, error_rates, lexicon, normalise, warn_unseen
@@ -27,6 +27,7 @@ HEADS = ("ctc", "whisper")
 MAX_SECONDS = 30.0  # Whisper's encoder window
 
 
+@register_task
 class SpeechRecognition(Task):
     name = "asr"
     compare_metrics = ("wer", "cer")
@@ -45,7 +46,8 @@ class SpeechRecognition(Task):
         self.beam = beam  # a LexiconBeam (--decode lexicon), else greedy decoding
 
     # -- data ------------------------------------------------------------------------------------------------
-    def read_data(self, cfg, **split) -> TranscriptData:
+    @classmethod
+    def read_data(cls, cfg, **split) -> TranscriptData:
         from ...data import split_settings
 
         if cfg.label_by:
@@ -53,7 +55,8 @@ class SpeechRecognition(Task):
                               "Leave --label-by out")
         return TranscriptData(cfg.data, cfg.normalise, cfg.path_column, cfg.text_column, **{**split_settings(cfg), **split})
 
-    def saved_data(self, run_dir: Path, modality) -> TranscriptData:
+    @classmethod
+    def saved_data(cls, run_dir: Path, modality) -> TranscriptData:
         from ...config import load_config_file
 
         saved = json.loads((Path(run_dir) / "splits.json").read_text())
@@ -61,19 +64,23 @@ class SpeechRecognition(Task):
         return TranscriptData(run_dir, cfg.get("normalise", "basic"),
                               saved={k: (v["inputs"], v.get("transcripts", [])) for k, v in saved.items()})
 
-    def check_strategy(self, strategy) -> None:
+    @classmethod
+    def check_strategy(cls, strategy) -> None:
         if strategy.probe_first or strategy.probe_after:
             raise ConfigError(f"Strategy {strategy.name} does not apply to speech recognition (its head reads every "
                               "frame, never pooled cached features)", f"one of {STRATEGIES}",
                               "Use --strategy frozen for a frozen encoder (the head trains)")
 
-    def default_strategy(self, modality, items) -> str:
+    @classmethod
+    def default_strategy(cls, modality, items) -> str:
         return "finetune"
 
-    def train_defaults(self, cfg, backbone) -> dict:
-        return self.head_defaults[resolve_head(cfg, backbone)]
+    @classmethod
+    def train_defaults(cls, cfg, backbone) -> dict:
+        return cls.head_defaults[resolve_head(cfg, backbone)]
 
-    def pipeline(self, modality, backbone, cfg, data=None):
+    @classmethod
+    def pipeline(cls, modality, backbone, cfg, data=None):
         cfg.head = resolve_head(cfg, backbone)
         speech = backbone.pretrained_cfg.get("audio") or {}
         waveform = speech.get("input") == "waveform"
@@ -99,24 +106,26 @@ class SpeechRecognition(Task):
         dc = meta["data_config"]
         return _transform(SpeechOps(n_mels=dc["n_mels"], normalize=dc["normalize"]))
 
-    def setup(self, cfg, data) -> "SpeechRecognition":
+    @classmethod
+    def for_run(cls, cfg, data, backbone, data_config) -> "SpeechRecognition":
         inputs = [p for part in data.splits_.values() for p in part.inputs]
         groups = data._groups(inputs)
         if cfg.head == "ctc":  # characters a CTC head can never write: said once, before training
             held_out = [p for k in ("val", "test") for p in data.splits_[k].inputs]
             warn_unseen(Vocabulary(data.classes_), {p: normalise(data.transcripts_[p], cfg.normalise) for p in held_out},
                         "val/test transcripts")
-        return SpeechRecognition(data.transcripts_, data.classes_, cfg.head, cfg.normalise,
-                                 dict(zip(inputs, groups)) if groups else {})
+        return cls(data.transcripts_, data.classes_, cfg.head, cfg.normalise,
+                   dict(zip(inputs, groups)) if groups else {}, *_decoders(cfg.head, data.classes_, data_config, backbone))
 
-    def loaded(self, run_dir, meta, cfg) -> "SpeechRecognition":
+    @classmethod
+    def for_saved(cls, run_dir, meta, cfg, backbone) -> "SpeechRecognition":
         saved = Path(run_dir) / "splits.json"
         transcripts = {}
         if saved.is_file():
             for part in json.loads(saved.read_text()).values():
                 transcripts.update(zip(part["inputs"], part.get("transcripts", [])))
-        return SpeechRecognition(transcripts, meta["labels"], meta["head"], meta["data_config"]["normalise"],
-                                 tokenizer=self.tokenizer, beam=self.beam)
+        return cls(transcripts, meta["labels"], meta["head"], meta["data_config"]["normalise"],
+                   None, *_decoders(meta["head"], meta["labels"], meta["data_config"], backbone))
 
     def with_data(self, data) -> "SpeechRecognition":
         data.setup()
@@ -142,17 +151,9 @@ class SpeechRecognition(Task):
 
     # -- model and loop ----------------------------------------------------------------------------------
     def build_model(self, backbone, meta) -> torch.nn.Module:
-        """The head's model; the decoding it needs (Whisper's tokenizer, the lexicon beam of ``--decode lexicon``, read
-        from the data config) is kept for :meth:`loaded`."""
-        dc = meta.get("data_config") or {}
-        if dc.get("decode") == "lexicon":
-            from ._beam import LexiconBeam
-
-            self.beam = LexiconBeam(meta["labels"], dc["lexicon"], dc.get("lm"))
         if meta["head"] == "whisper":
-            self.tokenizer = backbone.tokenizer
             return WhisperModel(backbone, backbone.text_decoder())
-        return CTCModel(backbone, len(meta["labels"]), dc.get("upsample", 1))
+        return CTCModel(backbone, len(meta["labels"]), (meta.get("data_config") or {}).get("upsample", 1))
 
     def loss(self, outputs: dict, targets) -> torch.Tensor:
         return (CTCModel if "log_probs" in outputs else WhisperModel).loss(outputs, targets)
@@ -293,6 +294,17 @@ class SpeechRecognition(Task):
         return export(pred, fmt, out_dir, meta, check_inputs)
 
 
+def _decoders(head: str, labels: list[str], data_config: dict | None, backbone) -> tuple:
+    """(Whisper's tokenizer, the lexicon beam of ``--decode lexicon``): what a run decodes with, built for that run."""
+    dc = data_config or {}
+    beam = None
+    if dc.get("decode") == "lexicon":
+        from ._beam import LexiconBeam
+
+        beam = LexiconBeam(labels, dc["lexicon"], dc.get("lm"))
+    return (backbone.tokenizer if head == "whisper" else None), beam
+
+
 def resolve_head(cfg, backbone) -> str:
     """``--head ctc|whisper``; anything else: Whisper's decoder where the backbone has one, else CTC."""
     whisper = hasattr(backbone, "can_transcribe") and backbone.can_transcribe()
@@ -365,7 +377,3 @@ def read_predictions(run_dir) -> list[dict]:
     with open(path, encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
 
-
-from .. import register_task  # noqa: E402
-
-register_task(SpeechRecognition())

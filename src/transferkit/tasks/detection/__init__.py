@@ -13,7 +13,7 @@ import torch
 
 from ... import _runfolder as rf
 from ...errors import ConfigError
-from .._base import Task
+from .._base import Task, register_task
 from ._data import DetectionData, DetectionDataset, DetPresize, DetTransform, box_ops, split_targets
 from ._metrics import detection_metrics, headline, jackknife, mean_ap
 from ._model import Detector
@@ -22,6 +22,7 @@ DETECTIONS = "detections.jsonl"
 STRATEGIES = "frozen, finetune, partial:K, gradual or scratch"
 
 
+@register_task
 class Detection(Task):
     name = "detect"
     compare_metrics = ("map", "map_50")
@@ -36,7 +37,8 @@ class Detection(Task):
         self.threshold = threshold
 
     # -- data ------------------------------------------------------------------------------------------------
-    def read_data(self, cfg, **split) -> DetectionData:
+    @classmethod
+    def read_data(cls, cfg, **split) -> DetectionData:
         given = [f"--{k.replace('_', '-')}" for k in ("shots", "group_by", "label_by") if getattr(cfg, k, None)]
         if given:
             raise ConfigError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to detection",
@@ -46,25 +48,30 @@ class Detection(Task):
 
         return DetectionData(cfg.data, cfg.annotations, cfg.images, **{**split_settings(cfg), **split})
 
-    def saved_data(self, run_dir: Path, modality) -> DetectionData:
+    @classmethod
+    def saved_data(cls, run_dir: Path, modality) -> DetectionData:
         saved = json.loads((Path(run_dir) / "splits.json").read_text())
         return DetectionData(run_dir, saved={k: v.get("records", []) for k, v in saved.items()})
 
-    def check_strategy(self, strategy) -> None:
+    @classmethod
+    def check_strategy(cls, strategy) -> None:
         super().check_strategy(strategy)
         if strategy.probe_first or strategy.probe_after or strategy.name in ("lora", "contrastive"):
             raise ConfigError(f"Strategy {strategy.name} does not apply to detection (its head is trained by the "
                               "loop, never fitted on cached features)", f"one of {STRATEGIES}",
                               "Use --strategy frozen for a frozen backbone (FPN, RPN and heads train)")
 
-    def default_strategy(self, modality, items) -> str:
+    @classmethod
+    def default_strategy(cls, modality, items) -> str:
         return "finetune"
 
-    def setup(self, cfg, data) -> "Detection":
-        return Detection(data.records_, list(data.classes_), cfg.score_threshold)
+    @classmethod
+    def for_run(cls, cfg, data, backbone=None, data_config=None) -> "Detection":
+        return cls(data.records_, list(data.classes_), cfg.score_threshold)
 
-    def pipeline(self, modality, backbone, cfg, data=None):
-        size = cfg.image_size or self.default_size
+    @classmethod
+    def pipeline(cls, modality, backbone, cfg, data=None):
+        size = cfg.image_size or cls.default_size
         presize = DetPresize(size, round(size * 5 / 3))
         dc = {"min_size": size, "max_size": presize.max_side, "input_size": [3, size, size],
               "mean": list(backbone.pretrained_cfg.get("mean", (0.485, 0.456, 0.406))),
@@ -151,11 +158,12 @@ class Detection(Task):
     def rescore(self, outputs, items, labels) -> dict[str, Any]:
         return detection_metrics(outputs, self._truth(items.inputs), labels, self.threshold)
 
-    def loaded(self, run_dir, meta, cfg) -> "Detection":
+    @classmethod
+    def for_saved(cls, run_dir, meta, cfg, backbone=None) -> "Detection":
         saved = Path(run_dir) / "splits.json"
         records = {r["path"]: r for part in json.loads(saved.read_text()).values() for r in part.get("records", [])} \
             if saved.is_file() else {}
-        return Detection(records, list(meta["labels"]), cfg.score_threshold if cfg else self.threshold)
+        return cls(records, list(meta["labels"]), cfg.score_threshold)
 
     def with_data(self, data) -> "Detection":
         return Detection(data.records_, self.classes, self.threshold)
@@ -226,7 +234,3 @@ def read_detections(run_dir) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
         if path.is_file() else []
 
-
-from .. import register_task  # noqa: E402
-
-register_task(Detection())
