@@ -24,6 +24,14 @@ LOG = "train.log"
 BAD_FILES = "bad_files.txt"
 PREDICTIONS = "predictions.csv"
 REPORT = "report.html"
+SPLITS = "splits.json"
+
+
+def read_splits(run_dir: Path) -> dict[str, Any]:
+    """A run's saved split (``splits.json``: per split its inputs, labels and what the task or grouping added);
+    empty if the run folder has none."""
+    path = Path(run_dir) / SPLITS
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -117,6 +125,6 @@ def evaluation_split(path: Path) -> tuple[str, list[str], list[int]]:
     """(name, inputs, labels) of the split a finished run reported its metrics on (``splits.json``)."""
     path = Path(path)
     split = json.loads((path / METRICS).read_text())["split"] if (path / METRICS).is_file() else "test"
-    saved = json.loads((path / "splits.json").read_text())[split]
+    saved = read_splits(path)[split]
     return split, saved["inputs"], saved["labels"]
 

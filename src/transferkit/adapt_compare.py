@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _dist
 from ._launch import across_processes
-from .adaptation import METHODS, compatible, target_outcomes
+from .adaptation import METHODS, compatible, pairings, target_outcomes
 from .adaptation._target import read_target
 from .compare import close_comparison, open_comparison, run_grid
 from .config import resolve_config
@@ -38,8 +38,7 @@ def plan(strategies: list[str], methods: list[str], settings: dict) -> dict[str,
     lonely = [m for m in methods if m != ORACLE and not any(compatible(o, m) for o in objs.values())]
     if lonely:
         raise ConfigError(f"No strategy in {','.join(strategies)} can run --adapt {','.join(lonely)}",
-                          "linear-probe for coral, sa, ot; a training strategy (finetune, partial:K …) for dann, "
-                          "cdan, mcc, self-train", "Add the strategy to --strategies")
+                          pairings(), "Add the strategy to --strategies")
     return variants
 
 

@@ -22,44 +22,35 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console()
 err = Console(stderr=True)
 
-# Options shared by train and compare. None means "not given": config file, then defaults, apply.
+# Options shared by train and compare, made from the options every plug-in declares (config.Option). None means
+# "not given": the config file, then the defaults, apply.
 O = typer.Option
-TRAIN_OPTIONS = dict(
-    task=O(None, help="classify (default) | detect (boxes: VOC, COCO, YOLO or a CSV of boxes) | asr (transcripts)"),
-    modality=O(None, help="image | text | audio (default: detected from the data: file types, table columns)"),
-    backbone=O(None, help="source:name, e.g. packaged:efficientnet_lite0, timm:resnet50, file:w.safetensors"),
-    strategy=O(None, help="auto (default) | linear-probe | frozen | finetune | partial:K | gradual | lp-ft | lora | contrastive | scratch | zero-shot"),
-    arch=O(None, help="timm architecture of a file: backbone"), head=O(None, help="linear | mlp:<width>; asr: ctc | whisper"),
-    epochs=O(None), batch_size=O(None), lr=O(None, help="head learning rate (default 3e-3 images, 1e-3 text)"),
-    backbone_lr_mult=O(None, help="backbone lr = lr × this (default 0.1 images, 0.05 text)"),
-    optimizer=O(None, help="adamw | sgd"), weight_decay=O(None), warmup_epochs=O(None), label_smoothing=O(None),
-    patience=O(None, help="early-stopping patience in epochs (0: off)"), select=O(None, help="the epoch kept: val | last"),
-    checkpoint_every=O(None, help="seconds of training between resume checkpoints (default 60; 0: every epoch)"),
-    augment=O(None, help="none | light | standard"), image_size=O(None, help="override the input size"),
-    seed=O(None), split_seed=O(None), val_fraction=O(None), test_fraction=O(None),
-    shots=O(None, help="training examples per class (few-shot)"),
-    label_by=O(None, help="regex over file names whose first group is the label (a flat folder), e.g. '^(\\d+)_'"),
-    group_by=O(None, help="regex over file names; its first group (speaker, patient…) never spans two splits"),
-    clip_seconds=O(None, help="audio clip length in seconds (default: 95th percentile of the training clips)"),
-    on_bad_file=O(None, help="skip | error"), on_leak=O(None, help="identical inputs in train and val/test: warn | error"), bn=O(None, help="BatchNorm statistics: auto (eval for pretrained, train for scratch) | eval | train"),
-    layer_decay=O(None, help="layer-wise lr decay r (e.g. 0.75)"), l2sp=O(None, help="L2-SP strength α"),
-    freeze_epochs=O(None, help="gradual: head-only epochs"), class_weights=O(None, help="none | auto"),
-    sampler=O(None, help="random | balanced"), workers=O(None), precision=O(None, help="auto | no | bf16 | fp16 (auto: bf16 on a GPU; on a bf16-capable CPU for transformers; else no)"),
-    channels_last=O(None, help="NHWC memory format for image models (default on)", metavar=""),
-    image_cache_mb=O(None, help="decoded-image cache bound in MiB (default: RAM/4 up to 4096; 0: off)"),
-    cpu=O(None, help="force the CPU", metavar=""), output=O(None, help="folder for run folders (default runs)"),
-    name=O(None, help="run folder name"), cache_dir=O(None, help="feature cache (default ~/.cache/transferkit)"),
-    text_column=O(None), label_column=O(None), path_column=O(None), max_length=O(None),
-    quoting=O(None, help="tables: auto (a quote that swallows rows is an error) | csv (quoted fields may span lines) | none"),
-    annotations=O(None, help="detect: a COCO JSON (or a folder holding one)"), images=O(None, help="detect: the folder "
-                                                                                       "COCO file names are relative to"),
-    score_threshold=O(None, help="detect: boxes at or above this score are reported (default 0.5)"),
-    normalise=O(None, help="asr: scoring normalisation, basic (lower-case, no punctuation, digits as words) | none"),
-    noise_snr=O(None, help="asr: add training noise at this SNR in dB"), lm=O(None, help="asr: a KenLM .arpa/.bin file"),
-    decode=O(None, help="asr, CTC head: greedy | lexicon (beam search over the training words; --lm adds KenLM)"),
-    target=O(None, help="domain adaptation: unlabelled target inputs (a folder or CSV; class folders only score)"),
-    adapt=O(None, help="none | coral | sa | ot (with linear-probe) | adabn | dann | cdan | mcc | self-train"),
-)
+
+
+def _option_help(o) -> str:
+    """The flag's help: the declaration's, the choices and the default."""
+    from .strategies import strategies
+    from .tasks import tasks
+
+    listed = {"strategy": "auto (default) | " + " | ".join(strategies()),
+              "task": " | ".join(tasks())}
+    text = listed.get(o.name) or o.help
+    if o.choices and " | " not in text:
+        text = f"{text}: {' | '.join(map(str, o.choices))}" if text else " | ".join(map(str, o.choices))
+    if o.default not in (None, "", False) and o.kind is not dict and "default" not in text:
+        text = f"{text} (default {o.default})" if text else f"default {o.default}"
+    return text
+
+
+def _train_options() -> dict[str, tuple]:
+    from .config import options
+
+    return {o.name: (Optional[o.kind], O(None, help=_option_help(o), rich_help_panel=f"{o.owner} options",
+                                         metavar="" if o.kind is bool else None))
+            for o in options().values() if o.cli}
+
+
+TRAIN_OPTIONS = _train_options()
 
 
 def _settings(local: dict) -> dict:
@@ -81,19 +72,9 @@ def _with_train_options(fn):
 
     sig = inspect.signature(fn)
     params = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
-    types = {"epochs": Optional[int], "batch_size": Optional[int], "lr": Optional[float],
-             "backbone_lr_mult": Optional[float], "weight_decay": Optional[float],
-             "warmup_epochs": Optional[float], "label_smoothing": Optional[float], "patience": Optional[int], "checkpoint_every": Optional[float],
-             "image_size": Optional[int], "seed": Optional[int], "split_seed": Optional[int],
-             "val_fraction": Optional[float], "test_fraction": Optional[float], "shots": Optional[int],
-             "layer_decay": Optional[float], "l2sp": Optional[float], "freeze_epochs": Optional[int],
-             "workers": Optional[int], "cpu": Optional[bool], "max_length": Optional[int],
-             "channels_last": Optional[bool], "image_cache_mb": Optional[int], "clip_seconds": Optional[float],
-             "score_threshold": Optional[float], "noise_snr": Optional[float]}
-    for k, default in TRAIN_OPTIONS.items():
+    for k, (annotation, default) in TRAIN_OPTIONS.items():
         if k not in sig.parameters:
-            params.append(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                            annotation=types.get(k, Optional[str])))
+            params.append(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
     fn.__signature__ = sig.replace(parameters=params)
     return fn
 

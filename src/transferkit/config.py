@@ -1,9 +1,14 @@
-"""One resolved run configuration: flags > config file > defaults, saved with every run."""
+"""One resolved run configuration: flags > config file > defaults, saved with every run.
+
+Every setting is an :class:`Option` declared by the plug-in it belongs to (the run's own below; each task,
+strategy, modality and adaptation method beside its code): the command line, config files, validation and the
+saved ``config.yaml`` are made from those declarations, so adding a setting touches one file.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,91 +17,139 @@ import yaml
 from .errors import ConfigError
 
 
-@dataclass
-class RunConfig:
-    """Everything that decides what a run does. Saved as ``config.yaml`` in the run folder."""
+@dataclass(frozen=True)
+class Option:
+    """One setting (``--name-with-dashes`` on the command line, ``name:`` in a config file).
 
-    data: str = ""
-    backbone: str = "packaged:efficientnet_lite0"
-    arch: str | None = None  # timm architecture for file: backbones
-    strategy: str = "auto"  # auto: the modality's choice for the data (linear-probe; contrastive for few texts)
-    head: str = "linear"
-    task: str = "classify"
-    modality: str | None = None  # None: detected from the data (file types, table columns)
-    epochs: int = 5
-    batch_size: int = 16
-    lr: float | None = None  # the head's learning rate (None: the modality's default)
-    backbone_lr_mult: float | None = None  # backbone lr = lr * this (None: per modality)
-    optimizer: str = "adamw"
-    weight_decay: float = 0.01
-    warmup_epochs: float = 0.5
-    label_smoothing: float = 0.0
-    patience: int = 0  # early stopping patience in epochs; 0 disables
-    checkpoint_every: float = 60.0  # seconds of training between resume checkpoints (0: after every epoch)
-    select: str = "val"  # the epoch kept: val (best val score, when val is not the reported split) | last
-    augment: str = "light"
-    image_size: int | None = None  # overrides the backbone's pretrained input size
-    seed: int = 0
-    split_seed: int = 0
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    shots: int | None = None  # training examples per class (few-shot), seeded
-    label_by: str | None = None  # regex over file names whose first group is the label (flat folders)
-    group_by: str | None = None  # regex over file names whose first group keeps a group on one side of the split
-    on_bad_file: str = "skip"
-    on_leak: str = "warn"  # identical inputs in training and evaluation, or under two labels: warn | error
-    bn: str = "auto"  # BatchNorm statistics: auto (eval for pretrained, train for scratch) | eval | train
-    layer_decay: float | None = None
-    l2sp: float = 0.0
-    freeze_epochs: int = 1  # gradual: head-only epochs before unfreezing
-    class_weights: str = "none"
-    sampler: str = "random"
-    workers: int | None = None
-    precision: str = "auto"  # mixed precision: auto (bf16 on a GPU that has it, and on a bf16-capable CPU for transformers; else no) | no | bf16 | fp16
-    channels_last: bool = True  # NHWC for convolutional image backbones (faster on CPU and GPU)
-    image_cache_mb: int | None = None  # decoded-image cache bound; None: a quarter of RAM up to 4 GiB; 0: off
-    cpu: bool = False
-    output: str = "runs"
-    name: str | None = None
-    cache_dir: str | None = None
-    text_column: str = "text"
-    label_column: str = "label"
-    path_column: str = "path"
-    quoting: str = "auto"  # tables: auto (csv quotes; a quote that swallows rows is an error) | csv | none
-    max_length: int | None = None  # texts: tokens kept per text (None: the model's declared length, else 128)
-    clip_seconds: float | None = None  # audio clip length (None: the 95th percentile of training clips)
-    annotations: str | None = None  # detection: a COCO JSON (or a folder holding one) for images under data
-    images: str | None = None  # detection: the folder COCO file names are relative to
-    normalise: str = "basic"  # asr: scoring text normalisation (basic: lower-case, no punctuation, digits as words) | none
-    noise_snr: float | None = None  # asr: training noise at this signal-to-noise ratio in dB (None: no noise)
-    decode: str = "greedy"  # asr, CTC head: greedy | lexicon (beam search over the training transcripts' words)
-    lm: str | None = None  # asr, --decode lexicon: a KenLM n-gram model (.arpa or .bin) over those words
-    score_threshold: float = 0.5  # detection: boxes at or above this score are reported (and counted as TP/FP)
-    target: str | None = None  # domain adaptation: unlabelled inputs from where the model will be used
-    adapt: str = "none"  # domain adaptation method (see transferkit.adaptation.METHODS)
-    extra: dict[str, Any] = field(default_factory=dict)
+    ``kind`` is int, float, str, bool or dict; ``choices`` and the inclusive range (``low``, ``high``) are checked
+    once, wherever the value came from; ``path`` options are made absolute when a run starts (``--resume`` and
+    ``evaluate`` then work from any folder); ``space`` is a tuning range a search may draw from. ``owner`` groups
+    the option in ``--help`` and is set by :func:`declare`."""
+
+    name: str
+    kind: type = str
+    default: Any = None
+    help: str = ""
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    wanted: str = ""  # what a valid value looks like, for the error message
+    path: bool = False
+    owner: str = "run"
+    cli: bool = True  # offered as a flag of train and compare
+
+
+_OPTIONS: dict[str, Option] = {}
+
+
+def declare(owner: str, *opts: Option) -> tuple[Option, ...]:
+    """Register ``opts`` as ``owner``'s (a task, strategy, modality or adaptation method)."""
+    for o in opts:
+        known = _OPTIONS.get(o.name)
+        if known is not None and known.owner != owner:
+            raise ValueError(f"option {o.name} is declared by {known.owner} and {owner}")
+        _OPTIONS[o.name] = dataclasses.replace(o, owner=owner)
+    return opts
+
+
+def options() -> dict[str, Option]:
+    """Every declared option by name, in declaration order (the run's own first)."""
+    return dict(_OPTIONS)
+
+
+class RunConfig:
+    """Everything that decides what a run does: one value per declared :class:`Option`. Saved as ``config.yaml``
+    in the run folder."""
+
+    def __init__(self, **values: Any):
+        unknown = sorted(set(values) - set(_OPTIONS))
+        if unknown:
+            raise TypeError(f"unknown setting(s) {', '.join(unknown)}")
+        for name, o in _OPTIONS.items():
+            setattr(self, name, values[name] if name in values else _fresh(o.default))
+
+    def __getattr__(self, name: str) -> Any:  # an option declared after this object was made: its default
+        if name in _OPTIONS:
+            return _fresh(_OPTIONS[name].default)
+        raise AttributeError(name)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RunConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"RunConfig({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {name: getattr(self, name) for name in _OPTIONS}
 
     def save(self, path: Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
-_CHOICES = {
-    "optimizer": ("adamw", "sgd"),
-    "augment": ("none", "light", "standard"),
-    "on_bad_file": ("skip", "error"),
-    "on_leak": ("warn", "error"),
-    "bn": ("auto", "eval", "train"),
-    "class_weights": ("none", "auto"),
-    "sampler": ("random", "balanced"),
-    "precision": ("auto", "no", "bf16", "fp16"),
-    "quoting": ("auto", "csv", "none"),
-    "select": ("val", "last"),
-    "normalise": ("basic", "none"),
-    "decode": ("greedy", "lexicon"),
-}
+def _fresh(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else value
+
+
+_O = Option
+declare(
+    "run",
+    _O("data", help="image folder, or CSV/TSV/JSONL", path=True, cli=False),
+    _O("backbone", default="packaged:efficientnet_lite0",
+       help="source:name, e.g. packaged:efficientnet_lite0, timm:resnet50, file:w.safetensors"),
+    _O("arch", help="timm architecture of a file: backbone"),
+    _O("strategy", default="auto", help="auto: the task's and modality's choice for the data"),
+    _O("head", default="linear", help="linear | mlp:<width>; asr: ctc | whisper"),
+    _O("task", default="classify"),
+    _O("modality", help="image | text | audio (default: detected from the data: file types, table columns)"),
+    _O("epochs", int, 5, low=1, high=100_000, wanted="a whole number of epochs ≥ 1"),
+    _O("batch_size", int, 16, low=1, high=65_536, wanted="a batch size ≥ 1"),
+    _O("lr", float, None, "the head's learning rate (default: the modality's, task's or strategy's)",
+       low=1e-12, high=10.0, wanted="a learning rate such as 1e-3, in (0, 10]"),
+    _O("backbone_lr_mult", float, None, "backbone lr = lr × this (default 0.1 images, 0.05 text)", low=0.0,
+       high=100.0, wanted="a multiplier ≥ 0 (0 freezes the backbone's learning rate)"),
+    _O("optimizer", default="adamw", choices=("adamw", "sgd")),
+    _O("weight_decay", float, 0.01, low=0.0, high=10.0, wanted="a weight decay ≥ 0"),
+    _O("warmup_epochs", float, 0.5, low=0.0, high=100_000, wanted="epochs of warm-up ≥ 0"),
+    _O("patience", int, 0, "early-stopping patience in epochs (0: off)", low=0, high=100_000,
+       wanted="epochs of patience ≥ 0 (0: no early stopping)"),
+    _O("checkpoint_every", float, 60.0, "seconds of training between resume checkpoints (0: every epoch)",
+       low=0.0, high=10**7, wanted="seconds ≥ 0 (0: a checkpoint after every epoch)"),
+    _O("select", default="val", help="the epoch kept: val (best val score, when val is not the reported split) | "
+       "last", choices=("val", "last")),
+    _O("augment", default="light", choices=("none", "light", "standard")),
+    _O("image_size", int, None, "override the backbone's input size", low=16, high=4096,
+       wanted="an input size in pixels, 16–4096"),
+    _O("seed", int, 0, low=0, high=2**32 - 1, wanted="a seed ≥ 0"),
+    _O("split_seed", int, 0, low=0, high=2**32 - 1, wanted="a seed ≥ 0"),
+    _O("val_fraction", float, 0.15, low=0.0, high=0.999, wanted="a fraction in [0, 1)"),
+    _O("test_fraction", float, 0.15, low=0.0, high=0.999, wanted="a fraction in [0, 1)"),
+    _O("shots", int, None, "training examples per class (few-shot), seeded", low=1, high=10**9,
+       wanted="examples per class ≥ 1"),
+    _O("label_by", help=r"regex over file names whose first group is the label (a flat folder), e.g. '^(\d+)_'"),
+    _O("group_by", help="regex over file names; its first group (speaker, patient…) never spans two splits"),
+    _O("on_bad_file", default="skip", choices=("skip", "error")),
+    _O("on_leak", default="warn", help="identical inputs in train and val/test, or under two labels",
+       choices=("warn", "error")),
+    _O("bn", default="auto", help="BatchNorm statistics: auto (eval for pretrained, train for scratch)",
+       choices=("auto", "eval", "train")),
+    _O("layer_decay", float, None, "layer-wise lr decay r (e.g. 0.75)", low=1e-6, high=1.0,
+       wanted="a layer-wise decay in (0, 1]"),
+    _O("l2sp", float, 0.0, "L2-SP strength α (a pull toward the pretrained weights)", low=0.0, high=1e6,
+       wanted="an L2-SP strength ≥ 0"),
+    _O("sampler", default="random", choices=("random", "balanced")),
+    _O("workers", int, None, low=0, high=256, wanted="DataLoader workers ≥ 0"),
+    _O("precision", default="auto", help="mixed precision (auto: bf16 on a GPU; on a bf16-capable CPU for "
+       "transformers; else no)", choices=("auto", "no", "bf16", "fp16")),
+    _O("channels_last", bool, True, "NHWC memory format for image models (default on)"),
+    _O("image_cache_mb", int, None, "decoded-input cache bound in MiB (default: RAM/4 up to 4096; 0: off)", low=0,
+       high=2**31, wanted="a size in MiB, or 0 to turn the cache off"),
+    _O("cpu", bool, False, "force the CPU"),
+    _O("output", default="runs", help="folder for run folders (default runs)"),
+    _O("name", help="run folder name"),
+    _O("cache_dir", help="feature cache (default ~/.cache/transferkit)"),
+    _O("extra", dict, {}, "free-form settings kept with the run", cli=False),
+)
+del _O
 
 
 def fill_defaults(cfg: RunConfig, defaults: dict[str, Any]) -> RunConfig:
@@ -135,7 +188,7 @@ def _native_cpu_bf16() -> bool:
 
 
 def valid_keys() -> list[str]:
-    return [f.name for f in dataclasses.fields(RunConfig)]
+    return list(_OPTIONS)
 
 
 def resolve_config(
@@ -185,35 +238,6 @@ def check_keys(values: dict[str, Any], source: str) -> None:
 
 
 # Every numeric setting, its type and its allowed range (inclusive bounds; None: unbounded), checked once here.
-_RANGES: dict[str, tuple[type, float | None, float | None, str]] = {
-    "epochs": (int, 1, 100_000, "a whole number of epochs ≥ 1"),
-    "batch_size": (int, 1, 65_536, "a batch size ≥ 1"),
-    "lr": (float, 1e-12, 10.0, "a learning rate such as 1e-3, in (0, 10]"),
-    "backbone_lr_mult": (float, 0.0, 100.0, "a multiplier ≥ 0 (0 freezes the backbone's learning rate)"),
-    "weight_decay": (float, 0.0, 10.0, "a weight decay ≥ 0"),
-    "warmup_epochs": (float, 0.0, 100_000, "epochs of warm-up ≥ 0"),
-    "label_smoothing": (float, 0.0, 0.999, "a label smoothing in [0, 1)"),
-    "patience": (int, 0, 100_000, "epochs of patience ≥ 0 (0: no early stopping)"),
-    "checkpoint_every": (float, 0.0, 10**7, "seconds ≥ 0 (0: a checkpoint after every epoch)"),
-    "noise_snr": (float, -20.0, 100.0, "a signal-to-noise ratio in dB, -20 to 100"),
-    "image_size": (int, 16, 4096, "an input size in pixels, 16–4096"),
-    "seed": (int, 0, 2**32 - 1, "a seed ≥ 0"),
-    "split_seed": (int, 0, 2**32 - 1, "a seed ≥ 0"),
-    "val_fraction": (float, 0.0, 0.999, "a fraction in [0, 1)"),
-    "test_fraction": (float, 0.0, 0.999, "a fraction in [0, 1)"),
-    "shots": (int, 1, 10**9, "examples per class ≥ 1"),
-    "layer_decay": (float, 1e-6, 1.0, "a layer-wise decay in (0, 1]"),
-    "l2sp": (float, 0.0, 1e6, "an L2-SP strength ≥ 0"),
-    "freeze_epochs": (int, 0, 100_000, "head-only epochs ≥ 0"),
-    "workers": (int, 0, 256, "DataLoader workers ≥ 0"),
-    "image_cache_mb": (int, 0, 2**31, "a size in MiB, or 0 to turn the cache off"),
-    "max_length": (int, 1, 1_000_000, "a token count ≥ 1"),
-    "clip_seconds": (float, 0.01, 30.0, "a clip length in seconds, in (0, 30]"),
-    "score_threshold": (float, 0.0, 1.0, "a score in [0, 1]"),
-}
-_TEXT = ("data", "backbone", "arch", "strategy", "head", "task", "modality", "output", "name", "cache_dir",
-         "text_column", "label_column", "path_column", "group_by", "label_by", "annotations", "images")
-
 
 def _typed(key: str, value: Any, kind: type, wanted: str) -> Any:
     """``value`` as ``kind`` (YAML and flags may give "0.2" or 3.0); a ConfigError naming the key otherwise."""
@@ -230,27 +254,30 @@ def _typed(key: str, value: Any, kind: type, wanted: str) -> Any:
     return typed
 
 
+
+
 def validate(cfg: RunConfig) -> None:
-    """Check every setting once: choices, types (``epochs: five``), ranges (``--lr inf``, ``--shots 0``)."""
-    for key, choices in _CHOICES.items():
-        value = getattr(cfg, key)
-        if value not in choices:
-            raise ConfigError(f"{key}={value!r} is not a valid choice", f"one of {', '.join(choices)}")
-    for key, (kind, low, high, wanted) in _RANGES.items():
+    """Check every setting once, from its declaration: choices, types (``epochs: five``), ranges (``--lr inf``,
+    ``--shots 0``), text and true/false values."""
+    for key, o in _OPTIONS.items():
         value = getattr(cfg, key)
         if value is None:
             continue
-        value = _typed(key, value, kind, wanted)
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise ConfigError(f"{key}={value} is out of range", wanted)
-        setattr(cfg, key, value)
-    for key in _TEXT:
-        value = getattr(cfg, key)
-        if value is not None and not isinstance(value, str):
+        if o.choices and value not in o.choices:
+            raise ConfigError(f"Unknown --{key.replace('_', '-')} value: {key}={value!r}",
+                              f"one of {', '.join(map(str, o.choices))}")
+        if o.kind in (int, float):
+            wanted = o.wanted or f"a number for {key}"
+            value = _typed(key, value, o.kind, wanted)
+            if (o.low is not None and value < o.low) or (o.high is not None and value > o.high):
+                raise ConfigError(f"{key}={value} is out of range", wanted)
+            setattr(cfg, key, value)
+        elif o.kind is bool and not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} is not true or false", f"true or false for {key}")
+        elif o.kind is str and not isinstance(value, str):
             raise ConfigError(f"{key}={value!r} is not text", f"a string for {key}")
-    for key in ("cpu", "channels_last"):
-        if not isinstance(getattr(cfg, key), bool):
-            raise ConfigError(f"{key}={getattr(cfg, key)!r} is not true or false", f"true or false for {key}")
+        elif o.kind is dict and not isinstance(value, dict):
+            raise ConfigError(f"{key}={value!r} is not a mapping", f"key: value pairs for {key}")
     if cfg.val_fraction + cfg.test_fraction >= 1:
         raise ConfigError(
             f"val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction} leave no training data",

@@ -15,24 +15,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import RunConfig
+from .config import Option, RunConfig, declare
 from .errors import ConfigError
 from .heads import TransferModel
-from .tasks._base import Task
+from .tasks import Task
 
-STRATEGIES = {
-    "linear-probe": "backbone frozen; features extracted once (cached); logistic-regression head",
-    "frozen": "backbone frozen; the head trains in the loop, with augmentation (detection: FPN, RPN and RoI heads)",
-    "finetune": "everything trains; backbone lr = lr × backbone_lr_mult",
-    "partial:K": "only the last K backbone stages and the head train",
-    "gradual": "head only for freeze_epochs, then everything with layer-wise lr decay (fastai fine_tune)",
-    "lp-ft": "linear probe first, then fine-tune everything from the probed head (Kumar et al. 2022)",
-    "lora": "low-rank adapters (peft) on attention projections; backbone weights frozen",
-    "contrastive": "SetFit's recipe: the encoder learns from every same/different-class pair in each batch, "
-                   "then a logistic head on its features (the default for small text sets)",
-    "scratch": "same architecture from random init: the baseline transfer must beat",
-    "zero-shot": "the pretrained model as loaded, trained on nothing (a Whisper recogniser): the ASR baseline",
-}
+_STRATEGIES: dict[str, type["Strategy"]] = {}
+
+
+def register_strategy(cls: type["Strategy"]) -> type["Strategy"]:
+    """Register a strategy class by its ``name`` (a class decorator) and declare its options. Each run builds its
+    own strategy object (:func:`get_strategy`)."""
+    declare(f"strategy {cls.name}", *cls.options)
+    _STRATEGIES[cls.name] = cls
+    return cls
+
+
+def strategies() -> dict[str, type["Strategy"]]:
+    """Every registered strategy class by name (``partial:K`` stands for its family)."""
+    return dict(_STRATEGIES)
 
 
 def set_trainable(module: nn.Module, flag: bool) -> None:
@@ -68,16 +69,24 @@ def apply_bn_policy(model: nn.Module, bn: str) -> None:
 class Strategy:
     """Base strategy: everything trains, backbone at ``lr × backbone_lr_mult``."""
 
-    name = "finetune"
+    name = ""
+    description = ""  # one line for --help
+    options: tuple[Option, ...] = ()  # settings this strategy reads, declared when it is registered
     probe_first = False  # fit the head on cached features before the loop (linear-probe, lp-ft)
     probe_after = False  # fit the head on the trained backbone's features after the loop (contrastive)
     trains_backbone = True
     uses_val = True  # the loop scores val each epoch (and may select the best epoch on it)
+    adapters_only = False  # only adapters inside attention layers train (LoRA)
     length_batches = True  # the loop may group items of similar length into a batch (texts: less padding)
     defaults: dict = {}  # settings this strategy wants where the user gave none (before the modality's)
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
+
+    @classmethod
+    def parse(cls, name: str) -> tuple | None:
+        """The constructor's arguments after ``cfg`` if ``name`` names this strategy (``partial:2`` → (2,)), else None."""
+        return () if name == cls.name else None
 
     def prepare_backbone(self, backbone):
         """The backbone this strategy starts from (the pretrained one, as loaded)."""
@@ -150,14 +159,18 @@ class Strategy:
         apply_bn_policy(model, self.bn_policy())
 
 
+@register_strategy
 class Finetune(Strategy):
     name = "finetune"
+    description = 'everything trains; backbone lr = lr × backbone_lr_mult'
 
 
+@register_strategy
 class Scratch(Strategy):
     """Random init: every layer is new, so every layer gets the full learning rate."""
 
     name = "scratch"
+    description = 'same architecture from random init: the baseline transfer must beat'
 
     def prepare_backbone(self, backbone):
         return backbone.fresh()
@@ -172,8 +185,10 @@ class Scratch(Strategy):
         return self.cfg.bn if self.cfg.bn != "auto" else "train"
 
 
+@register_strategy
 class LinearProbe(Strategy):
     name = "linear-probe"
+    description = 'backbone frozen; features extracted once (cached); logistic-regression head'
     probe_first = True
     trains_backbone = False
 
@@ -182,32 +197,44 @@ class LinearProbe(Strategy):
         set_trainable(model.head, True)
 
 
+@register_strategy
 class Frozen(Strategy):
     """The backbone stays as loaded (BatchNorm statistics too); the task's head trains by gradient descent."""
 
     name = "frozen"
+    description = 'backbone frozen; the head trains in the loop, with augmentation (detection: FPN, RPN and RoI heads)'
 
     def prepare(self, model: TransferModel) -> None:
         set_trainable(model.backbone, False)
         set_trainable(model.head, True)
 
 
+@register_strategy
 class ZeroShot(Strategy):
     """Nothing trains: the pretrained model already does the task (Whisper transcribes); its scores are the
     baseline a fine-tuned model must beat."""
 
     name = "zero-shot"
+    description = 'the pretrained model as loaded, trained on nothing (a Whisper recogniser): the ASR baseline'
     trains_backbone = False
     uses_val = False
 
 
+@register_strategy
 class Partial(Strategy):
     """Only the last K stages of the backbone (and the head) train."""
+
+    name = "partial:K"
+    description = "only the last K backbone stages and the head train"
 
     def __init__(self, cfg: RunConfig, k: int):
         super().__init__(cfg)
         self.k = k
         self.name = f"partial:{k}"
+
+    @classmethod
+    def parse(cls, name: str) -> tuple | None:
+        return (int(name[8:]),) if name.startswith("partial:") and name[8:].isdigit() else None
 
     def prepare(self, model: TransferModel) -> None:
         stages = model.backbone.stages()
@@ -219,10 +246,14 @@ class Partial(Strategy):
         set_stages_trainable(model.backbone, stages[-self.k:], True)
 
 
+@register_strategy
 class Gradual(Strategy):
     """fastai's ``fine_tune``: head alone for ``freeze_epochs``, then all with discriminative lrs."""
 
     name = "gradual"
+    options = (Option("freeze_epochs", int, 1, "gradual: head-only epochs before unfreezing", low=0, high=100_000,
+                      wanted="head-only epochs ≥ 0"),)
+    description = 'head only for freeze_epochs, then everything with layer-wise lr decay (fastai fine_tune)'
 
     def layer_decay(self) -> float | None:
         return self.cfg.layer_decay or 0.75
@@ -232,20 +263,28 @@ class Gradual(Strategy):
         set_trainable(model.head, True)
 
 
+@register_strategy
 class LPFT(Strategy):
     """Probe the head on frozen features, then fine-tune all of it at the backbone's small lr."""
 
     name = "lp-ft"
+    description = 'linear probe first, then fine-tune everything from the probed head (Kumar et al. 2022)'
     probe_first = True
 
     def head_lr(self) -> float:
         return self.cfg.lr * self.cfg.backbone_lr_mult
 
 
+@register_strategy
 class LoRA(Strategy):
     """Low-rank adapters through peft; only the adapters and the head train."""
 
     name = "lora"
+    adapters_only = True
+    options = (Option("lora_rank", int, 8, "lora: the adapters' rank", low=1, high=4096, wanted="a rank ≥ 1"),
+               Option("lora_alpha", float, 16.0, "lora: the adapters' scale α (their update is scaled by α / rank)",
+                      low=1e-6, high=1e6, wanted="a scale > 0"))
+    description = 'low-rank adapters (peft) on attention projections; backbone weights frozen'
 
     def prepare(self, model: TransferModel) -> None:
         from .backbones._lora import add_lora
@@ -280,6 +319,7 @@ class CosinePairs(Task):
         return ((z @ z.T - same)[pairs] ** 2).mean() if len(targets) > 1 else z.sum() * 0
 
 
+@register_strategy
 class Contrastive(Strategy):
     """Contrastive fine-tuning of the encoder on in-batch pairs, then the probe's logistic head on the adapted
     features (SetFit, Tunstall et al. 2022, with pairs formed inside each batch instead of sampled one by one).
@@ -310,6 +350,7 @@ class Contrastive(Strategy):
     against 0.974, 1 draw)."""
 
     name = "contrastive"
+    description = "SetFit's recipe: the encoder learns from every same/different-class pair in each batch, then a logistic head on its features (the default for small text sets)"
     defaults = {"backbone_lr_mult": 0.2}  # 2e-4 peak at the text lr 1e-3 (SMS spam, 8–16 per class)
     probe_after = True
     uses_val = False  # val accuracy needs the head, which is fitted after the loop
@@ -347,15 +388,20 @@ class Contrastive(Strategy):
         return max(n, math.ceil(self.min_steps / epochs) * batch_size, math.ceil(passes * n / epochs))
 
 
+def check_supported(task, strategy) -> None:
+    """Refuse a strategy the task cannot train with, naming the registered strategies it can."""
+    if task.supports(strategy):
+        return
+    able = [name for name, cls in _STRATEGIES.items() if task.supports(cls)]
+    raise ConfigError(f"Strategy {strategy.name} does not apply to {task.title or task.name} ({task.unsupported})",
+                      f"one of {', '.join(able)}", task.unsupported_fix)
+
+
 def get_strategy(cfg: RunConfig) -> Strategy:
-    """Strategy object for ``cfg.strategy``; unknown names list the valid ones."""
-    name = cfg.strategy
-    simple = {"finetune": Finetune, "scratch": Scratch, "linear-probe": LinearProbe, "gradual": Gradual,
-              "lp-ft": LPFT, "lora": LoRA, "contrastive": Contrastive, "frozen": Frozen,
-              "zero-shot": ZeroShot}
-    if name in simple:
-        return simple[name](cfg)
-    if name.startswith("partial:") and name[8:].isdigit():
-        return Partial(cfg, int(name[8:]))
-    raise ConfigError(f"Unknown strategy '{name}'", f"one of {', '.join(STRATEGIES)}",
+    """The run's own strategy object for ``cfg.strategy``; unknown names list the registered ones."""
+    for cls in _STRATEGIES.values():
+        args = cls.parse(cfg.strategy)
+        if args is not None:
+            return cls(cfg, *args)
+    raise ConfigError(f"Unknown strategy '{cfg.strategy}'", f"one of {', '.join(_STRATEGIES)}",
                       "Run `transferkit train --help` for what each does")

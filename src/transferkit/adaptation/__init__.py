@@ -1,9 +1,10 @@
 """Unsupervised domain adaptation: labelled source data, unlabelled target data (``--target``, ``--adapt``).
 
-One object per run, :class:`Adaptation`, plugged into a run at five points: it reads the target
-(``read_target``), wraps the strategy for end-to-end methods (a second, target stream through the same loop),
-fits the probe head on adapted features for feature-level methods, re-estimates BatchNorm statistics on the
-target (AdaBN), and scores the target where it has labels. Target labels never reach training or any choice.
+One hook object per run (:func:`adaptation_for`): :class:`NoAdaptation` without ``--target``, whose hook points
+do nothing, else :class:`Adaptation`: it reads the target (``read_target``), wraps the strategy for end-to-end
+methods (a second, target stream through the same loop), fits the probe head on adapted features for
+feature-level methods, re-estimates BatchNorm statistics on the target (AdaBN), and scores the target where it
+has labels. A run calls the same hook points either way. Target labels never reach training or any choice.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import Option, declare
 from ..errors import ConfigError
+from ..strategies import strategies
 from ._losses import PairModel, PairObjective, make_term
 from ._streams import PairedItems, batchnorm_layers, reestimate_batchnorm
 from ._target import UNLABELLED, Target, read_target
@@ -34,6 +37,12 @@ METHODS = {
     "mcc": "end-to-end while training: minimum class confusion on target predictions",
     "self-train": "end-to-end while training: cross-entropy on confident (≥ 0.9) target pseudo-labels",
 }
+declare(
+    "domain adaptation",
+    Option("target", help="unlabelled inputs from where the model will be used (a folder or CSV; class folders "
+           "only score)", path=True),
+    Option("adapt", default="none", help="method: " + " | ".join(METHODS), choices=tuple(METHODS)),
+)
 FEATURE_LEVEL = ("coral", "sa", "ot")
 END_TO_END = ("dann", "cdan", "mcc", "self-train")
 TARGET_PREDICTIONS = "target_predictions.csv"
@@ -61,18 +70,25 @@ def check(cfg, strategy, task, backbone) -> None:
         doing = "works on frozen features, not" if method in FEATURE_LEVEL else "adapts while training, which"
         raise ConfigError(f"--adapt {method} {doing} with --strategy {strategy.name}"
                           + ("" if method in FEATURE_LEVEL else " does not do"),
-                          f"linear-probe with {', '.join(FEATURE_LEVEL)}; finetune, partial:K, gradual, lp-ft, lora "
-                          f"or scratch with {', '.join(END_TO_END)}")
+                          pairings())
     if method == "adabn" and not batchnorm_layers(backbone):
         raise ConfigError(f"--adapt adabn re-estimates BatchNorm statistics; {cfg.backbone} has no BatchNorm layers",
                           "a backbone with BatchNorm (EfficientNet, ResNet …)",
                           f"Use another method ({', '.join(m for m in METHODS if m not in ('none', 'adabn'))})")
 
 
+def pairings() -> str:
+    """Which registered strategies each kind of method runs with (error messages)."""
+    def able(methods):
+        return ", ".join(n for n, cls in strategies().items() if compatible(cls, methods[0]))
+
+    return f"{able(FEATURE_LEVEL)} with {', '.join(FEATURE_LEVEL)}; {able(END_TO_END)} with {', '.join(END_TO_END)}"
+
+
 def compatible(strategy, method: str) -> bool:
-    """Whether ``method`` can run with ``strategy`` (a Strategy object)."""
-    if method in FEATURE_LEVEL:
-        return not strategy.trains_backbone
+    """Whether ``method`` can run with ``strategy`` (a strategy class or object)."""
+    if method in FEATURE_LEVEL:  # they adapt the probe's features
+        return bool(strategy.probe_first and not strategy.trains_backbone)
     if method in END_TO_END:
         return strategy.trains_backbone and not strategy.probe_after
     return method in METHODS
@@ -85,8 +101,45 @@ def target_outcomes(run_dir: Path, classes: list[str]) -> np.ndarray:
     return np.array([float(r["label"] == r["pred"]) for r in rows])
 
 
-class Adaptation:
-    """What a run with ``--target`` does beyond a source-only run."""
+class NoAdaptation:
+    """The adaptation hook of a run without ``--target``: every hook point leaves the run as it is. A run calls its
+    hook at the same points whether or not it adapts, so the run's code has no branch for adaptation."""
+
+    def wrap(self, strategy, n_train: int, num_features: int, num_classes: int):
+        """The strategy the loop trains with (end-to-end methods add their term and target stream)."""
+        return strategy
+
+    def before_training(self, run) -> None:
+        """Once the model is built, before any head is fitted or epoch trained (``run``: the run's plan)."""
+
+    def training_items(self, train_ds, target_dataset):
+        """The dataset the loop reads (``target_dataset()`` builds the target's, if a method needs it)."""
+        return train_ds
+
+    def probe(self, task, model, fs: np.ndarray, ys: np.ndarray, cfg) -> dict:
+        """Fit the probe head on the source training features ``fs`` (labels ``ys``)."""
+        return task.fit_probe(model, fs, ys, cfg) or {}
+
+    def after_training(self, run, model) -> None:
+        """After the last epoch (and the probe), before the evaluation split is scored."""
+
+    def score(self, model, run_dir: Path, classes: list[str]) -> dict[str, Any]:
+        """What the run's metrics.json gains (``{"adaptation": …}``)."""
+        return {}
+
+
+def adaptation_for(cfg, modality, task, data, backbone, strategy, target: Target | None = None):
+    """The run's adaptation hook: :class:`Adaptation` with ``--target`` (``target``: already read, else read from
+    ``cfg.target``), :class:`NoAdaptation` without."""
+    check(cfg, strategy, task, backbone)
+    if not cfg.target:
+        return NoAdaptation()
+    return Adaptation(cfg, target or read_target(cfg.target, cfg, modality, data),
+                      SELECTION[cfg.select if strategy.trains_backbone else "probe"])
+
+
+class Adaptation(NoAdaptation):
+    """What a run with ``--target`` does beyond a source-only run, at the hook points of :class:`NoAdaptation`."""
 
     def __init__(self, cfg, target: Target, selection: str):
         self.cfg, self.method, self.target, self.selection = cfg, cfg.adapt, target, selection
@@ -96,6 +149,8 @@ class Adaptation:
         self.before: tuple[np.ndarray, np.ndarray] | None = None
         self.after_source: np.ndarray | None = None
         self.after_target: np.ndarray | None = None  # feature-level methods: the target in their own space
+        self.pretrained_target: np.ndarray | None = None  # the probe's target features, as the backbone was loaded
+        self.target_feats: np.ndarray | None = None  # the final model's target features (scored)
         self.info: dict[str, Any] = {}
 
     def start(self, source_labels) -> tuple[np.ndarray, np.ndarray]:
@@ -106,15 +161,6 @@ class Adaptation:
                              for n in (len(self.source_labels), len(self.target.items)))
         return self.samples
 
-    @classmethod
-    def setup(cls, cfg, modality, task, data, backbone, strategy, target: Target | None = None) -> "Adaptation | None":
-        """``target``: the target already read (else it is read from ``cfg.target``)."""
-        check(cfg, strategy, task, backbone)
-        if not cfg.target:
-            return None
-        return cls(cfg, target or read_target(cfg.target, cfg, modality, data),
-                   SELECTION[cfg.select if strategy.trains_backbone else "probe"])
-
     # -- training ---------------------------------------------------------------------------------------------
     def wrap(self, strategy, n_train: int, num_features: int, num_classes: int):
         if self.method not in END_TO_END:
@@ -122,11 +168,25 @@ class Adaptation:
         total = strategy.steps_per_epoch(n_train) * self.cfg.epochs  # the loop's steps: the schedule's length
         return Adapted(strategy, self.method, num_features, num_classes, total)
 
-    def pair(self, train_ds, target_dataset):
-        """End-to-end methods: a target item beside every source item (``target_dataset()`` builds the target's)."""
+    def before_training(self, run) -> None:
+        """The map's samples as the backbone was loaded (features cached on disk); AdaBN's source statistics for a
+        probe, which learns on them."""
+        train = run.data.splits_["train"]
+        si, ti = self.start(train.labels)
+        if run.strategy.trains_backbone:  # only the samples are needed
+            self.before = (run.features(run.backbone, train.subset(si), "map source"),
+                           run.features(run.backbone, self.target.items.subset(ti), "map target"))
+        else:  # the probe reads every item anyway
+            self.pretrained_target = run.features(run.backbone, self.target.items, "target")
+            self.before = (run.features(run.backbone, train, "train")[si], self.pretrained_target[ti])
+            if self.method == "adabn":
+                self._reestimate(run, run.backbone, train, "source")
+
+    def training_items(self, train_ds, target_dataset):
+        """End-to-end methods: a target item beside every source item."""
         return PairedItems(train_ds, target_dataset()) if self.method in END_TO_END else train_ds
 
-    def probe(self, task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, cfg) -> dict:
+    def probe(self, task, model, fs: np.ndarray, ys: np.ndarray, cfg) -> dict:
         """The probe head: on adapted source features (feature-level methods), else the task's own fit."""
         si, ti = self.samples
         if self.method not in FEATURE_LEVEL:
@@ -134,21 +194,28 @@ class Adaptation:
             return task.fit_probe(model, fs, ys, cfg) or {}
         from ._feature_level import fit_adapted_probe
 
-        out = fit_adapted_probe(self.method, task, model, fs, ys, ft, cfg)
+        out = fit_adapted_probe(self.method, task, model, fs, ys, self.pretrained_target, cfg)
         self.after_source, self.after_target = out["mapped"][0][si], out["mapped"][1][ti]
         return out["info"]
 
-    def uses_batchnorm(self) -> bool:
-        return self.method == "adabn"
+    def after_training(self, run, model) -> None:
+        """AdaBN's target statistics; the trained model's features of the map's source samples and of the target."""
+        if self.method == "adabn":
+            self._reestimate(run, model.backbone, self.target.items, "target")
+        if run.strategy.trains_backbone:
+            self.after_source = run.features(model.backbone, run.data.splits_["train"].subset(self.samples[0]),
+                                             "map source")
+        self.target_feats = run.features(model.backbone, self.target.items, "target")
 
-    def reestimate(self, backbone, loader, move, domain: str) -> None:
-        n = reestimate_batchnorm(backbone, loader, move)
+    def _reestimate(self, run, backbone, items, domain: str) -> None:
+        n = reestimate_batchnorm(backbone.to(run.device), run.loader(items), run.move)
         self.info[f"batchnorm_{domain}_inputs"] = n
         log.info("AdaBN: BatchNorm statistics re-estimated on %d %s inputs", n, domain)
 
     # -- scoring ----------------------------------------------------------------------------------------------
-    def score(self, model, target_feats: np.ndarray, run_dir: Path, classes: list[str]) -> dict[str, Any]:
+    def score(self, model, run_dir: Path, classes: list[str]) -> dict[str, Any]:
         """Target metrics where the target has labels (of source classes); target_predictions.csv."""
+        target_feats = self.target_feats
         with torch.no_grad():
             logits = model.head.cpu()(torch.from_numpy(target_feats)).float()
         probs = logits.softmax(1).numpy()
@@ -177,7 +244,7 @@ class Adaptation:
             out.update(accuracy=m["accuracy"], macro_f1=m["macro_f1"],
                        per_class={c: {"accuracy": v["recall"], "n": v["support"]}  # a class's accuracy is its recall
                                   for c, v in m["per_class"].items() if v["support"]})
-        return out
+        return {"adaptation": out}
 
 
 class Adapted:
@@ -232,4 +299,4 @@ def tsne(x: np.ndarray, seed: int) -> np.ndarray:
     return TSNE(2, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3)), init="pca", random_state=seed).fit_transform(x).astype(np.float32)
 
 
-__all__ = ["Adaptation", "compatible", "target_outcomes", "END_TO_END", "FEATURE_LEVEL", "MAP_FILE", "METHODS", "TARGET_PREDICTIONS", "check"]
+__all__ = ["Adaptation", "NoAdaptation", "adaptation_for", "compatible", "pairings", "target_outcomes", "END_TO_END", "FEATURE_LEVEL", "MAP_FILE", "METHODS", "TARGET_PREDICTIONS", "check"]

@@ -15,7 +15,7 @@ def lora_targets(module: nn.Module) -> list[str]:
                    if isinstance(m, nn.Linear) and n.rsplit(".", 1)[-1] in TARGETS})
 
 
-def add_lora(backbone: nn.Module, cfg, rank: int = 8, alpha: int = 16, dropout: float = 0.05) -> None:
+def add_lora(backbone: nn.Module, cfg, dropout: float = 0.05) -> None:
     """Inject LoRA adapters in place; freeze everything but the adapters."""
     try:
         from peft import LoraConfig, inject_adapter_in_model
@@ -26,8 +26,8 @@ def add_lora(backbone: nn.Module, cfg, rank: int = 8, alpha: int = 16, dropout: 
         raise ConfigError(f"Strategy lora found no attention projections ({', '.join(TARGETS)}) in {cfg.backbone}",
                           "an attention backbone (ViT-style or a text transformer)",
                           "Use finetune, partial:K or lp-ft for convolutional backbones")
-    rank = int(cfg.extra.get("lora_rank", rank))
-    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=int(cfg.extra.get("lora_alpha", alpha)),
+    rank = int(cfg.extra.get("lora_rank", cfg.lora_rank))  # extra: run folders saved before the options were declared
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=float(cfg.extra.get("lora_alpha", cfg.lora_alpha)),
                                        lora_dropout=dropout, target_modules=targets), backbone)
     for n, p in backbone.named_parameters():
         p.requires_grad_("lora_" in n)

@@ -1,5 +1,7 @@
 """Datasets, splits and transforms."""
 
+from ..config import Option, declare
+
 from ._cache import ImageCache, cache_for, shared_cache
 from ._datasets import ImageDataset, Items, LabelledData, split_settings
 from ._folders import CsvImageData, ImageFolderData, SavedSplit
@@ -7,6 +9,15 @@ from ._tables import read_rows
 from ._images import IMAGE_EXTENSIONS, check_image, load_rgb, to_rgb
 from ._split import grouped_split, sample_shots, stratified_split
 from ._transforms import ImageTransform, Presize, eval_transform, resolve_data_config, train_transform
+
+declare(
+    "tables",
+    Option("text_column", default="text", help="a table's text (or transcript) column"),
+    Option("label_column", default="label", help="a table's label column"),
+    Option("path_column", default="path", help="a table's file-path column"),
+    Option("quoting", default="auto", help="tables: auto (csv quotes; a quote that swallows rows is an error) | csv "
+           "(quoted fields may span lines) | none", choices=("auto", "csv", "none")),
+)
 
 __all__ = [
     "CsvImageData", "IMAGE_EXTENSIONS", "ImageCache", "cache_for", "ImageDataset", "ImageTransform", "Presize", "ImageFolderData", "Items", "LabelledData", "SavedSplit", "check_image",

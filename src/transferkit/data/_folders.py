@@ -3,10 +3,12 @@ and the saved split of an earlier run."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 
+from .. import _runfolder as rf
 from ..errors import DataError
 from ._datasets import SPLITS, LabelledData, _compile
 from ._tables import SPLIT_ALIASES
@@ -121,10 +123,8 @@ class SavedSplit(LabelledData):
         return f"the saved split of {self.run_dir}"
 
     def _collect(self):
-        import json
-
-        labels = json.loads((self.run_dir / "labels.json").read_text())
-        splits = json.loads((self.run_dir / "splits.json").read_text())
+        labels = json.loads((self.run_dir / rf.LABELS).read_text())
+        splits = rf.read_splits(self.run_dir)
         rows = {k: [(i, labels[lab]) for i, lab in zip(v["inputs"], v["labels"])] for k, v in splits.items()}
         if self.inputs_are_files:
             gone = [i for part in rows.values() for i, _ in part if not Path(i).is_file()]

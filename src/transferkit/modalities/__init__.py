@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import declare
 from ..errors import ConfigError, DataError
 from ._base import Modality
 
@@ -19,6 +20,8 @@ _MODALITIES: dict[str, Modality] = {}
 
 
 def register_modality(modality: Modality) -> Modality:
+    """Register a modality (it keeps no run state) and declare its options."""
+    declare(f"modality {modality.name}", *modality.options)
     _MODALITIES[modality.name] = modality
     return modality
 

@@ -19,6 +19,8 @@ class Modality:
     """
 
     name = ""
+    #: settings this modality reads (``config.Option``); declared when it is registered
+    options: tuple = ()
     #: defaults filled in when the user gave none (learning rates differ a lot between modalities)
     defaults: dict[str, Any] = {}
     #: what a user passes to predict, for help and error texts

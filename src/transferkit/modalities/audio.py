@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..data import CsvImageData, ImageFolderData, ImageTransform
+from ..config import Option
 from ..errors import DataError
 from ._audio_features import AudioOps, input_contract, log_mel
 from ._audio_io import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioDecode, check_audio, duration, read_audio
@@ -57,6 +58,8 @@ def clip_seconds_for(data) -> float:
 
 class AudioModality(Modality):
     name = "audio"
+    options = (Option("clip_seconds", float, None, "audio clip length in seconds (default: the 95th percentile of "
+                      "the training clips)", low=0.01, high=30.0, wanted="a clip length in seconds, in (0, 30]"),)
     defaults = {"lr": 3e-3, "backbone_lr_mult": 0.1}
     inputs_help = "audio files or folders of them"
     backbone_inputs = ("audio", "image")

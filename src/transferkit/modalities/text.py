@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from ..config import Option
 from ..errors import DataError
 from ._base import Modality
 
@@ -15,6 +16,8 @@ MAX_REQUEST_CHARS = 100_000  # serve: longer texts are refused (the tokenizer tr
 
 class TextModality(Modality):
     name = "text"
+    options = (Option("max_length", int, None, "tokens kept per text (default: the model's declared length, else 128)",
+                      low=1, high=1_000_000, wanted="a token count ≥ 1"),)
     # Transformers fine-tune at far smaller learning rates than convolutional image backbones.
     defaults = {"lr": 1e-3, "backbone_lr_mult": 0.05}
     inputs_help = "texts (--text, --file)"

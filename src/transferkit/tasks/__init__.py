@@ -25,6 +25,6 @@ def get_task(name: str) -> type[Task]:
     return _TASKS[name]
 
 
-from . import asr, classification, detection  # noqa: E402,F401  (register the built-in tasks)
+from . import classification, detection, asr  # noqa: E402,F401  (register the built-in tasks)
 
 __all__ = ["Task", "get_task", "read_data", "register_task", "tasks"]

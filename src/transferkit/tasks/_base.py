@@ -8,14 +8,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import Option, declare
+
 
 _TASKS: dict[str, type["Task"]] = {}
 
 
 def register_task(cls: type["Task"]) -> type["Task"]:
-    """Register a task class by its ``name`` (a class decorator). The registry holds constructors, as timm's holds
-    model constructors: each run builds its own task object (:meth:`Task.for_run`, :meth:`Task.for_saved`), so
-    nothing a run learns is ever stored on a registered object."""
+    """Register a task class by its ``name`` (a class decorator) and declare its options. The registry holds
+    constructors, as timm's holds model constructors: each run builds its own task object (:meth:`Task.for_run`,
+    :meth:`Task.for_saved`), so nothing a run learns is ever stored on a registered object."""
+    declare(f"task {cls.name}", *cls.options)
     _TASKS[cls.name] = cls
     return cls
 
@@ -29,6 +32,10 @@ class Task:
     """
 
     name = ""
+    #: one line for ``--help`` and ``transferkit tasks``
+    description = ""
+    #: settings this task reads (:class:`~transferkit.config.Option`), declared when it is registered
+    options: tuple[Option, ...] = ()
     #: metric names ``compare`` reports, the first is the headline (higher is better)
     compare_metrics: tuple[str, ...] = ()
     #: an ``item_values`` key holding 0/1 right/wrong outcomes, for McNemar's test (None: no such outcome)
@@ -63,14 +70,15 @@ class Task:
         return SavedSplit(run_dir, modality.name, modality.inputs_are_files)
 
     @classmethod
-    def check_strategy(cls, strategy) -> None:
-        """Refuse strategies that cannot train this task's head (a ConfigError naming those that can)."""
-        if not (strategy.trains_backbone or strategy.probe_first or strategy.probe_after):  # trains nothing
-            from ..errors import ConfigError
+    def supports(cls, strategy) -> bool:
+        """Whether ``strategy`` (a strategy class or object) can train this task's head: by default, any that trains
+        something."""
+        return bool(strategy.trains_backbone or strategy.probe_first or strategy.probe_after)
 
-            raise ConfigError(f"Strategy {strategy.name} does not apply to {cls.name} (the new head must be trained)",
-                              "a trained strategy (linear-probe, finetune …)", "Use --task asr with a Whisper backbone "
-                              "for a zero-shot baseline, or choose another strategy")
+    #: the task in messages ("speech recognition"; default: its name), why a strategy it refuses cannot work, the fix
+    title = ""
+    unsupported = "the new head must be trained"
+    unsupported_fix = "Use --task asr with a Whisper backbone for a zero-shot baseline, or choose another strategy"
 
     @classmethod
     def train_defaults(cls, cfg, backbone) -> dict:

@@ -15,12 +15,19 @@ from .. import _runfolder as rf
 from ..evaluation import _plots, classification_metrics, format_metrics
 from ..evaluation._intervals import accuracy_values, macro_f1_values
 from ..heads import TransferModel, build_head
+from ..config import Option
 from ._base import Task, register_task
 
 
 @register_task
 class Classification(Task):
     name = "classify"
+    description = "one label per input (folders of classes, or a table's label column)"
+    options = (
+        Option("class_weights", default="none", help="none | auto (inverse class frequency in the loss and the probe)",
+               choices=("none", "auto")),
+        Option("label_smoothing", float, 0.0, low=0.0, high=0.999, wanted="a label smoothing in [0, 1)"),
+    )
     compare_metrics = ("accuracy", "macro_f1")
     paired_test_metric = "accuracy"
     adaptable = True

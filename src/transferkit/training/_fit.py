@@ -17,14 +17,14 @@ import torch
 
 from .. import _dist
 from .. import _runfolder as rf
-from ..adaptation import Adaptation
+from ..adaptation import adaptation_for
 from ..backbones import create_backbone
-from ..config import RunConfig, fill_defaults, load_config_file, resolve_config, resolve_precision
+from ..config import RunConfig, fill_defaults, options, load_config_file, resolve_config, resolve_precision
 from ..data import LabelledData
 from ..errors import ConfigError, RunFolderError
 from ..features import extract_features, make_loader, to_device
 from ..modalities import get_modality, modality_of
-from ..strategies import get_strategy
+from ..strategies import check_supported, get_strategy
 from ..tasks import get_task, read_data
 from .._launch import across_processes, announce_run_dir, join_process_group
 from ._loop import seed_everything, train_loop
@@ -102,8 +102,8 @@ def fit(data: LabelledData | str | None = None, *, config_file: str | Path | Non
     if isinstance(data, (str, Path)):
         settings["data"] = str(Path(data).resolve())  # absolute: --resume and evaluate work from any folder
         data = None
-    for key in ("annotations", "images", "target"):
-        if settings.get(key):
+    for key, option in options().items():
+        if option.path and key != "data" and settings.get(key):
             settings[key] = str(Path(settings[key]).resolve())
     cfg = resolve_config(settings, config_file)
     if data is None:
@@ -132,9 +132,97 @@ def _resume(run_dir: Path, on_epoch_end) -> Run:
     return _run(cfg, data, run_dir=run_dir, resume_state=state, on_epoch_end=on_epoch_end)
 
 
+@dataclass
+class _Plan:
+    """What a run resolved before its folder exists: the run's own task, strategy and adaptation hook, its
+    backbone, preprocessing and device. Helpers read inputs through it the same way in every step."""
+
+    cfg: RunConfig
+    data: LabelledData
+    task: Any
+    modality: Any
+    backbone: Any
+    strategy: Any
+    adapt: Any
+    train_tf: Any
+    eval_tf: Any
+    data_config: dict
+    device: torch.device
+
+    @property
+    def eval_split(self) -> str:
+        return self.data.eval_split
+
+    @property
+    def select_on_val(self) -> bool:
+        return self.eval_split == "test" and len(self.data.splits_["val"]) > 0 and self.cfg.select == "val"
+
+    @property
+    def nhwc(self) -> bool:
+        return self.modality.channels_last(self.cfg)
+
+    def dataset(self, items, transform=None, **fill):
+        return self.task.dataset(self.modality, self.backbone, items, transform or self.eval_tf, self.cfg, **fill)
+
+    def loader(self, items):
+        return make_loader(self.dataset(items), self.cfg.batch_size * 2, self.cfg.workers)
+
+    def move(self, x):
+        return to_device(x, self.device, self.nhwc)
+
+    def features(self, net, items, name: str, cache: bool = True) -> np.ndarray:
+        """Frozen features of ``items`` through ``net`` (cached on disk with ``cache``), with a progress bar."""
+        with progress_bar(f"features {name}", len(items)) as update:
+            return extract_features(
+                net, items, self.eval_tf, self.cfg.batch_size * 2, self.cfg.cache_dir, self.cfg.workers, self.device,
+                progress=update, dataset=self.modality.dataset(net, items, self.eval_tf, self.cfg),
+                precision=self.cfg.precision, channels_last=self.nhwc, shard=True, cache=cache,
+                preprocessing=self.modality.feature_key(self.eval_tf, self.data_config))
+
+
 def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state, on_epoch_end, target=None) -> Run:
     t_start = time.time()
     join_process_group(cfg.cpu)
+    plan = _plan(cfg, data, target)
+    fresh = run_dir is None
+    run_dir = run_dir or _dist.broadcast(_new_run_dir(cfg) if _dist.is_main() else None)  # one folder, the main's
+    announce_run_dir(run_dir)
+    handler = _attach_log(run_dir) if _dist.is_main() else None
+    try:
+        if fresh and _dist.is_main():
+            _write_inputs(plan, run_dir)
+        _describe(plan, run_dir)
+        model = plan.task.build_model(plan.backbone, {"head": cfg.head, "labels": data.classes_,
+                                                      "data_config": plan.data_config})
+        _check_input_size(model, plan.task.example_input(plan.modality, plan.data_config), cfg)
+        plan.adapt.before_training(plan)
+        probe_info: dict[str, Any] = {}
+        eval_out = None
+        if plan.strategy.probe_first and resume_state is None:
+            eval_out = _probe(plan, model, probe_info, final=not plan.strategy.trains_backbone)
+        history = _train(plan, model, run_dir, resume_state, on_epoch_end) if plan.strategy.trains_backbone else []
+        if plan.strategy.probe_after:
+            eval_out = _probe(plan, model, probe_info, final=True, trained=True)
+        elif eval_out is None:  # trained by the loop, or used as loaded (zero-shot)
+            eval_out = _infer_eval(plan, model)
+        plan.adapt.after_training(plan, model)
+        if not _dist.is_main():  # the main process writes the run folder; the others return what it measured
+            return Run(run_dir, cfg, _dist.broadcast(None), history)
+        return _finish(plan, model, run_dir, eval_out, history, probe_info, t_start)
+    except BaseException:
+        if fresh and _dist.is_main() and not (run_dir / rf.CHECKPOINT).exists():
+            handler.close()  # release train.log before the folder goes
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
+        raise
+    finally:
+        if handler is not None:
+            handler.close()
+            log.removeHandler(handler)
+
+
+def _plan(cfg: RunConfig, data: LabelledData, target) -> _Plan:
+    """Resolve the run before anything is written: task, modality, backbone, strategy, adaptation, defaults and
+    preprocessing. Bad names and combinations fail here, before the data is scanned where possible."""
     if cfg.strategy != "auto":
         get_strategy(cfg)  # fail on a bad strategy or task name before any work
     task = get_task(cfg.task)  # the class: the run's own object is built once the data and backbone are known
@@ -151,155 +239,111 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         cfg.strategy = task.default_strategy(modality, data.splits_["train"])
         log.info("strategy: %s (auto, for %d training items)", cfg.strategy, len(data.splits_["train"]))
     strategy = get_strategy(cfg)
-    task.check_strategy(strategy)
-    adapt = Adaptation.setup(cfg, modality, task, data, backbone, strategy, target)  # None without --target
-    if adapt is not None:
-        strategy = adapt.wrap(strategy, len(data.splits_["train"]), backbone.num_features, len(data.classes_))
+    check_supported(task, strategy)
+    adapt = adaptation_for(cfg, modality, task, data, backbone, strategy, target)
+    strategy = adapt.wrap(strategy, len(data.splits_["train"]), backbone.num_features, len(data.classes_))
     if strategy.trains_backbone:
         check_global_batch(cfg.batch_size)
     fill_defaults(cfg, {**modality.defaults, **backbone.train_defaults, **task.train_defaults(cfg, backbone),
                         **strategy.defaults})
     backbone = strategy.prepare_backbone(backbone)
-    classes = data.classes_
     train_tf, eval_tf, data_config = task.pipeline(modality, backbone, cfg, data)
     task = task.for_run(cfg, data, backbone, data_config)
-    nhwc = modality.channels_last(cfg)
-    eval_split = data.eval_split
-    has_val = len(data.splits_["val"]) > 0
-    select_on_val = eval_split == "test" and has_val and cfg.select == "val"
-
     device = torch.device("cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu")
     cfg.precision = resolve_precision(cfg.precision, device, backbone.cpu_bf16)
-    fresh_dir = run_dir is None
-    run_dir = run_dir or _dist.broadcast(_new_run_dir(cfg) if _dist.is_main() else None)  # one folder, the main's
-    announce_run_dir(run_dir)
-    handler = _attach_log(run_dir) if _dist.is_main() else None
-    try:
-        if fresh_dir and _dist.is_main():
-            cfg.save(run_dir / rf.CONFIG)
-            rf.write_json(run_dir / rf.LABELS, classes)
-            rf.write_json(run_dir / "splits.json", _splits_record(data))
-            bad = getattr(data, "bad_files_", [])
-            (run_dir / rf.BAD_FILES).write_text("".join(f"{p}\t{r}\n" for p, r in bad))
-        log.info("data: %s (%s)", data.summary(), modality.name)
-        if getattr(data, "bad_files_", None):
-            log.info("skipped %d bad file(s); listed in %s", len(data.bad_files_), run_dir / rf.BAD_FILES)
-        log.info("backbone %s (%d features), task %s, strategy %s, evaluating on %s%s", backbone.name,
-                 backbone.num_features, task.name, strategy.name, eval_split,
-                 "" if select_on_val and strategy.uses_val else " (no test split: val is not used for model selection)"
-                 if eval_split != "test" else " (the final epoch is kept)")
-        log.info("preprocessing: %s", ", ".join(f"{k} {v}" for k, v in data_config.items()))
-        if _dist.world() > 1:
-            log.info("world size %d: every pass over the data is shared by %d processes", _dist.world(), _dist.world())
-        model = task.build_model(backbone, {"head": cfg.head, "labels": classes, "data_config": data_config})
-        _check_input_size(model, task.example_input(modality, data_config), cfg)
-        eval_items = data.splits_[eval_split]
-        eval_out = None
-        probe_info: dict[str, Any] = {}
-        history: list[dict] = []
+    return _Plan(cfg, data, task, modality, backbone, strategy, adapt, train_tf, eval_tf, data_config, device)
 
-        def features(net, items, name: str, cache: bool = True) -> np.ndarray:
-            return _features(net, modality, items, name, eval_tf, modality.feature_key(eval_tf, data_config), nhwc,
-                             cfg, device, cache)
 
-        def reestimate(net, items, domain: str) -> None:  # AdaBN
-            loader = make_loader(task.dataset(modality, backbone, items, eval_tf, cfg), cfg.batch_size * 2, cfg.workers)
-            adapt.reestimate(net.to(device), loader, lambda x: to_device(x, device, nhwc), domain)
+def _write_inputs(plan: _Plan, run_dir: Path) -> None:
+    """What a fresh run folder holds before training: the resolved config, labels, the exact split, bad files."""
+    plan.cfg.save(run_dir / rf.CONFIG)
+    rf.write_json(run_dir / rf.LABELS, plan.data.classes_)
+    rf.write_json(run_dir / rf.SPLITS, _splits_record(plan.data))
+    bad = getattr(plan.data, "bad_files_", [])
+    (run_dir / rf.BAD_FILES).write_text("".join(f"{p}\t{r}\n" for p, r in bad))
 
-        train_items = data.splits_["train"]
-        pretrained_target = None
-        if adapt is not None:  # the map's samples as the backbone was loaded (features cached on disk)
-            si, ti = adapt.start(train_items.labels)
-            if strategy.trains_backbone:  # only the samples are needed
-                adapt.before = (features(backbone, train_items.subset(si), "map source"),
-                                features(backbone, adapt.target.items.subset(ti), "map target"))
-            else:  # the probe reads every item anyway
-                pretrained_target = features(backbone, adapt.target.items, "target")
-                adapt.before = (features(backbone, train_items, "train")[si], pretrained_target[ti])
-            if adapt.uses_batchnorm() and not strategy.trains_backbone:
-                reestimate(backbone, train_items, "source")  # the probe learns on source statistics
 
-        def probe(final: bool, trained: bool = False) -> np.ndarray | None:
-            """Fit the task's head on the backbone's features of train; with ``final`` (the head is the model's last
-            word), its outputs on the evaluation split — lp-ft fine-tunes on, so it extracts no evaluation features."""
-            # features of weights this run has just ``trained`` are never read again: not cached (nor hashed)
-            feats = {s: features(backbone, data.splits_[s], s, cache=not trained)
-                     for s in dict.fromkeys(["train", eval_split] if final else ["train"])}
-            t0, info = time.time(), {}
-            if _dist.is_main():  # one fit; the others receive the head
-                labels = np.asarray(train_items.labels)
-                info = (adapt.probe(task, model, feats["train"], labels, pretrained_target, cfg) if adapt is not None
-                        else task.fit_probe(model, feats["train"], labels, cfg)) or {}
-                info["head_seconds"] = round(time.time() - t0, 2)
-                log.info("probe head: %s", info)
-            probe_info.update(_dist.broadcast(info))
-            _dist.sync_module(model.head)
-            if not final:
-                return None
-            with torch.no_grad():
-                return model.head.to("cpu")(torch.from_numpy(feats[eval_split])).numpy()
+def _describe(plan: _Plan, run_dir: Path) -> None:
+    data, strategy = plan.data, plan.strategy
+    log.info("data: %s (%s)", data.summary(), plan.modality.name)
+    if getattr(data, "bad_files_", None):
+        log.info("skipped %d bad file(s); listed in %s", len(data.bad_files_), run_dir / rf.BAD_FILES)
+    log.info("backbone %s (%d features), task %s, strategy %s, evaluating on %s%s", plan.backbone.name,
+             plan.backbone.num_features, plan.task.name, strategy.name, plan.eval_split,
+             "" if plan.select_on_val and strategy.uses_val else " (no test split: val is not used for model selection)"
+             if plan.eval_split != "test" else " (the final epoch is kept)")
+    log.info("preprocessing: %s", ", ".join(f"{k} {v}" for k, v in plan.data_config.items()))
+    if _dist.world() > 1:
+        log.info("world size %d: every pass over the data is shared by %d processes", _dist.world(), _dist.world())
 
-        if strategy.probe_first and resume_state is None:
-            eval_out = probe(final=not strategy.trains_backbone)
-        if strategy.trains_backbone:
-            train_ds = _epoch_dataset(task, modality, backbone, train_items, train_tf, cfg, "train")
-            if adapt is not None:  # end-to-end methods: a target item beside every source item
-                train_ds = adapt.pair(train_ds, lambda: _epoch_dataset(task, modality, backbone, adapt.target.items,
-                                                                       train_tf, cfg, "target"))
-            val_ds = _epoch_dataset(task, modality, backbone, data.splits_["val"], eval_tf, cfg, "val") \
-                if has_val and strategy.uses_val else None
-            history = train_loop(model, strategy, task, train_ds, val_ds, cfg, run_dir,
-                                 select_on_val and strategy.uses_val, nhwc, resume_state, on_epoch_end)
-            model.to(device)
-        if strategy.probe_after:
-            eval_out = probe(final=True, trained=True)
-        elif eval_out is None:  # trained by the loop, or used as loaded (zero-shot)
-            with progress_bar(f"evaluate {eval_split}", len(eval_items)) as update:
-                eval_out = task.infer(model, task.dataset(modality, backbone, eval_items, eval_tf, cfg), cfg.batch_size * 2,
-                                      device, progress=update, workers=cfg.workers, precision=cfg.precision,
-                                      channels_last=nhwc, shard=True)
-        if adapt is not None:
-            if adapt.uses_batchnorm():
-                reestimate(model.backbone, adapt.target.items, "target")
-            if strategy.trains_backbone:
-                adapt.after_source = features(model.backbone, train_items.subset(adapt.samples[0]), "map source")
-            target_feats = features(model.backbone, adapt.target.items, "target")
-        if not _dist.is_main():  # the main process writes the run folder; the others return what it measured
-            return Run(run_dir, cfg, _dist.broadcast(None), history)
-        _write_history(run_dir, history)
-        metrics = task.score(run_dir, eval_out, eval_items, classes, eval_split)
-        if adapt is not None:
-            metrics["adaptation"] = adapt.score(model, target_feats, run_dir, classes)
-        metrics.update(task=task.name, modality=modality.name, strategy=strategy.name, backbone=cfg.backbone,
-                       selection=_selection(strategy, select_on_val, cfg.select),
-                       seconds=round(time.time() - t_start, 2), kept_epoch=_kept_epoch(history),
-                       probe=probe_info or None, n_train=len(data.splits_["train"]),
-                       leakage=getattr(data, "leakage_", None))
-        model.cpu()
-        meta = {"task": task.name, "modality": modality.name, "backbone": backbone.spec, "backbone_name": cfg.backbone,
-                "pretrained_cfg": backbone.pretrained_cfg, "data_config": data_config, "head": cfg.head,
-                "labels": classes, "strategy": strategy.name}
-        strategy.finish(model)
-        backbone.save_extra(run_dir)
-        rf.save_model(run_dir, model, meta)
-        rf.write_json(run_dir / rf.METRICS, metrics)  # written last: its presence marks a finished run
-        _dist.broadcast(metrics)
-        for leftover in (rf.CHECKPOINT, "best.pt"):
-            (run_dir / leftover).unlink(missing_ok=True)
-        log.info("%s: %s", eval_split, task.summary(metrics))
-        log.info("run folder: %s (%.1f s)", run_dir, time.time() - t_start)
-        run = Run(run_dir, cfg, metrics, history)
-        _write_report(run)
-        return run
-    except BaseException:
-        if fresh_dir and _dist.is_main() and not (run_dir / rf.CHECKPOINT).exists():
-            handler.close()  # release train.log before the folder goes
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
-        raise
-    finally:
-        if handler is not None:
-            handler.close()
-            log.removeHandler(handler)
+
+def _probe(plan: _Plan, model, info: dict, final: bool, trained: bool = False) -> np.ndarray | None:
+    """Fit the task's head on the backbone's features of train; with ``final`` (the head is the model's last word),
+    its outputs on the evaluation split — lp-ft fine-tunes on, so it extracts no evaluation features."""
+    data = plan.data
+    # features of weights this run has just ``trained`` are never read again: not cached (nor hashed)
+    feats = {s: plan.features(plan.backbone, data.splits_[s], s, cache=not trained)
+             for s in dict.fromkeys(["train", plan.eval_split] if final else ["train"])}
+    t0, fitted = time.time(), {}
+    if _dist.is_main():  # one fit; the others receive the head
+        fitted = plan.adapt.probe(plan.task, model, feats["train"], np.asarray(data.splits_["train"].labels), plan.cfg)
+        fitted["head_seconds"] = round(time.time() - t0, 2)
+        log.info("probe head: %s", fitted)
+    info.update(_dist.broadcast(fitted))
+    _dist.sync_module(model.head)
+    if not final:
+        return None
+    with torch.no_grad():
+        return model.head.to("cpu")(torch.from_numpy(feats[plan.eval_split])).numpy()
+
+
+def _train(plan: _Plan, model, run_dir: Path, resume_state, on_epoch_end) -> list[dict]:
+    """The loop over the training split (with the adaptation hook's items), validated on val where it selects."""
+    data, strategy = plan.data, plan.strategy
+    train_ds = plan.adapt.training_items(_epoch_dataset(plan, data.splits_["train"], plan.train_tf, "train"),
+                                         lambda: _epoch_dataset(plan, plan.adapt.target.items, plan.train_tf, "target"))
+    val_ds = _epoch_dataset(plan, data.splits_["val"], plan.eval_tf, "val") \
+        if len(data.splits_["val"]) and strategy.uses_val else None
+    history = train_loop(model, strategy, plan.task, train_ds, val_ds, plan.cfg, run_dir,
+                         plan.select_on_val and strategy.uses_val, plan.nhwc, resume_state, on_epoch_end)
+    model.to(plan.device)
+    return history
+
+
+def _infer_eval(plan: _Plan, model):
+    items = plan.data.splits_[plan.eval_split]
+    with progress_bar(f"evaluate {plan.eval_split}", len(items)) as update:
+        return plan.task.infer(model, plan.dataset(items), plan.cfg.batch_size * 2, plan.device, progress=update,
+                               workers=plan.cfg.workers, precision=plan.cfg.precision, channels_last=plan.nhwc,
+                               shard=True)
+
+
+def _finish(plan: _Plan, model, run_dir: Path, eval_out, history: list[dict], probe_info: dict, t_start: float) -> Run:
+    """Score the evaluation split once, save the model, write metrics.json last, then the report."""
+    cfg, data, task, strategy = plan.cfg, plan.data, plan.task, plan.strategy
+    _write_history(run_dir, history)
+    metrics = task.score(run_dir, eval_out, data.splits_[plan.eval_split], data.classes_, plan.eval_split)
+    metrics.update(plan.adapt.score(model, run_dir, data.classes_))
+    metrics.update(task=task.name, modality=plan.modality.name, strategy=strategy.name, backbone=cfg.backbone,
+                   selection=_selection(strategy, plan.select_on_val, cfg.select),
+                   seconds=round(time.time() - t_start, 2), kept_epoch=_kept_epoch(history),
+                   probe=probe_info or None, n_train=len(data.splits_["train"]), leakage=getattr(data, "leakage_", None))
+    model.cpu()
+    meta = {"task": task.name, "modality": plan.modality.name, "backbone": plan.backbone.spec,
+            "backbone_name": cfg.backbone, "pretrained_cfg": plan.backbone.pretrained_cfg,
+            "data_config": plan.data_config, "head": cfg.head, "labels": data.classes_, "strategy": strategy.name}
+    strategy.finish(model)
+    plan.backbone.save_extra(run_dir)
+    rf.save_model(run_dir, model, meta)
+    rf.write_json(run_dir / rf.METRICS, metrics)  # written last: its presence marks a finished run
+    _dist.broadcast(metrics)
+    for leftover in (rf.CHECKPOINT, "best.pt"):
+        (run_dir / leftover).unlink(missing_ok=True)
+    log.info("%s: %s", plan.eval_split, task.summary(metrics))
+    log.info("run folder: %s (%.1f s)", run_dir, time.time() - t_start)
+    run = Run(run_dir, cfg, metrics, history)
+    _write_report(run)
+    return run
 
 
 def _selection(strategy, select_on_val: bool, select: str) -> str:
@@ -343,20 +387,10 @@ def _splits_record(data: LabelledData) -> dict:
     return out
 
 
-def _features(backbone, modality, items, name: str, transform, preprocessing, nhwc, cfg, device,
-              cache: bool = True) -> np.ndarray:
-    """Features of ``items`` (cached on disk with ``cache``), with a progress bar named ``name``."""
-    with progress_bar(f"features {name}", len(items)) as update:
-        return extract_features(
-            backbone, items, transform, cfg.batch_size * 2, cfg.cache_dir, cfg.workers, device,
-            progress=update, dataset=modality.dataset(backbone, items, transform, cfg), precision=cfg.precision,
-            channels_last=nhwc, preprocessing=preprocessing, shard=True, cache=cache)
-
-
-def _epoch_dataset(task, modality, backbone, items, transform, cfg, split: str):
+def _epoch_dataset(plan: _Plan, items, transform, split: str):
     """A dataset read every epoch: its inputs are decoded once, into the in-memory cache where the modality has one."""
     with progress_bar(f"decode {split}", len(items)) as update:
-        ds = task.dataset(modality, backbone, items, transform, cfg, fill=True, progress=update)
+        ds = plan.dataset(items, transform, fill=True, progress=update)
     held = [h for h in (getattr(ds, "held", None) or []) if h is not None]
     if held:
         log.info("input cache: %d/%d %s inputs held decoded (%.0f MiB)", len(held), len(items), split,

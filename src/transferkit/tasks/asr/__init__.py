@@ -5,7 +5,6 @@ WER and CER through jiwer on normalised text; the pretrained Whisper's zero-shot
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 from ... import _runfolder as rf
+from ...config import Option
 from ...errors import ConfigError
 from ...modalities._audio_features import input_contract
 from .._base import Task, register_task
@@ -22,7 +22,6 @@ from ._model import WHISPER_EOT, WHISPER_PROMPT, CTCModel, WhisperModel
 from ._text import Vocabulary, error_rates, lexicon, normalise, warn_unseen
 
 log = logging.getLogger("transferkit")
-STRATEGIES = "zero-shot (Whisper), frozen, finetune, partial:K, gradual, lora or scratch"
 HEADS = ("ctc", "whisper")
 MAX_SECONDS = 30.0  # Whisper's encoder window
 
@@ -30,6 +29,16 @@ MAX_SECONDS = 30.0  # Whisper's encoder window
 @register_task
 class SpeechRecognition(Task):
     name = "asr"
+    description = "transcripts of speech (a table of clips and transcripts, or .txt files beside the clips)"
+    options = (
+        Option("normalise", default="basic", help="asr: scoring normalisation, basic (lower-case, no punctuation, "
+               "digits as words) | none", choices=("basic", "none")),
+        Option("noise_snr", float, None, "asr: add training noise at this SNR in dB", low=-20.0, high=100.0,
+               wanted="a signal-to-noise ratio in dB, -20 to 100"),
+        Option("decode", default="greedy", help="asr, CTC head: greedy | lexicon (beam search over the training "
+               "words; --lm adds KenLM)", choices=("greedy", "lexicon")),
+        Option("lm", help="asr, --decode lexicon: a KenLM n-gram model (.arpa or .bin)", path=True),
+    )
     compare_metrics = ("wer", "cer")
     lower_is_better = ("wer", "cer")
     modalities = ("audio",)
@@ -59,17 +68,18 @@ class SpeechRecognition(Task):
     def saved_data(cls, run_dir: Path, modality) -> TranscriptData:
         from ...config import load_config_file
 
-        saved = json.loads((Path(run_dir) / "splits.json").read_text())
+        saved = rf.read_splits(run_dir)
         cfg = load_config_file(Path(run_dir) / rf.CONFIG)
         return TranscriptData(run_dir, cfg.get("normalise", "basic"),
                               saved={k: (v["inputs"], v.get("transcripts", [])) for k, v in saved.items()})
 
+    title = "speech recognition"
+    unsupported = "its head reads every frame, never pooled cached features"
+    unsupported_fix = "Use --strategy frozen for a frozen encoder (the head trains)"
+
     @classmethod
-    def check_strategy(cls, strategy) -> None:
-        if strategy.probe_first or strategy.probe_after:
-            raise ConfigError(f"Strategy {strategy.name} does not apply to speech recognition (its head reads every "
-                              "frame, never pooled cached features)", f"one of {STRATEGIES}",
-                              "Use --strategy frozen for a frozen encoder (the head trains)")
+    def supports(cls, strategy) -> bool:
+        return not (strategy.probe_first or strategy.probe_after)  # zero-shot too: Whisper transcribes as loaded
 
     @classmethod
     def default_strategy(cls, modality, items) -> str:
@@ -119,11 +129,9 @@ class SpeechRecognition(Task):
 
     @classmethod
     def for_saved(cls, run_dir, meta, cfg, backbone) -> "SpeechRecognition":
-        saved = Path(run_dir) / "splits.json"
         transcripts = {}
-        if saved.is_file():
-            for part in json.loads(saved.read_text()).values():
-                transcripts.update(zip(part["inputs"], part.get("transcripts", [])))
+        for part in rf.read_splits(run_dir).values():
+            transcripts.update(zip(part["inputs"], part.get("transcripts", [])))
         return cls(transcripts, meta["labels"], meta["head"], meta["data_config"]["normalise"],
                    None, *_decoders(meta["head"], meta["labels"], meta["data_config"], backbone))
 

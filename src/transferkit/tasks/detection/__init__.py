@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ... import _runfolder as rf
+from ...config import Option
 from ...errors import ConfigError
 from .._base import Task, register_task
 from ._data import DetectionData, DetectionDataset, DetPresize, DetTransform, box_ops, split_targets
@@ -19,12 +20,18 @@ from ._metrics import detection_metrics, headline, jackknife, mean_ap
 from ._model import Detector
 
 DETECTIONS = "detections.jsonl"
-STRATEGIES = "frozen, finetune, partial:K, gradual or scratch"
 
 
 @register_task
 class Detection(Task):
     name = "detect"
+    description = "boxes around objects (Pascal VOC, COCO, YOLO or a CSV of boxes)"
+    options = (
+        Option("annotations", help="detect: a COCO JSON (or a folder holding one)", path=True),
+        Option("images", help="detect: the folder COCO file names are relative to", path=True),
+        Option("score_threshold", float, 0.5, "detect: boxes at or above this score are reported (and counted as "
+               "true or false positives)", low=0.0, high=1.0, wanted="a score in [0, 1]"),
+    )
     compare_metrics = ("map", "map_50")
     modalities = ("image",)
     #: AdamW at 3e-4 for the new FPN / RPN / RoI heads, the backbone at a tenth (raccoon, Lite0)
@@ -50,16 +57,17 @@ class Detection(Task):
 
     @classmethod
     def saved_data(cls, run_dir: Path, modality) -> DetectionData:
-        saved = json.loads((Path(run_dir) / "splits.json").read_text())
+        saved = rf.read_splits(run_dir)
         return DetectionData(run_dir, saved={k: v.get("records", []) for k, v in saved.items()})
 
+    title = "detection"
+    unsupported = "its head is trained by the loop, never fitted on cached features"
+    unsupported_fix = "Use --strategy frozen for a frozen backbone (FPN, RPN and heads train)"
+
     @classmethod
-    def check_strategy(cls, strategy) -> None:
-        super().check_strategy(strategy)
-        if strategy.probe_first or strategy.probe_after or strategy.name in ("lora", "contrastive"):
-            raise ConfigError(f"Strategy {strategy.name} does not apply to detection (its head is trained by the "
-                              "loop, never fitted on cached features)", f"one of {STRATEGIES}",
-                              "Use --strategy frozen for a frozen backbone (FPN, RPN and heads train)")
+    def supports(cls, strategy) -> bool:
+        return bool(strategy.trains_backbone and not (strategy.probe_first or strategy.probe_after
+                                                      or strategy.adapters_only))
 
     @classmethod
     def default_strategy(cls, modality, items) -> str:
@@ -160,9 +168,7 @@ class Detection(Task):
 
     @classmethod
     def for_saved(cls, run_dir, meta, cfg, backbone=None) -> "Detection":
-        saved = Path(run_dir) / "splits.json"
-        records = {r["path"]: r for part in json.loads(saved.read_text()).values() for r in part.get("records", [])} \
-            if saved.is_file() else {}
+        records = {r["path"]: r for part in rf.read_splits(run_dir).values() for r in part.get("records", [])}
         return cls(records, list(meta["labels"]), cfg.score_threshold)
 
     def with_data(self, data) -> "Detection":
