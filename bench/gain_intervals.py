@@ -42,7 +42,7 @@ def analyse(folder: Path, seeds: int | None) -> None:
     print(f"{folder.name}: {k} seed(s), {result['n_eval']} evaluation items")
     print("| strategy | metric | gain | seeds-only t-interval | seeds × items interval | McNemar p (pooled) | dominant source |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    from transferkit.evaluation._intervals import dominant_source
+    from transferkit.evaluation import dominant_source
 
     for s, rs in runs.items():
         if s == "scratch":

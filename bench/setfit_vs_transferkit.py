@@ -146,7 +146,7 @@ def main() -> None:
 
 def paired_gap(name: str, ours: list, setfit: list) -> str:
     """Accuracy minus SetFit's on the same draws, in points: mean with a 95% t-interval, and the time ratio."""
-    from transferkit.evaluation._intervals import crossed_interval
+    from transferkit.evaluation import crossed_interval
 
     d = 100 * (np.array([r[0] for r in ours]) - np.array([r[0] for r in setfit]))
     half = crossed_interval(d[None])["high"] - d.mean() if len(d) > 1 else float("nan")  # one row: over draws

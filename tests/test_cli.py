@@ -84,13 +84,12 @@ def test_user_mistakes_are_one_clear_line(tmp_path, cli_run):
 def test_ctrl_c_exits_130_with_advice(monkeypatch, capsys, tmp_path):
     import sys
 
-    import transferkit.training as training
     from transferkit import cli
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "fit", interrupted)
+    monkeypatch.setattr(cli, "fit", interrupted)
     monkeypatch.setattr(sys, "argv", ["transferkit", "train", str(tmp_path)])
     with pytest.raises(SystemExit) as exc:
         cli.main()

@@ -15,6 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import torch
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from . import _dist
 from ._runfolder import CHECKPOINT
@@ -53,7 +55,7 @@ def join_process_group(cpu: bool) -> None:
     """
     if not launched() or _dist.world() > 1:
         return
-    from accelerate import PartialState
+    from accelerate import PartialState  # heavy: loaded on first use
 
     cpu = cpu or not torch.cuda.is_available()
     if cpu:
@@ -95,9 +97,6 @@ def launch(entry, processes: int, *args, **kwargs):
     A worker that fails or dies stops all of them; a :class:`TransferkitError` raised in a worker is raised
     here unchanged, any other failure as a :class:`TrainingError` naming the process and the run folder.
     """
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
     where = tempfile.mkdtemp(prefix="transferkit-launch-")
     elastic = logging.getLogger("torch.distributed.elastic")
     level, elastic.level = elastic.level, logging.CRITICAL  # its per-process failure notes: ours says it once

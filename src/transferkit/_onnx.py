@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
 from pathlib import Path
+
+import torch
 
 from .errors import TransferkitError
 
 
 def require_onnx() -> None:
-    import importlib.util
-
     if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None:
         raise TransferkitError("ONNX export needs onnx and onnxruntime", None, "pip install 'transferkit[export]'")
 
@@ -21,8 +22,7 @@ def export_traced(module, example: tuple, path: Path, meta: dict, input_names: l
     """Export ``module`` with the TorchScript tracer on ``example`` (opset 17) to ``path``, ``meta`` as metadata;
     returns an onnxruntime session on the file, for the parity check."""
     require_onnx()
-    import onnxruntime as ort
-    import torch
+    import onnxruntime as ort  # optional (export extra)
 
     tmp = path.with_suffix(".tmp.onnx")
     with warnings.catch_warnings():
@@ -36,7 +36,7 @@ def export_traced(module, example: tuple, path: Path, meta: dict, input_names: l
 def save_with_metadata(tmp: Path, path: Path, meta: dict) -> None:
     """Copy the model the exporter wrote to ``tmp`` into ``path`` with ``meta`` (JSON values) as metadata_props, then
     remove ``tmp`` and any external-data files beside it."""
-    import onnx
+    import onnx  # optional (export extra)
 
     proto = onnx.load(str(tmp))
     for k, v in meta.items():

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import sys
+
 from rich.table import Table
+
+from .evaluation import gain_label, gain_text, gained_metrics, interval_text, mcnemar_text, mean_std
+from .tasks import get_task
 
 
 def print_metrics(out, m: dict) -> None:
     """A run's metrics on its evaluation split: the per-class table (whatever the task scores per class) and the
     task's one-line summary."""
-    from .tasks import get_task
-
     t = Table(title=f"{m.get('strategy', '')} on {m['split']} ({m['n']} items)")
     key, first = ("per_class", "class") if "per_class" in m else ("per_group", "group")
     per = m.get(key) or {}
@@ -27,10 +32,6 @@ def print_metrics(out, m: dict) -> None:
 
 def print_predictions(out, preds: list[dict], rows: list[dict], how: str, topk: int) -> None:
     """``predict``'s output: JSON lines (as predicted), CSV (the task's flat rows) or a table."""
-    import csv
-    import json
-    import sys
-
     if how == "json":
         for p in preds:
             print(json.dumps(p))
@@ -57,8 +58,6 @@ def print_predictions(out, preds: list[dict], rows: list[dict], how: str, topk: 
 
 def print_comparison(out, result: dict) -> None:
     """A comparison: every metric per strategy, time, gain over scratch with its interval, McNemar."""
-    from .evaluation.report import gain_label, gain_text, gained_metrics, mcnemar_text, mean_std
-
     metrics = result["metrics"]
     t = Table(title=f"{result['backbone']} · {result['seeds']} seed(s) · {result['split']} ({result['n_eval']} items)")
     gained = gained_metrics(result)
@@ -78,8 +77,6 @@ def print_comparison(out, result: dict) -> None:
 
 def print_sweep(out, sweep: dict) -> None:
     """A shots sweep: the metric per strategy and count, with 95% intervals."""
-    from .evaluation.report import interval_text
-
     t = Table(title=f"{sweep['metric']} · {sweep['backbone']} · {sweep['seeds']} seed(s) · {sweep['split']} "
                     f"({sweep['n_eval']} items) · mean [95% interval]")
     t.add_column("strategy", no_wrap=True)

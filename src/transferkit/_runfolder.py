@@ -73,7 +73,7 @@ def _jsonable(o: Any) -> Any:
 
 
 def save_model(run_dir: Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # loaded on first use
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(run_dir / WEIGHTS, lambda p: save_file(state, str(p)))
@@ -112,7 +112,7 @@ def read_model(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if not isinstance(meta, dict) or missing:
         raise RunFolderError(f"{path / MODEL_META} lacks {', '.join(missing) or 'its keys'}",
                              "the model.json that training wrote", "Train the run again") from None
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # loaded on first use
 
     try:
         state = load_file(str(path / WEIGHTS))

@@ -13,12 +13,11 @@ import numpy as np
 
 from . import _dist
 from ._launch import across_processes
-from .adaptation import METHODS, compatible, pairings, target_outcomes
-from .adaptation._target import read_target
+from .adaptation import METHODS, compatible, pairings, read_target, target_outcomes
 from .compare import close_comparison, open_comparison, run_grid
 from .config import resolve_config
 from .errors import ConfigError
-from .evaluation._intervals import crossed_interval, mcnemar
+from .evaluation import crossed_interval, mcnemar
 from .modalities import modality_of
 from .strategies import get_strategy
 
@@ -115,7 +114,7 @@ def _warnings(rows: list[dict]) -> list[str]:
 def _oracle(data, target, cfg, strategy: str, seeds, out_dir: Path, resume: bool, settings: dict):
     """The strategy trained on half the labelled target and scored on the other half, both ways round: every
     labelled target input is predicted by a model that never saw its label."""
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold  # heavy: loaded on first use
 
     modality = modality_of(data)
     keep = [i for i, lab in enumerate(target.items.labels) if lab >= 0]

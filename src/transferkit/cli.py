@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
@@ -15,7 +17,24 @@ from rich.table import Table
 
 from . import _dist
 from ._printing import print_comparison, print_metrics, print_predictions, print_sweep
+from ._runfolder import check_run_dir
+from .adapt_compare import compare_adaptation
+from .backbones import PACKAGED, sources
+from .compare import compare as _compare
+from .compare import compare_shots
+from .config import load_config_file, options, resolve_config
+from .demo import run_demo
 from .errors import TransferkitError
+from .export import export as _export
+from .modalities import data_for
+from .predict import evaluate as _evaluate
+from .predict import load
+from .ranking import rank as _rank
+from .reports import write_run_report
+from .serve import create_app
+from .strategies import strategies
+from .tasks import tasks
+from .training import fit, load_run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning with PyTorch: pretrained backbone → new task, measured honestly.")
@@ -29,9 +48,6 @@ O = typer.Option
 
 def _option_help(o) -> str:
     """The flag's help: the declaration's, the choices and the default."""
-    from .strategies import strategies
-    from .tasks import tasks
-
     listed = {"strategy": "auto (default) | " + " | ".join(strategies()),
               "task": " | ".join(tasks())}
     text = listed.get(o.name) or o.help
@@ -43,8 +59,6 @@ def _option_help(o) -> str:
 
 
 def _train_options() -> dict[str, tuple]:
-    from .config import options
-
     return {o.name: (Optional[o.kind], O(None, help=_option_help(o), rich_help_panel=f"{o.owner} options",
                                          metavar="" if o.kind is bool else None))
             for o in options().values() if o.cli}
@@ -68,8 +82,6 @@ def _setup_logging(verbose: bool = True) -> None:
 
 def _with_train_options(fn):
     """Give ``fn`` the shared training options as keyword parameters (typer reads the signature)."""
-    import inspect
-
     sig = inspect.signature(fn)
     params = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
     for k, (annotation, default) in TRAIN_OPTIONS.items():
@@ -88,8 +100,6 @@ def train(data: Optional[str] = typer.Argument(None, help="image folder, or CSV/
                                        "else 1); under torchrun / accelerate launch, theirs are used"),
           **options) -> None:
     """Train a model on DATA with a pretrained backbone and a strategy; writes a run folder."""
-    from .training import fit
-
     _setup_logging()
     if resume is not None:
         given = ([f"DATA {data}"] if data else []) + (["--config"] if config else []) + \
@@ -115,8 +125,6 @@ def evaluate(run: Path = typer.Argument(..., help="a finished run folder"),
              data: Optional[str] = typer.Argument(None, help="new labelled data (default: the run's own eval split)"),
              json_out: bool = O(False, "--json", help="print metrics as JSON")) -> None:
     """Score a finished run on its evaluation split or on new labelled DATA."""
-    from .predict import evaluate as _evaluate
-
     m = _evaluate(run, data)
     if json_out:
         print(json.dumps(m, indent=1))
@@ -134,8 +142,6 @@ def predict(run: Path = typer.Argument(..., help="a finished run folder"),
             draw: Optional[Path] = O(None, "--draw", help="detection: write each image with its boxes drawn here"),
             json_out: bool = O(False, "--json", help="JSON lines"), csv_out: bool = O(False, "--csv", help="CSV")) -> None:
     """Predictions for images, texts or clips: top-k labels with probabilities, or boxes for a detection run."""
-    from .predict import load
-
     if topk < 1:
         raise TransferkitError(f"--topk {topk} shows nothing", "--topk 1 or more")
     predictor = load(run, score_threshold=score_threshold)
@@ -179,9 +185,6 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
             shots: Optional[str] = O(None, help="training examples per class; a list (8,16,64) compares at each"),
             **options) -> None:
     """Train several strategies on the same split and seeds; report the gain over scratch."""
-    from .compare import compare as _compare, compare_shots
-    from .config import load_config_file
-
     _setup_logging()
     settings = {**(load_config_file(config) if config else {}), **_settings(options)}
     output = settings.pop("output", "runs")
@@ -189,7 +192,6 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
     strategies = strategies or ("linear-probe,finetune" if settings.get("target") else "scratch,linear-probe,finetune,lp-ft")
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     if settings.get("target"):  # domain adaptation: methods × strategies, gains over source only
-        from .adapt_compare import compare_adaptation
 
         methods = [m.strip() for m in (settings.pop("adapt", None) or ADAPT_DEFAULT).split(",") if m.strip()]
         result = compare_adaptation(data, settings.pop("target"), names, methods, seeds=seeds, output=output,
@@ -237,12 +239,6 @@ def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
          shots: Optional[int] = O(None, help="score on N training examples per class"),
          processes: Optional[int] = O(None, help="worker processes sharing feature extraction (default: one per GPU, else 1)")) -> None:
     """Score backbones on frozen features before training (transferability); best first."""
-    from datetime import datetime
-
-    from .config import resolve_config
-    from .modalities import data_for
-    from .ranking import rank as _rank
-
     _setup_logging()
     ds = data_for(resolve_config({"data": data, "shots": shots, "modality": modality, "label_by": label_by}))
     out_dir = output / f"rank-{Path(data).stem}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -260,8 +256,6 @@ def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
     out.print(t)
     out.print(f"rank.json: [bold]{out_dir / 'rank.json'}[/]")
     if then_train:
-        from .training import fit
-
         run = fit(ds, backbone=rows[0]["backbone"], strategy=then_train, image_size=image_size,
                   output=str(output), cache_dir=cache_dir)
         print_metrics(out, run.metrics)
@@ -271,10 +265,6 @@ def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
 @app.command()
 def report(run: Path = typer.Argument(..., help="a finished run folder")) -> None:
     """(Re)write a run's report.html."""
-    from ._runfolder import check_run_dir
-    from .evaluation.report import write_run_report
-    from .training import load_run
-
     load_run(check_run_dir(run))
     out.print(f"report: [bold]{write_run_report(run)}[/]")
 
@@ -286,8 +276,6 @@ def export(run: Path = typer.Argument(..., help="a finished run folder"),
            check: Optional[Path] = O(None, help="images (file or folder) for the parity check (default: the run's eval split)"),
            max_check: int = O(64, help="at most this many images in the parity check")) -> None:
     """Export a run and check the exported model against PyTorch on real inputs."""
-    from .export import export as _export
-
     _setup_logging()
     res = _export(run, format, out_dir, check, max_check)
     out.print(f"exported: [bold]{res['path']}[/]")
@@ -304,10 +292,9 @@ def serve(run: Path = typer.Argument(..., help="a finished run folder"),
     if not 1 <= port <= 65535:
         raise TransferkitError(f"--port {port} is not a TCP port", "a port in 1–65535, e.g. 8000")
     try:
-        import uvicorn
+        import uvicorn  # optional (serve extra)
     except ImportError:
         raise TransferkitError("serve needs fastapi and uvicorn", None, "pip install 'transferkit[serve]'") from None
-    from .serve import create_app
 
     uvicorn.run(create_app(run, max_batch=max_batch), host=host, port=port, log_level="info")
 
@@ -315,8 +302,6 @@ def serve(run: Path = typer.Argument(..., help="a finished run folder"),
 @app.command()
 def models() -> None:
     """List backbone sources and the packaged (offline) backbones."""
-    from .backbones import PACKAGED, sources
-
     t = Table(title="backbone sources (--backbone source:name)")
     t.add_column("source", no_wrap=True)
     t.add_column("what")
@@ -337,8 +322,6 @@ def models() -> None:
 def demo(output: Path = O(Path("demo_runs"), help="where the demo writes its data and runs"),
          epochs: int = O(3)) -> None:
     """Offline demo: handwritten digits (from scikit-learn) with packaged EfficientNet-Lite0."""
-    from .demo import run_demo
-
     _setup_logging()
     run_demo(output, epochs=epochs, console=out)
 
@@ -369,7 +352,7 @@ def main() -> None:
     except typer.Abort:
         sys.exit(1)
     except Exception as exc:
-        import click
+        import click  # typer's own
 
         if isinstance(exc, click.ClickException):
             exc.show()

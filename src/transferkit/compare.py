@@ -11,17 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from . import _dist
 from ._launch import across_processes, join_process_group
 from ._runfolder import write_json
 from .config import resolve_config
-from .errors import ConfigError
-from .evaluation._intervals import crossed_interval, dominant_source, mcnemar
 from .data import LabelledData
+from .errors import ConfigError
+from .evaluation import crossed_interval, dominant_source, mcnemar
 from .modalities import modality_of
+from .reports import write_compare_report, write_sweep_report
+from .strategies import get_strategy
 from .tasks import get_task, read_data
-from .training import fit
+from .training import fit, load_run
 
 log = logging.getLogger("transferkit")
 
@@ -30,7 +33,7 @@ def paired_gains(task, runs: list, baseline: list, labels: list[str], values: li
                  base_values: list[dict] | None = None) -> dict[str, dict[str, Any]]:
     """Gain of ``runs`` over ``baseline`` (paired by seed and by evaluation item) for every compared metric.
 
-    Each gain has a 95% interval over seeds × items (``evaluation._intervals.crossed_interval``), the
+    Each gain has a 95% interval over seeds × items (``evaluation.crossed_interval``), the
     variance split between the two sources, and, for right/wrong outcomes, McNemar's exact test per seed
     and pooled over seeds. ``values``, ``base_values``: the runs' and the baseline runs' ``item_values``, when
     already read.
@@ -135,7 +138,6 @@ def close_comparison(out_dir: Path, result: dict) -> dict:
     for w in result["warnings"]:
         log.warning(w)
     write_json(out_dir / "compare.json", result)
-    from .evaluation.report import write_compare_report
 
     write_compare_report(out_dir, result)
     result["path"] = str(out_dir)
@@ -188,10 +190,6 @@ def run_grid(data, variants: dict[str, dict], seeds, out_dir: Path, resume: bool
 def _earlier_run(run_dir: Path, settings: dict):
     """The finished run a resumed comparison reuses (None: none there yet); a run trained with other settings is
     refused, so one comparison never mixes two recipes."""
-    import yaml
-
-    from .training import load_run
-
     if not (run_dir / "metrics.json").is_file():
         return None
     saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
@@ -206,8 +204,6 @@ def _earlier_run(run_dir: Path, settings: dict):
 
 
 def _check_plan(strategies: list[str], seeds: int, settings: dict) -> None:
-    from .strategies import get_strategy
-
     if not strategies:
         raise ConfigError("No strategies to compare", "a comma-separated list, e.g. scratch,linear-probe,finetune")
     if len(set(strategies)) != len(strategies):
@@ -227,7 +223,7 @@ def plan_settings(name: str) -> dict:
 
 def no_transfer_row(task, data: LabelledData, name: str, x_train, x_eval, seconds: float) -> dict[str, Any]:
     """The modality's classic no-transfer line (TF-IDF for text, MFCC statistics for audio) + logistic regression."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # heavy: loaded on first use
 
     t0 = time.time()
     tr, ev = data.splits_["train"], data.splits_[data.eval_split]
@@ -270,8 +266,6 @@ def compare_shots(data: str | Path | LabelledData, strategies: list[str], shots:
              "n_eval": first["n_eval"], "metric": first["metrics"][0], "shots": sorted(results), "lines": lines,
              "comparisons": {n: r["path"] for n, r in results.items()}, "path": str(base)}
     if _dist.is_main():
-        from .evaluation.report import write_sweep_report
-
         write_json(base / "sweep.json", sweep)
         write_sweep_report(base, sweep)
     return sweep

@@ -8,10 +8,12 @@ saved ``config.yaml`` are made from those declarations, so adding a setting touc
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from .errors import ConfigError
@@ -170,7 +172,6 @@ def resolve_precision(precision: str, device, cpu_bf16: bool = False) -> str:
     """
     if precision != "auto":
         return precision
-    import torch
 
     on = torch.device(device).type
     if on == "cuda" and torch.cuda.is_bf16_supported():
@@ -181,8 +182,6 @@ def resolve_precision(precision: str, device, cpu_bf16: bool = False) -> str:
 
 
 def _native_cpu_bf16() -> bool:
-    import torch
-
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(torch.cpu, f, lambda: False)() for f in probes)
 
@@ -241,8 +240,6 @@ def check_keys(values: dict[str, Any], source: str) -> None:
 
 def _typed(key: str, value: Any, kind: type, wanted: str) -> Any:
     """``value`` as ``kind`` (YAML and flags may give "0.2" or 3.0); a ConfigError naming the key otherwise."""
-    import math
-
     if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
         raise ConfigError(f"{key}={value!r} is not {'a whole number' if kind is int else 'a number'}", wanted)
     try:
@@ -252,8 +249,6 @@ def _typed(key: str, value: Any, kind: type, wanted: str) -> Any:
     if kind is float and not math.isfinite(typed):
         raise ConfigError(f"{key}={value!r} is not a finite number", wanted)
     return typed
-
-
 
 
 def validate(cfg: RunConfig) -> None:

@@ -10,10 +10,12 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from .training import fit
+
 
 def write_digits(root: Path, per_class: int = 50, size: int = 32, seed: int = 0) -> Path:
     """Write scikit-learn's handwritten digits (8×8 scans) as PNGs in ``root/<digit>/``."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # heavy: loaded on first use
 
     digits = load_digits()
     rng = np.random.default_rng(seed)
@@ -30,8 +32,6 @@ def run_demo(output: Path, epochs: int = 3, console: Console | None = None,
              backbone: str = "packaged:efficientnet_lite0", image_size: int = 128, per_class: int = 50,
              strategies: tuple[str, ...] = ("linear-probe", "finetune", "scratch")) -> list:
     """Train each strategy on the digits and print accuracy, macro-F1, time and gain over scratch."""
-    from .training import fit
-
     console = console or Console()
     output = Path(output)
     data = write_digits(output / "digits", per_class=per_class)

@@ -107,7 +107,7 @@ def check_parity(pred: Predictor, path: Path, fmt: str, inputs: list[str], batch
     ds = pred._dataset(inputs)
     ref, got = [], []
     if fmt == "onnx":
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional (export extra)
 
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         run_exported = lambda x: sess.run(None, {"input": x.numpy()})[0]  # noqa: E731

@@ -6,12 +6,14 @@ import hashlib
 import itertools
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import _dist
+from ._fold import inference_copy
 from ._runfolder import atomic_write
 from .data import ImageDataset, Items
 
@@ -157,15 +159,13 @@ def fit_logistic(feats: np.ndarray, labels: np.ndarray, num_classes: int, class_
     Returns:
         (W of shape (num_classes, D), b of shape (num_classes,), chosen C)
     """
-    import warnings
-
     labels = np.asarray(labels)
     scale = float(np.linalg.norm(feats, axis=1).mean() / np.sqrt(feats.shape[1])) or 1.0
     z = feats / scale
     min_count = np.bincount(labels, minlength=num_classes)[np.unique(labels)].min()
     cw = "balanced" if class_weight == "auto" else None
     folds = int(min(5, min_count))
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # loaded on first use
 
     # One BLAS thread: these small problems ran 6× slower with two threads on a 2-core machine.
     with warnings.catch_warnings(), threadpool_limits(limits=1):
@@ -219,8 +219,6 @@ def length_order(dataset, indices: list[int]) -> list[int]:
 
 
 def _infer(model, dataset, batch_size, device, workers, progress, precision, channels_last, fold_bn, collate_fn):
-    from ._fold import inference_copy
-
     loader = make_loader(dataset, batch_size, workers, collate_fn=collate_fn)
     batches = iter(loader)
     first = next(batches, None)
@@ -245,7 +243,7 @@ def _infer(model, dataset, batch_size, device, workers, progress, precision, cha
 
 
 def _logistic(z: np.ndarray, labels: np.ndarray, folds: int, class_weight, seed: int):
-    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV  # heavy: loaded on first use
 
     if folds >= 2:
         clf = LogisticRegressionCV(Cs=np.logspace(-4, 1, 6).tolist(), cv=folds, max_iter=2000, tol=1e-3,

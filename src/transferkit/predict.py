@@ -9,11 +9,13 @@ import numpy as np
 import torch
 
 from . import _runfolder as rf
+from ._fold import inference_copy
 from .backbones import backbone_from_spec
+from .config import load_config_file, resolve_config
 from .data import Items
 from .errors import DataError
 from .modalities import get_modality
-from .tasks import get_task
+from .tasks import get_task, read_data
 
 
 class Predictor:
@@ -39,8 +41,6 @@ class Predictor:
         """The model as predict and serve run it (``_fold.inference_copy``: BatchNorm folded, checked on a
         random batch, channels-last for 4-d inputs). Built once; feed it channels-last batches."""
         if getattr(self, "_fast", None) is None:
-            from ._fold import inference_copy
-
             self._fast = self.model
             example = self.task.example_input(self.modality, self.meta["data_config"])
             if example is not None and self.modality.channels_last(None):
@@ -97,9 +97,6 @@ def evaluate(path: str | Path, data: str | None = None, batch_size: int = 32) ->
                             "moved since training", f"the files listed in {run / 'splits.json'}",
                             "Evaluate on the data where it is now: `transferkit evaluate RUN DATA`")
     else:
-        from .config import resolve_config
-        from .tasks import read_data
-
         cfg = resolve_config({**pred.config.to_dict(), "data": str(data), "group_by": None, "shots": None})
         ds = read_data(cfg, pred.modality, val_fraction=0.0, test_fraction=0.0).setup()
         unknown = [c for c in ds.classes_ if c not in pred.labels]
@@ -114,7 +111,5 @@ def evaluate(path: str | Path, data: str | None = None, batch_size: int = 32) ->
 
 
 def _saved_config(run: Path, overrides: dict | None = None):
-    from .config import load_config_file, resolve_config
-
     saved = load_config_file(run / rf.CONFIG) if (run / rf.CONFIG).is_file() else {}
     return resolve_config({**saved, **{k: v for k, v in (overrides or {}).items() if v is not None}})

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._runfolder import write_json
-from .backbones import Backbone, create_backbone
-from .data import LabelledData
-from .errors import ConfigError
 from . import _dist
 from ._launch import across_processes, join_process_group
+from ._runfolder import write_json
+from .backbones import Backbone, create_backbone
+from .config import RunConfig
+from .data import LabelledData
+from .errors import ConfigError
 from .features import extract_features
 from .modalities import modality_of
 
@@ -97,7 +98,7 @@ def nce(source_probs: np.ndarray, labels: np.ndarray) -> float:
 
 def hscore(features: np.ndarray, labels: np.ndarray) -> float:
     """H-score: tr(cov(f)⁻¹ cov(E[f|y])), with a Ledoit-Wolf shrinkage covariance (stable when D ≥ N)."""
-    from sklearn.covariance import LedoitWolf
+    from sklearn.covariance import LedoitWolf  # heavy: loaded on first use
 
     f = np.asarray(features, dtype=np.float64)
     f = f - f.mean(0)
@@ -158,8 +159,6 @@ def rank(data: LabelledData, backbones: list[str | Backbone], metric: str = "all
     Example:
         >>> rank(ImageFolderData("photos/"), ["packaged:efficientnet_lite0", "random:tf_efficientnet_lite0"])
     """
-    from .config import RunConfig
-
     metrics = METRICS if metric == "all" else (metric,)
     if any(m not in METRICS for m in metrics):
         raise ConfigError(f"Unknown metric '{metric}'", f"one of {', '.join(METRICS)} or all")

@@ -82,7 +82,7 @@ class Batcher:
 
 def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, max_bytes: int = 10 * 2**20):
     """The FastAPI app for a run folder (``uvicorn`` serves it; tests call it over real HTTP)."""
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import FastAPI, HTTPException, Request  # optional (serve extra)
     from fastapi.responses import HTMLResponse, Response
 
     predictor = Predictor(run)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbones import add_lora, merge_lora
 from .config import Option, RunConfig, declare
 from .errors import ConfigError
 from .heads import TransferModel
@@ -287,15 +288,11 @@ class LoRA(Strategy):
     description = 'low-rank adapters (peft) on attention projections; backbone weights frozen'
 
     def prepare(self, model: TransferModel) -> None:
-        from .backbones._lora import add_lora
-
         add_lora(model.backbone, self.cfg)
         set_trainable(model.head, True)
 
     def finish(self, model: TransferModel) -> None:
         """Merge the adapters into their base weights: predict needs no peft."""
-        from .backbones._lora import merge_lora
-
         merge_lora(model.backbone)
 
     def backbone_lr_mult(self) -> float:

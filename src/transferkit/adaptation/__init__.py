@@ -19,8 +19,12 @@ import torch
 
 from ..config import Option, declare
 from ..errors import ConfigError
+from ..evaluation import classification_metrics
 from ..strategies import strategies
+from ._feature_level import fit_adapted_probe
 from ._losses import PairModel, PairObjective, make_term
+from ._report import MAP_FILE
+from ._report import sections as report_sections
 from ._streams import PairedItems, batchnorm_layers, reestimate_batchnorm
 from ._target import UNLABELLED, Target, read_target
 
@@ -46,7 +50,6 @@ declare(
 FEATURE_LEVEL = ("coral", "sa", "ot")
 END_TO_END = ("dann", "cdan", "mcc", "self-train")
 TARGET_PREDICTIONS = "target_predictions.csv"
-MAP_FILE = "adaptation_map.npz"
 MAP_POINTS = 300  # per domain, in the report's feature map
 SELECTION = {"val": "best source-val epoch (target labels are never read for a choice)",
              "last": "last epoch (--select last; target labels are never read for a choice)",
@@ -192,7 +195,6 @@ class Adaptation(NoAdaptation):
         if self.method not in FEATURE_LEVEL:
             self.after_source = fs[si]
             return task.fit_probe(model, fs, ys, cfg) or {}
-        from ._feature_level import fit_adapted_probe
 
         out = fit_adapted_probe(self.method, task, model, fs, ys, self.pretrained_target, cfg)
         self.after_source, self.after_target = out["mapped"][0][si], out["mapped"][1][ti]
@@ -238,8 +240,6 @@ class Adaptation(NoAdaptation):
             "shared_with_source": self.target.shared_with_source, "bad_files": len(self.target.bad_files),
             "selection": self.selection, **self.info}
         if scored.any():
-            from ..evaluation import classification_metrics
-
             m = classification_metrics(truth[scored], pred[scored], classes)
             out.update(accuracy=m["accuracy"], macro_f1=m["macro_f1"],
                        per_class={c: {"accuracy": v["recall"], "n": v["support"]}  # a class's accuracy is its recall
@@ -290,7 +290,7 @@ def _save_map(path: Path, before, after, source_labels, target_labels, seed: int
 
 
 def tsne(x: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # heavy: loaded on first use
     from sklearn.manifold import TSNE
 
     x = np.asarray(x, np.float64)
@@ -299,4 +299,5 @@ def tsne(x: np.ndarray, seed: int) -> np.ndarray:
     return TSNE(2, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3)), init="pca", random_state=seed).fit_transform(x).astype(np.float32)
 
 
-__all__ = ["Adaptation", "NoAdaptation", "adaptation_for", "compatible", "pairings", "target_outcomes", "END_TO_END", "FEATURE_LEVEL", "MAP_FILE", "METHODS", "TARGET_PREDICTIONS", "check"]
+__all__ = ["Adaptation", "NoAdaptation", "adaptation_for", "compatible", "pairings", "target_outcomes", "END_TO_END", "FEATURE_LEVEL", "MAP_FILE", "METHODS", "TARGET_PREDICTIONS", "check", "read_target",
+           "report_sections"]

@@ -5,6 +5,8 @@ model is an ordinary backbone + linear head that reads raw target features."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -13,6 +15,7 @@ SUBSPACE_DIM = 100  # subspace alignment keeps this many principal directions (a
 
 def adapter(method: str, n_source: int, n_target: int, dim: int):
     """skada's adapter for ``method``."""
+    # heavy (POT), loaded with --target
     from skada import CORALAdapter, EntropicOTMappingAdapter, SubspaceAlignmentAdapter
 
     if method == "coral":
@@ -27,8 +30,6 @@ def adapter(method: str, n_source: int, n_target: int, dim: int):
 def fit_adapted_probe(method: str, task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, cfg) -> dict:
     """Map the source features towards the target, fit the task's probe head on them, fold the target-side map
     into the head. Returns the probe's info, plus the maps of a sample of both domains for the report."""
-    import warnings
-
     scale = float(np.linalg.norm(np.vstack([fs, ft]), axis=1).mean() / np.sqrt(fs.shape[1])) or 1.0
     X = np.vstack([fs, ft]).astype(np.float64) / scale
     domain = np.r_[np.ones(len(fs), int), -np.ones(len(ft), int)]  # skada: positive source, negative target

@@ -8,10 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation import _plots
+from ..evaluation import plots
+
+MAP_FILE = "adaptation_map.npz"  # the map's samples of both domains, before and after adaptation (t-SNE)
 
 
 def sections(run_dir: Path, metrics: dict, labels: list[str]) -> list[str]:
+    """The report's adaptation sections, first on the page (none for a run without ``--target``); then the source's
+    heading, under which the task's own sections follow."""
+    if not metrics.get("adaptation"):
+        return []
     a = metrics["adaptation"]
     target = a.get("accuracy")
     kpi = (f"<div class=kpis><div><span>source {html.escape(metrics['split'])} accuracy</span>"
@@ -26,9 +32,9 @@ def sections(run_dir: Path, metrics: dict, labels: list[str]) -> list[str]:
     warn = (f"<div class=warn>{a['shared_with_source']} target input(s) are identical to source inputs: the "
             "target is not wholly unseen.</div>" if a.get("shared_with_source") else "")
     body = ["<h2>Domain adaptation</h2>", kpi, warn, *(f"<p class=note>{n}</p>" for n in notes)]
-    path = run_dir / "adaptation_map.npz"
+    path = run_dir / MAP_FILE
     if path.is_file():
-        body.append(_plots.img(feature_map(dict(np.load(path)), labels),
+        body.append(plots.img(feature_map(dict(np.load(path)), labels),
                                "source and target features before and after adaptation (t-SNE)"))
         body.append("<p class=note>t-SNE of up to 300 source training and 300 target inputs. Before: the backbone "
                     "as loaded. After: the run's own features (feature-level methods: their mapped features). "
@@ -38,11 +44,11 @@ def sections(run_dir: Path, metrics: dict, labels: list[str]) -> list[str]:
                        for c, v in sorted(a["per_class"].items(), key=lambda kv: kv[1]["accuracy"]))
         body.append(f"<h3>Target accuracy per class (weakest first)</h3><table><tr><th>class</th><th>accuracy</th>"
                     f"<th>inputs</th></tr>{rows}</table>")
-    return body
+    return body + [f"<h2>Source ({html.escape(metrics['split'])} split)</h2>"]
 
 
 def feature_map(m: dict, labels: list[str]) -> str:
-    plt = _plots._fig()
+    plt = plots.figure()
     fig, axes = plt.subplots(2, 2, figsize=(10, 9))
     domain, label = m["domain"], m["label"]
     cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
@@ -68,4 +74,4 @@ def feature_map(m: dict, labels: list[str]) -> str:
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    return _plots.to_png64(fig)
+    return plots.to_png64(fig)

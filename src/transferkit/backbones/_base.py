@@ -60,14 +60,14 @@ class Backbone(nn.Module):
 
         Names are relative to this module (they start with ``model.``).
         """
-        from timm.models import group_parameters
+        from timm.models import group_parameters  # heavy: loaded on first use
 
         groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
         return [[f"model.{n}" for n in names] for _, names in sorted(groups.items())]
 
     def fresh(self) -> "Backbone":
         """The same architecture with random weights (the scratch baseline)."""
-        import timm
+        import timm  # heavy: loaded on first use
 
         model = timm.create_model(self.spec["arch"], pretrained=False, num_classes=0)
         return Backbone(model, self.spec, self.pretrained_cfg, None, f"random:{self.spec['arch']}")

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import pickle
 import pickletools
+import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .._runfolder import read_model
 from ..errors import BackboneError
+from ..heads import build_head
 from ._base import Backbone
 from ._registry import backbone_from_spec, register_kind, register_source
+from ._timm import check_arch
+from ._torchvision import load_tv_file
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -20,7 +25,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise BackboneError(f"Weights file {path} does not exist", "a .safetensors, .pt or .pth file",
                             "Check the path")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file  # loaded on first use
 
         try:
             return load_file(str(path))
@@ -53,8 +58,6 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def _foreign_global(path: Path) -> str | None:
     """Name the first non-torch global a pickle would import, reading opcodes without running them."""
-    import zipfile
-
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
@@ -98,15 +101,12 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], where: str, igno
 
 @register_source("file", "a local .safetensors/.pt state dict; give the timm architecture with --arch")
 def load_file_weights(name: str, arch: str | None = None, **_) -> Backbone:
-    import timm
-
-    from ._timm import check_arch
+    import timm  # heavy: loaded on first use
 
     if not arch:
         raise BackboneError(f"file:{name} needs its architecture", "--arch <timm name>, e.g. --arch resnet18",
                             "Pass --arch with the timm model the weights were saved from")
     if arch.startswith("tv:"):  # a torchvision detector's checkpoint (--task detect)
-        from ._torchvision import load_tv_file
 
         return load_tv_file(Path(name), arch[3:], read_weights, load_into)
     arch = check_arch(arch)
@@ -125,14 +125,11 @@ def load_file_weights(name: str, arch: str | None = None, **_) -> Backbone:
 
 @register_source("run", "the backbone of an earlier transferkit run (source → target transfer)")
 def load_run_backbone(name: str, **_) -> Backbone:
-    from .._runfolder import read_model
-
     meta, state = read_model(Path(name))
     backbone = backbone_from_spec(meta["backbone"], meta["pretrained_cfg"], Path(name))
     load_into(backbone, {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")},
               f"Run folder {name}")
     # The earlier run's classifier is this backbone's source head (used by LEEP/NCE).
-    from ..heads import build_head
 
     head = build_head(meta["head"], backbone.num_features, len(meta["labels"]))
     head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
@@ -142,6 +139,6 @@ def load_run_backbone(name: str, **_) -> Backbone:
 
 @register_kind("timm")
 def timm_from_spec(spec: dict, pretrained_cfg: dict, run_dir: Path | None = None) -> Backbone:
-    import timm
+    import timm  # heavy: loaded on first use
 
     return Backbone(timm.create_model(spec["arch"], pretrained=False, num_classes=0), spec, pretrained_cfg)

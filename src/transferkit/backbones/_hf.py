@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -12,7 +13,8 @@ import torch
 from ..errors import BackboneError
 from ._base import Backbone
 from ._registry import register_kind, register_packaged_loader, register_source
-
+from ._speech import waveform_from_hf
+from ._whisper import whisper_from_hf
 
 DEFAULT_MAX_LENGTH = 128  # tokens kept per text where neither the user nor the model says (transformers' examples)
 
@@ -62,7 +64,7 @@ class HFBackbone(Backbone):
         return [groups[k] for k in sorted(groups)]
 
     def fresh(self) -> "HFBackbone":
-        from transformers import AutoModel
+        from transformers import AutoModel  # optional (text/audio extra), heavy
 
         model = AutoModel.from_config(self.model.config)
         return HFBackbone(model, self.tokenizer, self.spec, self.max_length, f"random:{self.name}")
@@ -107,7 +109,7 @@ def _hub_sentence_files(name: str) -> Path | None:
     """A folder with the hub model's sentence-transformers files (pooling, normalisation, length), where it has
     them: from the local cache first, then the hub; None where it has none or the hub cannot be reached."""
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # optional (with transformers)
 
         folder = Path(snapshot_download(name, allow_patterns=["modules.json", "sentence_bert_config.json",
                                                                "*Pooling/config.json"]))
@@ -119,22 +121,20 @@ def _hub_sentence_files(name: str) -> Path | None:
 def load_hf(name: str, max_length: int | None = None, **_) -> Backbone:
     """``max_length`` None: the model's declared ``max_seq_length`` (sentence-transformers), else 128 tokens."""
     try:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer  # optional (text/audio extra), heavy
     except ImportError:
         raise BackboneError("Text backbones need the transformers package", None,
                             "pip install 'transferkit[text]'") from None
     local = Path(name).is_dir()
     try:
-        from transformers import AutoConfig
+        from transformers import AutoConfig  # optional (text/audio extra), heavy
 
         config = AutoConfig.from_pretrained(name)
         if config.model_type == "whisper":  # the encoder of a speech recogniser
-            from ._whisper import whisper_from_hf
 
             return whisper_from_hf(AutoModel.from_pretrained(name), name)
         model = AutoModel.from_pretrained(name)
         if model.main_input_name == "input_values":  # a waveform encoder: wav2vec2, HuBERT, WavLM …
-            from ._speech import waveform_from_hf
 
             return waveform_from_hf(model, name)
         tokenizer = AutoTokenizer.from_pretrained(name)
@@ -159,8 +159,6 @@ register_source("hf", "a Hugging Face encoder by model id (needs internet) or lo
 
 @register_packaged_loader("sentence-transformers")
 def load_packaged_text(entry, max_length: int | None = None, **_) -> HFBackbone:
-    import importlib
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     folder = importlib.import_module(entry.module).get_model_path()
     return load_hf(str(folder), max_length=max_length)
@@ -168,7 +166,7 @@ def load_packaged_text(entry, max_length: int | None = None, **_) -> HFBackbone:
 
 @register_kind("hf")
 def hf_from_run(spec: dict, pretrained_cfg: dict, run_dir: Path | None) -> HFBackbone:
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer  # optional (text/audio extra), heavy
 
     folder = Path(run_dir) / "backbone"
     if not folder.is_dir():

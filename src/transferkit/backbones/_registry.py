@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from dataclasses import dataclass
 from typing import Callable
 
@@ -75,8 +76,6 @@ class PackagedModel:
 
     @property
     def installed(self) -> bool:
-        import importlib.util
-
         return all(importlib.util.find_spec(m) is not None for m in self.module.split("+"))
 
 

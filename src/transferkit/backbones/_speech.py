@@ -56,7 +56,7 @@ class WaveformBackbone(Backbone):
         return [groups[k] for k in sorted(groups)]
 
     def fresh(self) -> "WaveformBackbone":
-        from transformers import AutoModel
+        from transformers import AutoModel  # optional (text/audio extra), heavy
 
         a = self.pretrained_cfg["audio"]
         return WaveformBackbone(AutoModel.from_config(self.model.config), self.spec, a["sample_rate"], a["normalize"],
@@ -71,7 +71,7 @@ class WaveformBackbone(Backbone):
 def waveform_from_hf(model, name: str) -> WaveformBackbone:
     sample_rate, normalize = 16000, True
     try:
-        from transformers import AutoFeatureExtractor
+        from transformers import AutoFeatureExtractor  # optional (text/audio extra), heavy
 
         fe = AutoFeatureExtractor.from_pretrained(name)
         sample_rate, normalize = int(fe.sampling_rate), bool(getattr(fe, "do_normalize", True))
@@ -86,7 +86,7 @@ def waveform_from_hf(model, name: str) -> WaveformBackbone:
 
 @register_kind("hf-audio")
 def rebuild_waveform(spec: dict, pretrained_cfg: dict, run_dir=None) -> WaveformBackbone:
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig, AutoModel  # optional (text/audio extra), heavy
 
     folder = Path(run_dir) / "backbone" if run_dir else None
     if folder is None or not folder.is_dir():

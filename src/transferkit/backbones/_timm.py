@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 
 import torch
@@ -18,7 +19,7 @@ OFFLINE_FIX = (
 
 def check_arch(arch: str) -> str:
     """Return the architecture part of a timm name (``resnet50.a1_in1k`` → ``resnet50``), or fail clearly."""
-    import timm
+    import timm  # heavy: loaded on first use
 
     base = arch.split(".", 1)[0]
     if not timm.is_model(base):
@@ -33,8 +34,6 @@ def check_arch(arch: str) -> str:
 
 def from_timm_model(model: torch.nn.Module, spec_arch: str) -> Backbone:
     """Split a timm classifier into backbone (num_classes=0) and its source head."""
-    import copy
-
     source_head = None
     if getattr(model, "num_classes", 0):
         source_head = copy.deepcopy(model.get_classifier()).eval()
@@ -45,7 +44,7 @@ def from_timm_model(model: torch.nn.Module, spec_arch: str) -> Backbone:
 
 @register_source("timm", "any timm model with pretrained weights from the Hugging Face hub (needs internet)")
 def load_timm(name: str, **_) -> Backbone:
-    import timm
+    import timm  # heavy: loaded on first use
 
     arch = check_arch(name)
     try:
@@ -64,7 +63,7 @@ def load_timm(name: str, **_) -> Backbone:
 
 @register_source("random", "a timm architecture with random weights (the control for ranking; no download)")
 def load_random(name: str, **_) -> Backbone:
-    import timm
+    import timm  # heavy: loaded on first use
 
     arch = check_arch(name)
     model = timm.create_model(arch, pretrained=False)

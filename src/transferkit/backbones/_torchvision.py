@@ -3,6 +3,7 @@ and RoI heads — and the detection task replaces only the box predictor for the
 
 from __future__ import annotations
 
+import difflib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -53,15 +54,13 @@ class DetectorBackbone(Backbone):
 
 def _check(name: str) -> None:
     if name not in DETECTORS:
-        import difflib
-
         close = difflib.get_close_matches(name, DETECTORS, n=1)
         raise BackboneError(f"'{name}' is not a torchvision detector transferkit loads", f"one of {', '.join(DETECTORS)}",
                             f"Did you mean tv:{close[0]}?" if close else "Use tv:fasterrcnn_mobilenet_v3_large_fpn")
 
 
 def build(name: str, pretrained: bool) -> DetectorBackbone:
-    from torchvision.models import detection
+    from torchvision.models import detection  # heavy: loaded on first use
 
     _check(name)
     kw = {"weights": "DEFAULT"} if pretrained else {"weights": None, "weights_backbone": None}

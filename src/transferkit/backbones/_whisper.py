@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..errors import BackboneError
 from ._base import Backbone
+from ._ct2 import ct2_to_hf, read_ct2, read_parts
 from ._registry import register_kind, register_packaged_loader
 
 #: the front-end a Whisper encoder was trained on (read by the audio modality)
@@ -87,7 +88,7 @@ class WhisperEncoderBackbone(Backbone):
         return [front, *layers, [n for n in names if n.startswith("model.layer_norm.")]]
 
     def fresh(self) -> "WhisperEncoderBackbone":
-        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder  # optional (text/audio extra), heavy
 
         decoder = _decoder(self.model.config.to_dict()) if self.source_head is not None else None
         return WhisperEncoderBackbone(WhisperEncoder(self.model.config), self.spec, f"random:{self.name}", decoder,
@@ -105,7 +106,7 @@ def _decoder(config_kwargs: dict, device: str | None = None):
 def _part(name: str, config_kwargs: dict, device: str | None):
     """transformers' Whisper encoder or decoder of this shape (``device="meta"``: no random init)."""
     try:
-        from transformers import WhisperConfig
+        from transformers import WhisperConfig  # optional (text/audio extra), heavy
         from transformers.models.whisper import modeling_whisper
     except ImportError:
         raise BackboneError("Whisper backbones need the transformers package", None,
@@ -117,7 +118,7 @@ def _part(name: str, config_kwargs: dict, device: str | None):
 
 def _tokenizer(folder: Path):
     """Whisper's tokenizer from a folder holding ``tokenizer.json`` (offline)."""
-    from transformers import WhisperTokenizerFast
+    from transformers import WhisperTokenizerFast  # optional (text/audio extra), heavy
 
     if (folder / "tokenizer_config.json").is_file():
         return WhisperTokenizerFast.from_pretrained(str(folder))
@@ -127,8 +128,6 @@ def _tokenizer(folder: Path):
 @register_packaged_loader("ctranslate2-whisper")
 def load_packaged_whisper(entry, **_) -> WhisperEncoderBackbone:
     """The packaged CTranslate2 file (one or more parts) → transformers' Whisper encoder and decoder, strict."""
-    from ._ct2 import ct2_to_hf, read_ct2, read_parts
-
     parts, folders = [], []
     for module in entry.module.split("+"):
         folder = Path(importlib.import_module(module).__file__).parent / "data"
@@ -151,7 +150,7 @@ def whisper_from_hf(model, name: str | None = None) -> WhisperEncoderBackbone:
     config = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_")}
     tokenizer = None
     if name:
-        from transformers import WhisperTokenizerFast
+        from transformers import WhisperTokenizerFast  # optional (text/audio extra), heavy
 
         try:
             tokenizer = WhisperTokenizerFast.from_pretrained(name)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,8 +281,6 @@ class LabelledData:
 
 def _digest(path: str) -> str:
     """The SHA-1 of a file's bytes (its identity for the leakage check)."""
-    import hashlib
-
     try:
         return hashlib.sha1(Path(path).read_bytes()).hexdigest()
     except OSError:
@@ -288,8 +288,6 @@ def _digest(path: str) -> str:
 
 
 def _compile(pattern: str, flag: str):
-    import re
-
     try:
         return re.compile(pattern)
     except re.error as exc:

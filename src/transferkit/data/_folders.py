@@ -15,6 +15,7 @@ from ._tables import SPLIT_ALIASES
 
 log = logging.getLogger("transferkit")
 
+
 def _class_files(class_dir: Path) -> list[Path]:
     files = []
     for dirpath, _dirs, names in os.walk(class_dir, followlinks=False):  # no symlink loops
@@ -86,7 +87,6 @@ class ImageFolderData(LabelledData):
         if not good:
             log.warning("class folder %s has no usable %s files; the class is left out", cdir, self.kind)
         return [(str(p), cdir.name) for p in good]
-
 
     def _scan_by_name(self, root: Path) -> list[tuple[str, str]]:
         """Every file under ``root``; its label is ``label_by``'s first group over the file name."""

@@ -72,7 +72,7 @@ def grouped_split(
     Returns:
         ``{"train": idx, "val": idx, "test": idx}`` (sorted index arrays).
     """
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import StratifiedGroupKFold  # heavy: loaded on first use
 
     labels = np.asarray(labels)
     groups_arr = np.asarray(groups, dtype=object)

@@ -27,7 +27,7 @@ def crossed_interval(d: np.ndarray, level: float = 0.95, centre: float | None = 
         d: per-seed, per-item paired differences (or pseudo-values), shape (k, n).
         centre: the point estimate to centre on (default: ``d.mean()``).
     """
-    from scipy import stats
+    from scipy import stats  # heavy: loaded on first use
 
     d = np.atleast_2d(np.asarray(d, dtype=np.float64))
     k, n = d.shape
@@ -110,7 +110,7 @@ def macro_f1_values(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> n
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
     """McNemar's exact test (two-sided binomial on the discordant pairs) for paired right/wrong outcomes."""
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # heavy: loaded on first use
 
     a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())

@@ -15,7 +15,7 @@ def classification_metrics(y_true, y_pred, labels: list[str]) -> dict:
     Returns:
         A JSON-ready dict; ``confusion_matrix[i][j]`` counts true class i predicted as j.
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  # heavy: loaded on first use
 
     y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
     idx = list(range(len(labels)))

@@ -62,8 +62,6 @@ def probe(path: Path, path_column: str, quoting: str = "auto", limit: int = 5000
             if sum(p.suffixes.values()) > limit or n > limit:
                 break
     elif path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
-        from ..data import read_rows
-
         table = read_rows(path, quoting)
         rows = table.rows
         p.columns = table.header
@@ -103,7 +101,6 @@ def detect(cfg) -> Modality:
 def data_for(cfg, modality: Modality | None = None, **split_overrides):
     """The labelled data of a run's config, read by its modality (detected unless given)."""
     modality = modality or detect(cfg)
-    from ..data import split_settings
 
     return modality.data(Path(cfg.data), cfg, **{**split_settings(cfg), **split_overrides})
 
@@ -113,6 +110,12 @@ def modality_of(data) -> Modality:
     return get_modality(data.kind)
 
 
+from ..data import read_rows, split_settings
 from . import audio, image, text  # noqa: E402,F401  (register the built-in modalities)
+from ._audio_features import input_contract, log_mel, random_gain, spec_augment, standardise  # noqa: E402
+from ._audio_io import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioDecode, check_audio, duration, read_audio  # noqa: E402
+from .image import cached_dataset  # noqa: E402
 
-__all__ = ["Modality", "data_for", "detect", "get_modality", "modalities", "modality_of", "register_modality"]
+__all__ = ["AUDIO_EXTENSIONS", "AudioDecode", "SAMPLE_RATE", "cached_dataset", "check_audio", "duration",
+           "input_contract", "log_mel", "random_gain", "read_audio", "spec_augment", "standardise",
+           "Modality", "data_for", "detect", "get_modality", "modalities", "modality_of", "register_modality"]

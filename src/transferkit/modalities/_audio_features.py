@@ -21,7 +21,7 @@ import torch.nn.functional as F
 @functools.lru_cache(maxsize=8)
 def mel_filters(n_mels: int, sample_rate: int, n_fft: int) -> torch.Tensor:
     """(n_fft // 2 + 1, n_mels) Slaney-normalised mel filters, as Whisper's feature extractor builds them."""
-    from transformers.audio_utils import mel_filter_bank
+    from transformers.audio_utils import mel_filter_bank  # optional (text/audio extra), heavy
 
     bank = mel_filter_bank(num_frequency_bins=1 + n_fft // 2, num_mel_filters=n_mels, min_frequency=0.0,
                            max_frequency=sample_rate / 2, sampling_rate=sample_rate, norm="slaney",

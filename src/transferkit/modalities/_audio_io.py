@@ -17,7 +17,7 @@ MIN_SECONDS = 0.01  # shorter than this holds no usable signal (a 25 ms analysis
 
 def _soundfile():
     try:
-        import soundfile
+        import soundfile  # optional (audio extra)
     except ImportError:
         raise TransferkitError("Audio needs the soundfile and soxr packages", None,
                                "pip install 'transferkit[audio]'") from None
@@ -35,7 +35,7 @@ def to_mono(data: np.ndarray, sr: int, target: int = SAMPLE_RATE) -> np.ndarray:
     """Average the channels, resample to ``target`` Hz (soxr, high quality)."""
     mono = data.mean(axis=1) if data.ndim == 2 else data
     if sr != target:
-        import soxr
+        import soxr  # optional (audio extra)
 
         mono = soxr.resample(mono, sr, target, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)

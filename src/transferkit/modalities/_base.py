@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -103,6 +104,4 @@ class Modality:
 
     def preview(self, item: str) -> str:
         """An HTML preview of one input for the report (thumbnail, text, spectrogram + player)."""
-        import html
-
         return html.escape(str(item)[:300])

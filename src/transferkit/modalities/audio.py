@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import CsvImageData, ImageFolderData, ImageTransform
 from ..config import Option
+from ..data import CsvImageData, ImageFolderData, ImageTransform
 from ..errors import DataError
 from ._audio_features import AudioOps, input_contract, log_mel
 from ._audio_io import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioDecode, check_audio, duration, read_audio
@@ -90,8 +90,6 @@ class AudioModality(Modality):
 
     def baseline_features(self, train, evaluate):
         """MFCC statistics: mean and std over time of 20 MFCCs and their deltas (standardised on train)."""
-        import time
-
         t0 = time.time()
         x_train, x_eval = mfcc_stats(train.inputs), mfcc_stats(evaluate.inputs)
         mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
@@ -104,7 +102,7 @@ class AudioModality(Modality):
         return expand_files(inputs, AUDIO_EXTENSIONS, check_audio, "audio")
 
     def decode_request(self, payload: bytes, transform) -> torch.Tensor:
-        import soundfile as sf
+        import soundfile as sf  # optional (audio extra)
 
         try:
             data, sr = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
@@ -131,7 +129,7 @@ class AudioModality(Modality):
     def preview(self, item: str) -> str:
         """A spectrogram and an audio player (the clip as 16 kHz WAV, at most 10 s)."""
         try:
-            import soundfile as sf
+            import soundfile as sf  # optional (audio extra)
 
             wave = AudioDecode()(read_audio(item))[: 10 * SAMPLE_RATE]
             buf = io.BytesIO()
@@ -146,9 +144,7 @@ class AudioModality(Modality):
 
 def mfcc_stats(paths: list[str], n_mfcc: int = 20) -> np.ndarray:
     """Per clip: mean and std over time of MFCCs (DCT-II of Whisper's log-mel) and of their deltas."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from scipy.fft import dct
+    from scipy.fft import dct  # heavy: loaded on first use
 
     decode = AudioDecode()
 
@@ -189,10 +185,10 @@ def audio_transform(dc: dict, augment: str) -> ImageTransform:
 
 
 def _spectrogram_png(spec: np.ndarray) -> str:
-    import matplotlib
+    import matplotlib  # heavy: loaded on first use
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: loaded on first use
 
     fig, ax = plt.subplots(figsize=(2.2, 1.2), dpi=100)
     ax.imshow(spec, origin="lower", aspect="auto", cmap="magma")
@@ -202,6 +198,9 @@ def _spectrogram_png(spec: np.ndarray) -> str:
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
+
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 from . import register_modality  # noqa: E402
 

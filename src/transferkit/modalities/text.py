@@ -9,7 +9,6 @@ from ..config import Option
 from ..errors import DataError
 from ._base import Modality
 
-
 FEW_SHOT_PER_CLASS = 100  # training texts per class up to which --strategy auto picks contrastive
 MAX_REQUEST_CHARS = 100_000  # serve: longer texts are refused (the tokenizer truncates far earlier)
 
@@ -31,8 +30,6 @@ class TextModality(Modality):
         return 10 if probe.columns and not probe.has_paths and cfg.text_column in probe.columns else 0
 
     def data(self, path: Path, cfg, **split):
-        from ..data.text import TextData
-
         return TextData(path, cfg.text_column, cfg.label_column, **split)
 
     def default_strategy(self, train) -> str:
@@ -46,15 +43,11 @@ class TextModality(Modality):
         return None, None, {"max_length": backbone.max_length}
 
     def dataset(self, backbone, items, transform, cfg=None, fill=False, progress=None):
-        from ..data.text import TextDataset
-
         return TextDataset(items, backbone.tokenizer, backbone.max_length)
 
     def baseline_features(self, train, evaluate):
         """TF-IDF of word 1–2-grams (fitted on train)."""
-        import time
-
-        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.feature_extraction.text import TfidfVectorizer  # heavy: loaded on first use
 
         t0 = time.time()
         vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
@@ -94,13 +87,14 @@ class TextModality(Modality):
 
 
 def backbone_collate(backbone, texts: list[str]):
-    from ..data import Items
-    from ..data.text import TextDataset
-
     ds = TextDataset(Items(list(texts), [0] * len(texts)), backbone.tokenizer, backbone.max_length)
     return ds.collate_fn([ds[i] for i in range(len(ds))])
 
 
+import time
+
+from ..data import Items
+from ..data.text import TextData, TextDataset
 from . import register_modality  # noqa: E402
 
 register_modality(TextModality())

@@ -13,18 +13,17 @@ def tasks() -> dict[str, type[Task]]:
 def read_data(cfg, modality=None, **split):
     """The labelled data of a run's config: read by its task when the task has its own formats (boxes), else by
     its modality (detected unless given)."""
-    from ..modalities import data_for
-
     return get_task(cfg.task).read_data(cfg, **split) or data_for(cfg, modality, **split)
 
 
 def get_task(name: str) -> type[Task]:
     """The task class registered as ``name`` (``get_task(name)()`` is a fresh object with no run's state)."""
     if name not in _TASKS:
-        raise ConfigError(f"Unknown task '{name}'", f"one of {', '.join(_TASKS)}", f"Pass --task {next(iter(_TASKS))}")
+        raise ConfigError(f"Unknown task '{name}'", f"one of {', '.join(_TASKS)}", "Run `transferkit train --help` for what each does")
     return _TASKS[name]
 
 
-from . import classification, detection, asr  # noqa: E402,F401  (register the built-in tasks)
+from ..modalities import data_for
+from . import asr, classification, detection  # noqa: E402,F401  (register the built-in tasks)
 
 __all__ = ["Task", "get_task", "read_data", "register_task", "tasks"]

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 
 from ..config import Option, declare
-
+from ..data import SavedSplit
+from ..errors import ConfigError
+from ..features import infer_logits
 
 _TASKS: dict[str, type["Task"]] = {}
 
@@ -65,8 +67,6 @@ class Task:
     @classmethod
     def saved_data(cls, run_dir: Path, modality):
         """The split an earlier run saved (``--resume``)."""
-        from ..data import SavedSplit
-
         return SavedSplit(run_dir, modality.name, modality.inputs_are_files)
 
     @classmethod
@@ -147,8 +147,6 @@ class Task:
 
     def draw(self, predictions: list[dict], out_dir: Path) -> list[Path]:
         """Annotated copies of the inputs (``predict --draw``); tasks without a picture to draw refuse."""
-        from ..errors import ConfigError
-
         raise ConfigError(f"--draw is not available for {self.name} runs", "a detection run", "Leave --draw out")
 
     #: what an exported model outputs (export's contract)
@@ -161,8 +159,6 @@ class Task:
 
     def infer(self, model, dataset, batch_size: int, device, progress=None, **options):
         """Model outputs over ``dataset`` in its order (classification: logits (N, C))."""
-        from ..features import infer_logits
-
         return infer_logits(model, dataset, batch_size, device, progress=progress, **options)
 
     @classmethod

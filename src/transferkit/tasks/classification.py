@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import _runfolder as rf
-from ..evaluation import _plots, classification_metrics, format_metrics
-from ..evaluation._intervals import accuracy_values, macro_f1_values
-from ..heads import TransferModel, build_head
 from ..config import Option
+from ..evaluation import accuracy_values, classification_metrics, format_metrics, macro_f1_values, plots
+from ..features import fit_logistic
+from ..heads import TransferModel, build_head
 from ._base import Task, register_task
 
 
@@ -114,8 +114,6 @@ class Classification(Task):
 
     def fit_probe(self, model, feats, targets, cfg):
         """Fit the head on frozen features: logistic regression for a linear head, a short Adam run for an MLP."""
-        from ..features import fit_logistic
-
         head = model.head
         if len(head) == 1:
             w, b, c = fit_logistic(feats, targets, head[0].out_features, cfg.class_weights, cfg.seed)
@@ -146,9 +144,9 @@ class Classification(Task):
                 f"<div><span>wall time</span><div class=big>{m.get('seconds', 0):.0f} s</div></div></div>",
                 f"<p class=note>Model selection: {html.escape(str(m.get('selection', '')))}.</p>",
                 "<h2>Per-class metrics</h2>", _metric_table(m),
-                _plots.img(_plots.per_class_f1(m["per_class"]), "per-class F1"),
+                plots.img(plots.per_class_f1(m["per_class"]), "per-class F1"),
                 "<h2>Confusion matrix</h2>",
-                _plots.img(_plots.confusion_heatmap(m["confusion_matrix"], m["labels"]), "confusion matrix"),
+                plots.img(plots.confusion_heatmap(m["confusion_matrix"], m["labels"]), "confusion matrix"),
                 "<h2>Mistakes</h2>", _mistakes(run_dir, modality)]
 
 

@@ -17,19 +17,20 @@ import torch
 
 from .. import _dist
 from .. import _runfolder as rf
+from .._launch import across_processes, announce_run_dir, join_process_group
 from ..adaptation import adaptation_for
 from ..backbones import create_backbone
-from ..config import RunConfig, fill_defaults, options, load_config_file, resolve_config, resolve_precision
+from ..config import RunConfig, fill_defaults, load_config_file, options, resolve_config, resolve_precision
 from ..data import LabelledData
 from ..errors import ConfigError, RunFolderError
 from ..features import extract_features, make_loader, to_device
 from ..modalities import get_modality, modality_of
+from ..reports import write_run_report
 from ..strategies import check_supported, get_strategy
 from ..tasks import get_task, read_data
-from .._launch import across_processes, announce_run_dir, join_process_group
 from ._loop import seed_everything, train_loop
-from ._sharding import check_global_batch
 from ._progress import progress_bar
+from ._sharding import check_global_batch
 
 log = logging.getLogger("transferkit")
 
@@ -409,8 +410,6 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
 
 
 def _write_report(run: Run) -> None:
-    from ..evaluation.report import write_run_report
-
     try:
         write_run_report(run.path)
     except Exception as exc:  # a report failure must not lose a finished run

@@ -76,8 +76,7 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
         resume: a checkpoint dict from ``checkpoint.pt`` to continue from.
         on_epoch_end: ``callable(epoch, row)`` hook (e.g. a live log or a test's kill switch).
     """
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-
+    from accelerate import Accelerator, DistributedDataParallelKwargs  # heavy: loaded on first use
     from accelerate.state import AcceleratorState
 
     cpu = cfg.cpu or not torch.cuda.is_available()

@@ -13,12 +13,17 @@ import numpy as np
 import torch
 
 from ... import _runfolder as rf
-from ...config import Option
+from ...config import Option, load_config_file
+from ...data import ImageTransform, split_settings
 from ...errors import ConfigError
-from ...modalities._audio_features import input_contract
+from ...features import autocast, length_order, make_loader, to_device
+from ...modalities import AudioDecode, cached_dataset, duration, input_contract, read_audio
 from .._base import Task, register_task
+from ._beam import LexiconBeam
 from ._data import SpeechDataset, SpeechOps, TranscriptData, collate_speech
+from ._export import export
 from ._model import WHISPER_EOT, WHISPER_PROMPT, CTCModel, WhisperModel
+from ._report import sections
 from ._text import Vocabulary, error_rates, lexicon, normalise, warn_unseen
 
 log = logging.getLogger("transferkit")
@@ -57,8 +62,6 @@ class SpeechRecognition(Task):
     # -- data ------------------------------------------------------------------------------------------------
     @classmethod
     def read_data(cls, cfg, **split) -> TranscriptData:
-        from ...data import split_settings
-
         if cfg.label_by:
             raise ConfigError("--label-by does not apply to speech recognition", "transcripts in a table or .txt files",
                               "Leave --label-by out")
@@ -66,8 +69,6 @@ class SpeechRecognition(Task):
 
     @classmethod
     def saved_data(cls, run_dir: Path, modality) -> TranscriptData:
-        from ...config import load_config_file
-
         saved = rf.read_splits(run_dir)
         cfg = load_config_file(Path(run_dir) / rf.CONFIG)
         return TranscriptData(run_dir, cfg.get("normalise", "basic"),
@@ -148,9 +149,6 @@ class SpeechRecognition(Task):
                 for t in texts]
 
     def dataset(self, modality, backbone, items, transform, cfg=None, fill=False, progress=None):
-        from ...modalities._audio_io import read_audio
-        from ...modalities.image import cached_dataset
-
         decoded = cached_dataset(items, transform, cfg, fill, progress, read_audio)
         return SpeechDataset(decoded, self.targets(items.inputs), WHISPER_PROMPT if self.head == "whisper" else ())
 
@@ -208,8 +206,6 @@ class SpeechRecognition(Task):
     @torch.inference_mode()
     def infer(self, model, dataset, batch_size: int, device, progress=None, **options) -> list[str]:
         """Transcripts of ``dataset`` in its order (batches of similar length, shortest first)."""
-        from ...features import autocast, length_order, make_loader, to_device
-
         model.eval().to(device)
         order = length_order(dataset, list(range(len(dataset))))
         out: dict[int, str] = {}
@@ -284,8 +280,6 @@ class SpeechRecognition(Task):
         return list(outputs)
 
     def report_sections(self, run_dir, m, meta, modality):
-        from ._report import sections
-
         return sections(run_dir, m, read_predictions(run_dir), modality)
 
     output_help = ("log_probs (1 × frames × symbols) over 'labels' (index 0 is the CTC blank, '|' the word separator): "
@@ -297,8 +291,6 @@ class SpeechRecognition(Task):
                 "layout": "1×n_mels×frames, one clip per call" if dc["n_mels"] else "1×samples, one clip per call"}
 
     def export(self, pred, fmt, out_dir, meta, check_inputs):
-        from ._export import export
-
         return export(pred, fmt, out_dir, meta, check_inputs)
 
 
@@ -307,8 +299,6 @@ def _decoders(head: str, labels: list[str], data_config: dict | None, backbone) 
     dc = data_config or {}
     beam = None
     if dc.get("decode") == "lexicon":
-        from ._beam import LexiconBeam
-
         beam = LexiconBeam(labels, dc["lexicon"], dc.get("lm"))
     return (backbone.tokenizer if head == "whisper" else None), beam
 
@@ -325,17 +315,12 @@ def resolve_head(cfg, backbone) -> str:
 
 
 def _transform(ops: SpeechOps):
-    from ...data import ImageTransform
-    from ...modalities._audio_io import AudioDecode
-
     return ImageTransform(AudioDecode(), ops)
 
 
 def _check_lengths(data, backbone, head: str, dc: dict) -> int:
     """Leave out (and list) training clips the model cannot learn from: longer than the encoder's window, or — for
     CTC — with fewer frames than their transcript needs. Returns the frame upsampling CTC needs, if any."""
-    from ...modalities._audio_io import duration
-
     secs = {p: duration(p) for p in data.splits_["train"].inputs}
     reasons: dict[str, str] = {}
     limit = dc["max_seconds"]

@@ -18,9 +18,9 @@ class LexiconBeam:
     def __init__(self, symbols: list[str], words: list[str], lm: str | None = None, beam: int = 50,
                  lm_weight: float = 2.0, word_score: float = 0.0):
         try:
-            from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder, LexiconDecoderOptions,
-                                                     SmearingMode, Trie, ZeroLM)
-            from flashlight.lib.text.dictionary import Dictionary, create_word_dict
+            from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder,  # optional (audio extra)
+                                                     LexiconDecoderOptions, SmearingMode, Trie, ZeroLM)
+            from flashlight.lib.text.dictionary import Dictionary, create_word_dict  # optional (audio extra)
         except ImportError:
             raise ConfigError("--decode lexicon needs the flashlight-text package", None,
                               "pip install 'transferkit[audio]' (or flashlight-text)") from None
@@ -32,7 +32,7 @@ class LexiconBeam:
         if lm:
             if not Path(lm).is_file():
                 raise ConfigError(f"Language model {lm} does not exist", "a KenLM .arpa or .bin file", "Check --lm")
-            from flashlight.lib.text.decoder.kenlm import KenLM
+            from flashlight.lib.text.decoder.kenlm import KenLM  # optional (audio extra)
 
             self.lm = KenLM(str(lm), self.words)
         else:

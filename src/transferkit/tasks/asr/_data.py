@@ -10,13 +10,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...data import Items, LabelledData
-from ...data._datasets import SPLITS
-from ...data._split import grouped_split, stratified_split
-from ...data._tables import clean_split, read_rows
+from ...data import SPLITS, Items, LabelledData, clean_split, grouped_split, read_rows, stratified_split
 from ...errors import DataError
-from ...modalities._audio_features import log_mel, random_gain, spec_augment, standardise
-from ...modalities._audio_io import AUDIO_EXTENSIONS, SAMPLE_RATE, check_audio, duration
+from ...modalities import (AUDIO_EXTENSIONS, SAMPLE_RATE, check_audio, duration, log_mel, random_gain, spec_augment,
+                           standardise)
 from ._text import Vocabulary, normalise
 
 log = logging.getLogger("transferkit")
@@ -181,7 +178,7 @@ class SpeechOps:
         if self.augment != "none":
             factor = (0.9, 1.0, 1.1)[int(torch.randint(0, 3, ()))]
             if factor != 1.0:
-                import soxr
+                import soxr  # optional (audio extra)
 
                 wave = torch.from_numpy(soxr.resample(wave.numpy(), SAMPLE_RATE * factor, SAMPLE_RATE))
             wave = random_gain(wave)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..._onnx import export_traced
 from ...errors import ConfigError
 
 
@@ -35,7 +36,6 @@ def export(pred, fmt: str, out_dir: Path, meta: dict, check_inputs) -> dict[str,
     if fmt != "onnx":
         raise ConfigError(f"--format {fmt} is not available for speech recognition runs", "onnx or safetensors",
                           "Use --format onnx (encoder + CTC layer)")
-    from ..._onnx import export_traced
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "contract.json").write_text(json.dumps(meta, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import unicodedata
@@ -79,7 +80,7 @@ def warn_unseen(vocab: Vocabulary, transcripts: dict[str, str], where: str) -> d
 
 def error_rates(refs: list[str], hyps: list[str]) -> dict:
     """Corpus WER and CER (jiwer) and the per-utterance edit counts behind them."""
-    import jiwer
+    import jiwer  # optional (audio extra)
 
     def n_words(s: str) -> int:
         return len(s.split())
@@ -103,9 +104,7 @@ def _edits(process, ref: str, hyp: str, size) -> int:
 
 def marked_diff(ref: str, hyp: str) -> tuple[str, str]:
     """HTML of reference and hypothesis with the words that differ marked (jiwer's word alignment)."""
-    import html
-
-    import jiwer
+    import jiwer  # optional (audio extra)
 
     r, h = ref.split(), hyp.split()
     if not r or not h:

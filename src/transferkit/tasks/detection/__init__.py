@@ -13,11 +13,15 @@ import torch
 
 from ... import _runfolder as rf
 from ...config import Option
+from ...data import cache_for, split_settings
 from ...errors import ConfigError
+from ...features import make_loader, to_device
 from .._base import Task, register_task
 from ._data import DetectionData, DetectionDataset, DetPresize, DetTransform, box_ops, split_targets
+from ._export import OUTPUT, export_onnx
 from ._metrics import detection_metrics, headline, jackknife, mean_ap
 from ._model import Detector
+from ._report import save_drawn, sections
 
 DETECTIONS = "detections.jsonl"
 
@@ -51,7 +55,6 @@ class Detection(Task):
             raise ConfigError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to detection",
                               "the split by image (--val-fraction, --test-fraction, --split-seed) or the annotations' own",
                               f"Leave {', '.join(given)} out")
-        from ...data import split_settings
 
         return DetectionData(cfg.data, cfg.annotations, cfg.images, **{**split_settings(cfg), **split})
 
@@ -91,8 +94,6 @@ class Detection(Task):
         return DetTransform(DetPresize(dc["min_size"], dc["max_size"]))
 
     def dataset(self, modality, backbone, items, transform, cfg=None, fill=False, progress=None):
-        from ...data import cache_for
-
         cache, held = cache_for(cfg), None
         if cache is not None:
             held = cache.take(list(items.inputs), transform.presize, fill=fill, progress=progress)
@@ -130,8 +131,6 @@ class Detection(Task):
     @torch.inference_mode()
     def infer(self, model, dataset, batch_size: int, device, progress=None, **_) -> list[dict]:
         """Per image: boxes (x1 y1 x2 y2, original pixels), scores and 1-based labels, every score ≥ 0.05."""
-        from ...features import make_loader, to_device
-
         model.eval()
         out = []
         for x, _ in make_loader(dataset, min(batch_size, 8), 0, collate_fn=dataset.collate_fn):  # large images: 8 at most
@@ -176,8 +175,6 @@ class Detection(Task):
 
     def export(self, pred, fmt, out_dir, meta, check_inputs):
         """ONNX: the whole detector (resize, NMS and box rescaling included) on one image of any size."""
-        from ._export import OUTPUT, export_onnx
-
         if fmt == "safetensors":
             return None
         if fmt != "onnx":
@@ -225,13 +222,9 @@ class Detection(Task):
         return out
 
     def draw(self, predictions, out_dir):
-        from ._report import save_drawn
-
         return save_drawn(predictions, Path(out_dir))
 
     def report_sections(self, run_dir, m, meta, modality):
-        from ._report import sections
-
         return sections(run_dir, m, read_detections(run_dir), meta["labels"])
 
 

@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ...data import Items, LabelledData, load_rgb
-from ...data._datasets import SPLITS
+from ...data import SPLITS, Items, LabelledData, load_rgb
 from ...errors import DataError
 from ._formats import read_any
 
@@ -137,7 +136,7 @@ class DetTransform:
 def box_ops(augment: str):
     """``none``: nothing; ``light``: horizontal flip; ``standard``: flip, an IoU-preserving random crop
     (SSD's) and photometric distortion. Boxes leaving the image are clipped or dropped (``SanitizeBoundingBoxes``)."""
-    from torchvision.transforms import v2
+    from torchvision.transforms import v2  # heavy: loaded on first use
 
     if augment == "none":
         return None
@@ -171,7 +170,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         return self.transform.presize(pil), (pil.size[1], pil.size[0])
 
     def __getitem__(self, i: int):
-        from torchvision import tv_tensors
+        from torchvision import tv_tensors  # heavy: loaded on first use
 
         img, (h, w) = self._image(i)
         rec = self.records.get(self.items.inputs[i], {"boxes": [], "labels": [], "ignore": []})

@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..._onnx import export_traced
+from ...data import load_rgb
+
 OUTPUT = ("boxes (x1 y1 x2 y2 in the input image's pixels), scores, labels (1-based into 'labels'), after NMS; "
           "every score ≥ 0.05 (apply score_threshold)")
 
@@ -31,15 +34,11 @@ class OnnxDetector(torch.nn.Module):
 
 
 def image_tensor(path: str) -> torch.Tensor:
-    from ...data import load_rgb
-
     return torch.from_numpy(np.array(load_rgb(path), dtype=np.uint8)).permute(2, 0, 1).float().div(255)
 
 
 def export_onnx(model, path: Path, meta: dict, inputs: list[str]) -> dict[str, Any]:
     """Write ``path`` (with ``meta`` as metadata) and compare it with PyTorch on ``inputs``."""
-    from ..._onnx import export_traced
-
     wrapped = OnnxDetector(model.eval()).eval()
     sess = export_traced(wrapped, (image_tensor(inputs[0]),), path, meta, ["image"], ["boxes", "scores", "labels"],
                          {"image": {1: "height", 2: "width"}, "boxes": {0: "n"}, "scores": {0: "n"}, "labels": {0: "n"}})

@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import yaml
 from PIL import Image
 
-from ...data._images import IMAGE_EXTENSIONS
-from ...data._tables import SPLIT_ALIASES, clean_split, read_rows
+from ...data import IMAGE_EXTENSIONS, SPLIT_ALIASES, clean_split, read_rows
 from ...errors import DataError
 
 log = logging.getLogger("transferkit")
@@ -73,8 +74,6 @@ def _image_files(d: Path) -> list[Path]:
 
 # -- Pascal VOC ---------------------------------------------------------------------------------------------
 def read_voc(root: Path, problems: list) -> tuple[dict[str, list[dict]] | None, list[dict]]:
-    import xml.etree.ElementTree as ET
-
     xml_dir = next((root / d for d in XML_DIRS if (root / d).is_dir() and any((root / d).glob("*.xml"))), root)
     image_dirs = [root / d for d in IMAGE_DIRS if (root / d).is_dir()] + [xml_dir, root]
     records, seen, index = {}, set(), _image_index(image_dirs)
@@ -186,8 +185,6 @@ def read_coco(path: Path, images: Path | None, problems: list) -> list[dict]:
 
 # -- YOLO -------------------------------------------------------------------------------------------------------
 def read_yolo(yaml_path: Path, problems: list) -> dict[str, list[dict]]:
-    import yaml
-
     try:
         doc = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:

@@ -5,6 +5,7 @@ at a score threshold (greedy matching at IoU 0.5, the VOC rule). Ignored boxes (
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,9 +25,7 @@ def _tensors(dets: list[dict], gts: list[dict]):
 def mean_ap(dets: list[dict], gts: list[dict], extended: bool = False, sync: bool = False) -> dict[str, Any]:
     """COCO metrics over images; ``dets``/``gts`` hold boxes (x1 y1 x2 y2) and 1-based labels per image. With
     ``sync`` (every process calls it, each with its share) the images of all processes are scored together."""
-    import warnings
-
-    from torchmetrics.detection import MeanAveragePrecision
+    from torchmetrics.detection import MeanAveragePrecision  # heavy: loaded on first use
 
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=extended,
                                   extended_summary=extended, backend="pycocotools",
@@ -44,7 +43,7 @@ def headline(result: dict) -> dict[str, float]:
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from torchvision.ops import box_iou as iou
+    from torchvision.ops import box_iou as iou  # heavy: loaded on first use
 
     return iou(torch.as_tensor(a, dtype=torch.float32).reshape(-1, 4), torch.as_tensor(b, dtype=torch.float32).reshape(-1, 4)).numpy()
 

@@ -51,7 +51,7 @@ class Detector(nn.Module):
     ``{boxes (x1 y1 x2 y2 in original pixels), scores, labels (1-based; 0 is background)}``."""
 
     def __init__(self, backbone, num_classes: int, min_size: int, max_size: int, fpn_channels: int = 128):
-        from torchvision.models.detection.anchor_utils import AnchorGenerator
+        from torchvision.models.detection.anchor_utils import AnchorGenerator  # heavy: loaded on first use
         from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
         from torchvision.models.detection.roi_heads import RoIHeads
         from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
@@ -107,7 +107,7 @@ class Detector(nn.Module):
 def resize_transform(min_size: int, max_size: int, mean, std):
     """torchvision's resize + normalise. Scale jitter while training: a shorter side drawn from 0.8–1.0 × min_size
     (torchvision picks one per image); evaluation uses min_size itself, the size images are cached at."""
-    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform  # heavy: loaded on first use
 
     jitter = tuple(sorted({int(min_size * f) // 32 * 32 for f in (0.8, 0.875, 0.95)} | {min_size}))
     return GeneralizedRCNNTransform(jitter, max_size, list(mean), list(std))
@@ -118,7 +118,7 @@ class PretrainedDetector(Detector):
     heads are ``head``, with the box predictor replaced for the new classes."""
 
     def __init__(self, backbone, num_classes: int, min_size: int, max_size: int):
-        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor  # heavy: loaded on first use
 
         nn.Module.__init__(self)
         det = backbone.detector

@@ -8,7 +8,8 @@ import html
 import io
 from pathlib import Path
 
-from ...evaluation import _plots
+from ...data import load_rgb
+from ...evaluation import plots
 from ._metrics import match
 
 COLOURS = {"tp": (40, 170, 60), "fp": (220, 40, 40), "missed": (255, 160, 0), "ignored": (150, 150, 150)}
@@ -25,7 +26,7 @@ def sections(run_dir: Path, m: dict, rows: list[dict], labels: list[str]) -> lis
            f"{c['fp']} false positives</b>, <b style='color:rgb{COLOURS['missed']}'>{c['missed']} missed</b> of "
            f"{m['objects']} objects in {m['n']} images ({m.get('ignored_objects', 0)} ignored: difficult / crowd; "
            f"{m.get('background_images', 0)} images without objects).</p>",
-           "<h2>Per-class average precision</h2>", _ap_table(m), _plots.img(pr_curves(m.get("pr_curves", {})), "precision-recall")]
+           "<h2>Per-class average precision</h2>", _ap_table(m), plots.img(pr_curves(m.get("pr_curves", {})), "precision-recall")]
     if rows:
         out += ["<h2>Test images</h2><p>Boxes at score ≥ " f"{t}: <b style='color:rgb{COLOURS['tp']}'>true positive</b>, "
                 f"<b style='color:rgb{COLOURS['fp']}'>false positive</b>, <b style='color:rgb{COLOURS['missed']}'>missed "
@@ -44,7 +45,7 @@ def pr_curves(curves: dict[str, list[float]]) -> str | None:
     curves = {k: v for k, v in curves.items() if v and max(v) >= 0}
     if not curves:
         return None
-    plt = _plots._fig()
+    plt = plots.figure()
     fig, ax = plt.subplots(figsize=(5, 3.6))
     recall = [i / 100 for i in range(101)]
     for name, p in list(curves.items())[:12]:
@@ -57,15 +58,13 @@ def pr_curves(curves: dict[str, list[float]]) -> str | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("precision–recall at IoU 0.5")
-    return _plots.to_png64(fig)
+    return plots.to_png64(fig)
 
 
 def draw(path: str, boxes: list[tuple[list[float], str, tuple]], width: int | None = 360, dashed=()) -> str:
     """The image with ``(box, caption, colour)`` drawn, as an embedded JPEG ``<img>`` (boxes in original pixels;
     ``width`` None: the image's own size)."""
-    from PIL import Image, ImageDraw
-
-    from ...data import load_rgb
+    from PIL import Image, ImageDraw  # loaded on first use
 
     try:
         img = load_rgb(path)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 
 import numpy as np
 
 
-def _fig():
-    import matplotlib
+def figure():
+    import matplotlib  # heavy: loaded on first use
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: loaded on first use
 
     plt.rcParams["text.parse_math"] = False  # labels are data: a "$" in a class name is a dollar sign
     return plt
@@ -21,14 +22,14 @@ def _fig():
 def to_png64(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _fig().close(fig)
+    figure().close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
 
 def learning_curves(history: list[dict], title: str = "") -> str | None:
     if not history:
         return None
-    plt = _fig()
+    plt = figure()
     logged = {k for r in history for k in r}
     panels = [(k, label) for k, label in (("loss", "loss"), ("acc", "accuracy"), ("map", "mAP@[.5:.95]"),
                                           ("wer", "WER (epoch 0: as loaded)"))  # by what the task logs
@@ -50,7 +51,7 @@ def learning_curves(history: list[dict], title: str = "") -> str | None:
 
 
 def confusion_heatmap(cm: list[list[int]], labels: list[str]) -> str:
-    plt = _fig()
+    plt = figure()
     cm = np.asarray(cm)
     n = len(labels)
     fig, ax = plt.subplots(figsize=(max(3.5, 0.55 * n + 2), max(3, 0.5 * n + 1.5)))
@@ -68,7 +69,7 @@ def confusion_heatmap(cm: list[list[int]], labels: list[str]) -> str:
 
 
 def per_class_f1(per_class: dict[str, dict]) -> str:
-    plt = _fig()
+    plt = figure()
     names = list(per_class)
     f1 = [per_class[k]["f1"] for k in names]
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(names) + 2), 3))
@@ -83,7 +84,7 @@ def per_class_f1(per_class: dict[str, dict]) -> str:
 
 def strategy_bars(rows: list[dict], metric: str = "accuracy") -> str:
     """The headline metric's mean ± std per strategy (comparison report)."""
-    plt = _fig()
+    plt = figure()
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows) + 1), 3.2))
     names = [r["strategy"] for r in rows]
     means = [r[f"{metric}_mean"] for r in rows]
@@ -100,7 +101,7 @@ def strategy_bars(rows: list[dict], metric: str = "accuracy") -> str:
 
 def shots_curve(sweep: dict) -> str:
     """The headline metric against training examples per class, a line per strategy (95% intervals)."""
-    plt = _fig()
+    plt = figure()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, points in sweep["lines"].items():
         x = [p["shots"] for p in points]
@@ -120,8 +121,6 @@ def shots_curve(sweep: dict) -> str:
 
 def img(b64: str | None, alt: str) -> str:
     """An embedded PNG plot (nothing when the plot could not be drawn)."""
-    import html
-
     return f'<img class=plot alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">' if b64 else ""
 
 
@@ -131,7 +130,7 @@ def gain_intervals(rows: list[dict], metrics: list[str], baseline: str = "scratc
     metrics = [m for m in metrics if all(m in r["gains"] for r in rows)]
     if not rows or not metrics:
         return None
-    plt = _fig()
+    plt = figure()
     fig, axes = plt.subplots(1, len(metrics), figsize=(max(4.5, 1.3 * len(rows) + 1.5) * len(metrics), 3.2),
                              squeeze=False)
     for ax, m in zip(axes[0], metrics):

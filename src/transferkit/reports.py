@@ -1,4 +1,5 @@
-"""Self-contained HTML reports (plots embedded, no remote resources) for runs and comparisons."""
+"""Self-contained HTML reports (plots embedded, no remote resources) for runs and comparisons: a run's page is
+assembled from its task's, modality's and adaptation's sections (it sits above them all)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import html
 import json
 from pathlib import Path
 
-from .. import _runfolder as rf
-from . import _plots
+from . import _runfolder as rf
+from .adaptation import report_sections as adaptation_sections
+from .evaluation import gain_label, gain_text, gained_metrics, interval_text, mcnemar_text, mean_std, plots
+from .modalities import get_modality
+from .tasks import get_task
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
@@ -39,9 +43,6 @@ def write_run_report(run_dir: str | Path) -> Path:
             history = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
     bad = (run_dir / rf.BAD_FILES).read_text().splitlines() if (run_dir / rf.BAD_FILES).is_file() else []
     config = (run_dir / rf.CONFIG).read_text() if (run_dir / rf.CONFIG).is_file() else ""
-    from ..modalities import get_modality
-    from ..tasks import get_task
-
     task, modality = get_task(meta.get("task", "classify"))(), get_modality(meta.get("modality", "image"))
     body = [f"<h1>{html.escape(run_dir.name)}</h1>",
             f"<p class=sub>{html.escape(task.name)} · {html.escape(modality.name)} · "
@@ -49,34 +50,16 @@ def write_run_report(run_dir: str | Path) -> Path:
             f"{len(meta['labels'])} {task.labels_are} · {m.get('n_train', '?')} training items · evaluated on "
             f"<b>{html.escape(m['split'])}</b> ({m['n']} items)</p>",
             ]
-    if m.get("adaptation"):  # the target first: it is what the run was adapted for
-        from ..adaptation._report import sections
-
-        body += sections(run_dir, m, meta["labels"]) + [f"<h2>Source ({html.escape(m['split'])} split)</h2>"]
+    body += adaptation_sections(run_dir, m, meta["labels"])  # the target first: what the run was adapted for
     body += task.report_sections(run_dir, m, meta, modality)
     if history:
-        body += ["<h2>Learning curves</h2>", _plots.img(_plots.learning_curves(history), "learning curves")]
+        body += ["<h2>Learning curves</h2>", plots.img(plots.learning_curves(history), "learning curves")]
     if bad:
         body += [f"<h2>Skipped inputs ({len(bad)})</h2><pre>{html.escape(chr(10).join(bad[:200]))}</pre>"]
     body += ["<h2>Resolved config</h2>", f"<pre>{html.escape(config)}</pre>"]
     out = run_dir / rf.REPORT
     rf.atomic_write(out, lambda p: p.write_text(_page(run_dir.name, "".join(body)), encoding="utf-8"))
     return out
-
-
-def gain_label(result: dict, metric: str) -> str:
-    """``accuracy gain``; ``wer reduction`` for an error rate (its gain is how much lower it is)."""
-    return f"{metric} {'reduction' if metric in result.get('lower_is_better', ()) else 'gain'}"
-
-
-def gain_text(g: dict | None) -> str:
-    """``+21.3% [+15.2%, +27.4%]`` (percentage points) for a gain with its interval."""
-    return "" if not g else f"{g['mean']:+.1%} [{g['low']:+.1%}, {g['high']:+.1%}]"
-
-
-def mcnemar_text(g: dict | None) -> str:
-    test = (g or {}).get("mcnemar")
-    return "" if not test else f"{test['pooled']['p']:.2g}"
 
 
 def write_compare_report(out_dir: str | Path, result: dict) -> Path:
@@ -108,8 +91,8 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
             "model with Satterthwaite's degrees of freedom; macro-F1 through jackknife pseudo-values). McNemar's "
             "exact test on the right/wrong outcomes is pooled over seeds. NEGATIVE TRANSFER is flagged when the "
             "whole interval is below 0.</p>",
-            _plots.img(_plots.gain_intervals(rows, metrics, baseline), f"gain over {baseline} with 95% intervals"),
-            _plots.img(_plots.strategy_bars(rows, metrics[0]), f"{metrics[0]} by strategy"), "<h2>Runs</h2><ul>"]
+            plots.img(plots.gain_intervals(rows, metrics, baseline), f"gain over {baseline} with 95% intervals"),
+            plots.img(plots.strategy_bars(rows, metrics[0]), f"{metrics[0]} by strategy"), "<h2>Runs</h2><ul>"]
     for r in rows:
         for p in r["runs"]:
             rel = Path(p).relative_to(out_dir) if Path(p).is_relative_to(out_dir) else Path(p)
@@ -118,18 +101,6 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
     out = out_dir / rf.REPORT
     rf.atomic_write(out, lambda p: p.write_text(_page("comparison", "".join(body)), encoding="utf-8"))
     return out
-
-
-def gained_metrics(result: dict) -> list[str]:
-    """The compared metrics that have a gain column (an adaptation comparison has none for source accuracy)."""
-    metrics = result.get("metrics", ["accuracy", "macro_f1"])
-    return [m for m in metrics if any(m in (r.get("gains") or {}) for r in result["rows"])] or metrics[:1]
-
-
-def mean_std(row: dict, metric: str) -> str:
-    """``mean ± std`` of a compare row's metric; — where the row has none (an oracle's source accuracy)."""
-    m = row.get(metric + "_mean")
-    return "—" if m is None or m != m else f"{m:.3f} ± {row[metric + '_std']:.3f}"
 
 
 def write_sweep_report(out_dir: str | Path, sweep: dict) -> Path:
@@ -146,16 +117,10 @@ def write_sweep_report(out_dir: str | Path, sweep: dict) -> Path:
             f"{html.escape(sweep['data'])} · {html.escape(sweep['backbone'])} · {sweep['seeds']} seed(s) · evaluated "
             f"on <b>{html.escape(sweep['split'])}</b> ({sweep['n_eval']} items), the same split at every count</p>"
             f"<table><tr><th>strategy</th>{head}</tr>{''.join(rows)}</table><p class=note>Mean over seeds with its "
-            f"95% interval over seeds × evaluation items.</p>{_plots.img(_plots.shots_curve(sweep), 'metric against shots')}"
+            f"95% interval over seeds × evaluation items.</p>{plots.img(plots.shots_curve(sweep), 'metric against shots')}"
             f"<h2>Comparisons</h2><ul>{links}</ul>")
-    path = out_dir / "report.html"
+    path = out_dir / rf.REPORT
     path.write_text(_page("shots sweep", body), encoding="utf-8")
     return path
 
 
-def interval_text(p: dict | None) -> str:
-    if not p:
-        return "—"
-    if p.get("low") is None:
-        return f"{p['mean']:.3f}"
-    return f"{p['mean']:.3f} [{p['low']:.3f}, {p['high']:.3f}]"

@@ -1,0 +1,38 @@
+"""How gains, intervals and tests are written in tables and reports."""
+
+from __future__ import annotations
+
+
+def gain_label(result: dict, metric: str) -> str:
+    """``accuracy gain``; ``wer reduction`` for an error rate (its gain is how much lower it is)."""
+    return f"{metric} {'reduction' if metric in result.get('lower_is_better', ()) else 'gain'}"
+
+
+def gain_text(g: dict | None) -> str:
+    """``+21.3% [+15.2%, +27.4%]`` (percentage points) for a gain with its interval."""
+    return "" if not g else f"{g['mean']:+.1%} [{g['low']:+.1%}, {g['high']:+.1%}]"
+
+
+def mcnemar_text(g: dict | None) -> str:
+    test = (g or {}).get("mcnemar")
+    return "" if not test else f"{test['pooled']['p']:.2g}"
+
+
+def gained_metrics(result: dict) -> list[str]:
+    """The compared metrics that have a gain column (an adaptation comparison has none for source accuracy)."""
+    metrics = result.get("metrics", ["accuracy", "macro_f1"])
+    return [m for m in metrics if any(m in (r.get("gains") or {}) for r in result["rows"])] or metrics[:1]
+
+
+def mean_std(row: dict, metric: str) -> str:
+    """``mean ± std`` of a compare row's metric; — where the row has none (an oracle's source accuracy)."""
+    m = row.get(metric + "_mean")
+    return "—" if m is None or m != m else f"{m:.3f} ± {row[metric + '_std']:.3f}"
+
+
+def interval_text(p: dict | None) -> str:
+    if not p:
+        return "—"
+    if p.get("low") is None:
+        return f"{p['mean']:.3f}"
+    return f"{p['mean']:.3f} [{p['low']:.3f}, {p['high']:.3f}]"
