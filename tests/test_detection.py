@@ -186,9 +186,9 @@ def test_raccoon_layouts_agree_and_packaged_lite0_detects_losses():
     task = get_task("detect").for_run(tk.RunConfig(task="detect"), voc)
     model = task.build_model(tk.create_backbone("packaged:efficientnet_lite0"), {"labels": voc.classes_})
     items = voc.splits_["train"].subset(np.arange(2))
-    _, eval_tf, dc = task.pipeline(None, model.backbone, tk.RunConfig(task="detect"))
+    _, eval_tf, dc = task.pipeline(model.backbone, tk.RunConfig(task="detect"))
     train_tf = type(eval_tf)(eval_tf.presize, None, train=True)
-    ds = task.dataset(None, model.backbone, items, train_tf)
+    ds = task.dataset(model.backbone, items, train_tf)
     x, _ = ds.collate_fn([ds[0], ds[1]])
     losses = model.train()(x)
     assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
@@ -62,6 +63,16 @@ def _umask() -> int:
 
 def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=_jsonable)))
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]], header: list[str] | None = None) -> None:
+    """A CSV of ``rows`` (columns: ``header``, else the first row's keys; a header line even without rows)."""
+    fields = header or (list(rows[0]) if rows else [])
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        if fields:
+            w.writeheader()
+        w.writerows(rows)
 
 
 def _jsonable(o: Any) -> Any:

@@ -229,7 +229,7 @@ def no_transfer_row(task, data: LabelledData, name: str, x_train, x_eval, second
     tr, ev = data.splits_["train"], data.splits_[data.eval_split]
     clf = LogisticRegression(C=10, max_iter=2000, class_weight="balanced").fit(x_train, tr.labels)
     pred = clf.predict(x_eval)
-    m = task.rescore(np.eye(len(data.classes_))[pred], ev, data.classes_)
+    m = task.metrics(np.eye(len(data.classes_))[pred], ev, data.classes_)
     row: dict[str, Any] = {"strategy": f"{name} + logreg (no transfer)"}
     for k in task.compare_metrics:
         row.update({k: [m[k]], f"{k}_mean": m[k], f"{k}_std": 0.0})

@@ -23,7 +23,7 @@ FORMATS = ("onnx", "torchscript", "safetensors")
 def contract(pred: Predictor) -> dict[str, Any]:
     """What a consumer needs besides the weights: the modality's preprocessing, and the labels."""
     return {"labels": pred.labels, "task": pred.task.name, "modality": pred.modality.name,
-            **pred.task.contract(pred.modality, pred.meta["data_config"]),
+            **pred.inputs.contract(pred.meta["data_config"]),
             "output": pred.task.output_help}
 
 
@@ -48,7 +48,7 @@ def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, ch
     own = pred.task.export(pred, fmt, out_dir, contract(pred), lambda: _check_inputs(pred, run, check, max_check))
     if own is not None:
         return own
-    example = pred.task.example_input(pred.modality, pred.meta["data_config"])
+    example = pred.inputs.example_input(pred.meta["data_config"])
     if example is None and fmt != "safetensors":
         raise TransferkitError(f"--format {fmt} is not available for this run ({pred.task.name} on "
                                f"{pred.modality.name} inputs)",

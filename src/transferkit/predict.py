@@ -15,7 +15,7 @@ from .config import load_config_file, resolve_config
 from .data import Items
 from .errors import DataError
 from .modalities import get_modality
-from .tasks import get_task, read_data
+from .tasks import get_task, inputs_of, read_data
 
 
 class Predictor:
@@ -35,21 +35,22 @@ class Predictor:
         self.model.load_state_dict(state)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
-        self.transform = self.task.eval_transform(meta) or self.modality.eval_transform(meta, backbone)
+        self.inputs = inputs_of(self.task, self.modality)  # what reads and batches this run's inputs
+        self.transform = self.inputs.eval_transform(meta, backbone)
 
     def fast_model(self) -> torch.nn.Module:
         """The model as predict and serve run it (``_fold.inference_copy``: BatchNorm folded, checked on a
         random batch, channels-last for 4-d inputs). Built once; feed it channels-last batches."""
         if getattr(self, "_fast", None) is None:
             self._fast = self.model
-            example = self.task.example_input(self.modality, self.meta["data_config"])
+            example = self.inputs.example_input(self.meta["data_config"])
             if example is not None and self.modality.channels_last(None):
                 self._fast = inference_copy(self.model, example.to(self.device))
         return self._fast
 
     def _dataset(self, inputs: Sequence[str]):
         items = Items(list(map(str, inputs)), [0] * len(inputs))  # labels are not read at inference
-        return self.task.dataset(self.modality, self.model.backbone, items, self.transform)
+        return self.inputs.dataset(self.model.backbone, items, self.transform)
 
     def outputs(self, inputs: Sequence[str], batch_size: int = 32):
         """Raw model outputs for the inputs (paths, or texts for a text model): logits (N, C) for classification,
@@ -107,7 +108,7 @@ def evaluate(path: str | Path, data: str | None = None, batch_size: int = 32) ->
         items = Items([i for i, _ in rows], [pred.labels.index(lab) for _, lab in rows])
         split = f"data {data}"
     task = pred.task if data is None else pred.task.with_data(ds)
-    return {"split": split, "task": task.name, **task.rescore(pred.outputs(items.inputs, batch_size), items, pred.labels)}
+    return {"split": split, "task": task.name, **task.metrics(pred.outputs(items.inputs, batch_size), items, pred.labels)}
 
 
 def _saved_config(run: Path, overrides: dict | None = None):

@@ -73,7 +73,7 @@ class Batcher:
 
     def _infer(self, xs: list) -> np.ndarray:
         pred = self.predictor
-        batch = pred.task.collate(pred.modality, pred.model.backbone, xs)
+        batch = pred.inputs.collate(pred.model.backbone, xs)
         with torch.inference_mode():
             outputs = pred.task.run_batch(self.model, to_device(batch, pred.device,
                                                                  channels_last=pred.modality.channels_last(None)))

@@ -16,6 +16,13 @@ def read_data(cfg, modality=None, **split):
     return get_task(cfg.task).read_data(cfg, **split) or data_for(cfg, modality, **split)
 
 
+def inputs_of(task, modality):
+    """What reads, preprocesses and batches a task's inputs: the modality, or a task with its own (``reads_inputs``:
+    boxes, transcripts) — ``pipeline``, ``dataset``, ``eval_transform``, ``collate``, ``example_input`` and
+    ``contract``, with the modality's signatures. ``task`` is a task class or a run's task object."""
+    return task if task.reads_inputs else modality
+
+
 def get_task(name: str) -> type[Task]:
     """The task class registered as ``name`` (``get_task(name)()`` is a fresh object with no run's state)."""
     if name not in _TASKS:
@@ -26,4 +33,4 @@ def get_task(name: str) -> type[Task]:
 from ..modalities import data_for
 from . import asr, classification, detection  # noqa: E402,F401  (register the built-in tasks)
 
-__all__ = ["Task", "get_task", "read_data", "register_task", "tasks"]
+__all__ = ["Task", "get_task", "inputs_of", "read_data", "register_task", "tasks"]

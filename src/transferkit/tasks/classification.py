@@ -74,20 +74,16 @@ class Classification(Task):
     def selection_score(self, row):
         return (row["val_acc"], -row["val_loss"])
 
-    def score(self, run_dir, outputs, items, labels, split):
-        probs = torch.from_numpy(outputs).float().softmax(1).numpy()
-        pred = probs.argmax(1)
-        metrics = {"split": split, **classification_metrics(items.labels, pred, labels)}
-        with open(run_dir / rf.PREDICTIONS, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["input", "true", "pred", "confidence"])
-            for inp, t, p, pr in zip(items.inputs, items.labels, pred, probs):
-                w.writerow([inp, labels[t], labels[p], f"{pr[p]:.4f}"])
-        return metrics
+    prediction_columns = ("input", "true", "pred", "confidence")
 
-    def rescore(self, outputs: np.ndarray, items, labels) -> dict[str, Any]:
-        """Metrics of outputs against the items' labels, without writing anything (``evaluate``)."""
-        return classification_metrics(items.labels, outputs.argmax(1), labels)
+    def metrics(self, outputs: np.ndarray, items, labels) -> dict[str, Any]:
+        return classification_metrics(items.labels, np.asarray(outputs).argmax(1), labels)
+
+    def prediction_rows(self, outputs, items, labels) -> list[dict]:
+        """One row per input: its label, the predicted one and that prediction's probability."""
+        probs = torch.from_numpy(np.asarray(outputs)).float().softmax(1).numpy()
+        return [dict(zip(self.prediction_columns, (inp, labels[t], labels[p], f"{pr[p]:.4f}")))
+                for inp, t, p, pr in zip(items.inputs, items.labels, probs.argmax(1), probs)]
 
     def item_values(self, run_dir, labels):
         """Right/wrong per item (accuracy) and macro-F1's jackknife pseudo-values, from predictions.csv."""

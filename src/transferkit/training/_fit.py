@@ -27,7 +27,7 @@ from ..features import extract_features, make_loader, to_device
 from ..modalities import get_modality, modality_of
 from ..reports import write_run_report
 from ..strategies import check_supported, get_strategy
-from ..tasks import get_task, read_data
+from ..tasks import get_task, inputs_of, read_data
 from ._loop import seed_everything, train_loop
 from ._progress import progress_bar
 from ._sharding import check_global_batch
@@ -163,7 +163,8 @@ class _Plan:
         return self.modality.channels_last(self.cfg)
 
     def dataset(self, items, transform=None, **fill):
-        return self.task.dataset(self.modality, self.backbone, items, transform or self.eval_tf, self.cfg, **fill)
+        return inputs_of(self.task, self.modality).dataset(self.backbone, items, transform or self.eval_tf, self.cfg,
+                                                           **fill)
 
     def loader(self, items):
         return make_loader(self.dataset(items), self.cfg.batch_size * 2, self.cfg.workers)
@@ -195,7 +196,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         _describe(plan, run_dir)
         model = plan.task.build_model(plan.backbone, {"head": cfg.head, "labels": data.classes_,
                                                       "data_config": plan.data_config})
-        _check_input_size(model, plan.task.example_input(plan.modality, plan.data_config), cfg)
+        _check_input_size(model, inputs_of(plan.task, plan.modality).example_input(plan.data_config), cfg)
         plan.adapt.before_training(plan)
         probe_info: dict[str, Any] = {}
         eval_out = None
@@ -248,7 +249,7 @@ def _plan(cfg: RunConfig, data: LabelledData, target) -> _Plan:
     fill_defaults(cfg, {**modality.defaults, **backbone.train_defaults, **task.train_defaults(cfg, backbone),
                         **strategy.defaults})
     backbone = strategy.prepare_backbone(backbone)
-    train_tf, eval_tf, data_config = task.pipeline(modality, backbone, cfg, data)
+    train_tf, eval_tf, data_config = inputs_of(task, modality).pipeline(backbone, cfg, data)
     task = task.for_run(cfg, data, backbone, data_config)
     device = torch.device("cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu")
     cfg.precision = resolve_precision(cfg.precision, device, backbone.cpu_bf16)

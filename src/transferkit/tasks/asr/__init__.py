@@ -47,6 +47,7 @@ class SpeechRecognition(Task):
     compare_metrics = ("wer", "cer")
     lower_is_better = ("wer", "cer")
     modalities = ("audio",)
+    reads_inputs = True  # whole clips with token targets: read and batched by the task
     baseline_strategy = "zero-shot"  # compare's reference line where the backbone can transcribe; else scratch
     labels_are = "CTC symbols"
     #: CTC: a new layer at 1e-3 over an encoder at 5e-5; Whisper: its own decoder at 1e-4, the encoder at 1e-5
@@ -91,7 +92,7 @@ class SpeechRecognition(Task):
         return cls.head_defaults[resolve_head(cfg, backbone)]
 
     @classmethod
-    def pipeline(cls, modality, backbone, cfg, data=None):
+    def pipeline(cls, backbone, cfg, data=None):
         cfg.head = resolve_head(cfg, backbone)
         speech = backbone.pretrained_cfg.get("audio") or {}
         waveform = speech.get("input") == "waveform"
@@ -113,7 +114,7 @@ class SpeechRecognition(Task):
         ops = dict(n_mels=dc["n_mels"], normalize=dc["normalize"])
         return _transform(SpeechOps(cfg.augment, noise_snr=cfg.noise_snr, **ops)), _transform(SpeechOps(**ops)), dc
 
-    def eval_transform(self, meta):
+    def eval_transform(self, meta, backbone=None):
         dc = meta["data_config"]
         return _transform(SpeechOps(n_mels=dc["n_mels"], normalize=dc["normalize"]))
 
@@ -148,11 +149,11 @@ class SpeechRecognition(Task):
         return [self.tokenizer.encode(" " + t, add_special_tokens=False) + [WHISPER_EOT] if t else [WHISPER_EOT]
                 for t in texts]
 
-    def dataset(self, modality, backbone, items, transform, cfg=None, fill=False, progress=None):
+    def dataset(self, backbone, items, transform, cfg=None, fill=False, progress=None):
         decoded = cached_dataset(items, transform, cfg, fill, progress, read_audio)
         return SpeechDataset(decoded, self.targets(items.inputs), WHISPER_PROMPT if self.head == "whisper" else ())
 
-    def example_input(self, modality, data_config):
+    def example_input(self, data_config, n: int = 2):
         return None
 
     # -- model and loop ----------------------------------------------------------------------------------
@@ -226,17 +227,16 @@ class SpeechRecognition(Task):
         return self.transcribe(model, batch)
 
     # -- scoring ------------------------------------------------------------------------------------------
-    def score(self, run_dir, outputs, items, labels, split):
-        refs, e = self._rates(outputs, items)
-        with open(run_dir / rf.PREDICTIONS, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["input", "reference", "hypothesis", "word_errors", "words", "char_errors", "chars"])
-            for row in zip(items.inputs, refs, outputs, e["word_errors"], e["words"], e["char_errors"], e["chars"]):
-                w.writerow(row)
-        return {"split": split, **self._metrics(items, refs, e)}
+    prediction_columns = ("input", "reference", "hypothesis", "word_errors", "words", "char_errors", "chars")
 
-    def rescore(self, outputs, items, labels) -> dict[str, Any]:
+    def metrics(self, outputs, items, labels) -> dict[str, Any]:
         return self._metrics(items, *self._rates(outputs, items))
+
+    def prediction_rows(self, outputs, items, labels) -> list[dict]:
+        """One row per utterance: reference, hypothesis and their edit counts."""
+        refs, e = self._rates(outputs, items)
+        return [dict(zip(self.prediction_columns, row)) for row in
+                zip(items.inputs, refs, outputs, e["word_errors"], e["words"], e["char_errors"], e["chars"])]
 
     def _rates(self, outputs, items) -> tuple[list[str], dict]:
         refs = [normalise(self.transcripts.get(p, ""), self.mode) for p in items.inputs]
@@ -273,7 +273,7 @@ class SpeechRecognition(Task):
     def decode(self, outputs, labels, topk=3):
         return [{"transcript": h} for h in outputs]
 
-    def collate(self, modality, backbone, xs):
+    def collate(self, backbone, xs):
         return collate_speech([(x, []) for x in xs])[0]
 
     def per_item(self, outputs) -> list:
@@ -285,7 +285,7 @@ class SpeechRecognition(Task):
     output_help = ("log_probs (1 × frames × symbols) over 'labels' (index 0 is the CTC blank, '|' the word separator): "
                    "greedy decoding takes the argmax per frame, merges repeats and drops blanks")
 
-    def contract(self, modality, data_config) -> dict[str, Any]:
+    def contract(self, data_config) -> dict[str, Any]:
         dc = data_config
         return {**input_contract(dc), "clip": "the whole clip, any length (mono, resampled)",
                 "layout": "1×n_mels×frames, one clip per call" if dc["n_mels"] else "1×samples, one clip per call"}

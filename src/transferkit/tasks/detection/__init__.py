@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ class Detection(Task):
     )
     compare_metrics = ("map", "map_50")
     modalities = ("image",)
+    reads_inputs = True  # images with boxes: read, augmented and batched by the task
     #: AdamW at 3e-4 for the new FPN / RPN / RoI heads, the backbone at a tenth (raccoon, Lite0)
     defaults = {"lr": 3e-4, "backbone_lr_mult": 0.1}
     default_size = 512
@@ -81,7 +81,7 @@ class Detection(Task):
         return cls(data.records_, list(data.classes_), cfg.score_threshold)
 
     @classmethod
-    def pipeline(cls, modality, backbone, cfg, data=None):
+    def pipeline(cls, backbone, cfg, data=None):
         size = cfg.image_size or cls.default_size
         presize = DetPresize(size, round(size * 5 / 3))
         dc = {"min_size": size, "max_size": presize.max_side, "input_size": [3, size, size],
@@ -89,11 +89,11 @@ class Detection(Task):
               "std": list(backbone.pretrained_cfg.get("std", (0.229, 0.224, 0.225)))}
         return DetTransform(presize, box_ops(cfg.augment), train=True), DetTransform(presize), dc
 
-    def eval_transform(self, meta) -> DetTransform:
+    def eval_transform(self, meta, backbone=None) -> DetTransform:
         dc = meta["data_config"]
         return DetTransform(DetPresize(dc["min_size"], dc["max_size"]))
 
-    def dataset(self, modality, backbone, items, transform, cfg=None, fill=False, progress=None):
+    def dataset(self, backbone, items, transform, cfg=None, fill=False, progress=None):
         cache, held = cache_for(cfg), None
         if cache is not None:
             held = cache.take(list(items.inputs), transform.presize, fill=fill, progress=progress)
@@ -146,24 +146,23 @@ class Detection(Task):
         return [{"boxes": r["boxes"], "labels": [index.get(lab, 0) for lab in r["labels"]], "ignore": r["ignore"]}
                 for r in recs]
 
-    def score(self, run_dir, outputs, items, labels, split):
-        gts = self._truth(items.inputs)
-        metrics = {"split": split, **detection_metrics(outputs, gts, labels, self.threshold)}
-        with open(run_dir / rf.PREDICTIONS, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["input", "label", "score", "x1", "y1", "x2", "y2"])
-            for inp, d in zip(items.inputs, outputs):
-                for box, s, lab in zip(d["boxes"], d["scores"], d["labels"]):
-                    if s >= self.threshold:
-                        w.writerow([inp, labels[int(lab) - 1], f"{s:.4f}", *(f"{v:.1f}" for v in box)])
+    prediction_columns = ("input", "label", "score", "x1", "y1", "x2", "y2")
+
+    def metrics(self, outputs, items, labels) -> dict[str, Any]:
+        return detection_metrics(outputs, self._truth(items.inputs), labels, self.threshold)
+
+    def prediction_rows(self, outputs, items, labels) -> list[dict]:
+        """One row per box at or above the score threshold."""
+        return [dict(zip(self.prediction_columns, (inp, labels[int(lab) - 1], f"{s:.4f}", *(f"{v:.1f}" for v in box))))
+                for inp, d in zip(items.inputs, outputs)
+                for box, s, lab in zip(d["boxes"], d["scores"], d["labels"]) if s >= self.threshold]
+
+    def save_outputs(self, run_dir, outputs, items) -> None:
+        """detections.jsonl: every box of every image (scores ≥ 0.05) with its truth, for the report and compare."""
         with open(run_dir / DETECTIONS, "w", encoding="utf-8") as fh:
-            for inp, d, g in zip(items.inputs, outputs, gts):
+            for inp, d, g in zip(items.inputs, outputs, self._truth(items.inputs)):
                 fh.write(json.dumps({"input": inp, "gt": g, "det": {k: np.round(np.asarray(v), 2).tolist()
                                                                        for k, v in d.items()}}) + "\n")
-        return metrics
-
-    def rescore(self, outputs, items, labels) -> dict[str, Any]:
-        return detection_metrics(outputs, self._truth(items.inputs), labels, self.threshold)
 
     @classmethod
     def for_saved(cls, run_dir, meta, cfg, backbone=None) -> "Detection":
@@ -187,7 +186,13 @@ class Detection(Task):
         path = out_dir / "model.onnx"
         return {"path": str(path), "format": fmt, "parity": export_onnx(pred.model, path, meta, check_inputs())}
 
-    def example_input(self, modality, data_config):
+    def contract(self, data_config) -> dict[str, Any]:
+        """What an exported detector's consumer does to an image: scale to [0, 1]; the model resizes and normalises."""
+        dc = data_config
+        return {"input_size": dc["input_size"], "mean": dc["mean"], "std": dc["std"], "min_size": dc["min_size"],
+                "max_size": dc["max_size"], "layout": "one image, float32 3×H×W in [0, 1], RGB, any size"}
+
+    def example_input(self, data_config, n: int = 2):
         return None  # the stage check in Detector gives the clear error
 
     def item_values(self, run_dir, labels):
@@ -206,7 +211,7 @@ class Detection(Task):
                            for box, s, lab in zip(d["boxes"], d["scores"], d["labels"]) if s >= self.threshold]}
                 for d in outputs]
 
-    def collate(self, modality, backbone, xs):
+    def collate(self, backbone, xs):
         return DetectionDataset.collate_fn([(x, i) for i, x in enumerate(xs)])[0]
 
     def per_item(self, outputs) -> list:
