@@ -14,10 +14,10 @@ import numpy as np
 from . import _dist
 from ._launch import across_processes
 from .adaptation import METHODS, compatible, pairings, read_target, target_outcomes
-from .compare import close_comparison, open_comparison, run_grid
+from .compare import close_comparison, open_comparison, paired_test, run_grid, transfer_warnings
 from .config import resolve_config
 from .errors import ConfigError
-from .evaluation import crossed_interval, mcnemar
+from .evaluation import crossed_interval
 from .modalities import modality_of
 from .strategies import get_strategy
 
@@ -86,29 +86,14 @@ def compare_adaptation(data, target: str, strategies: list[str], methods: list[s
     result = {"title": "Domain adaptation comparison", "data": data.location, "target": settings["target"], "backbone": first.config.backbone,
               "seeds": seeds, "split": "target", "n_eval": n_scored, "rows": rows,
               "metrics": ["target_accuracy", "source_accuracy"], "baseline": "source only (same strategy)",
-              "warnings": _warnings(rows), "oracle": ORACLE_NOTE if ORACLE in methods else None}
+              "warnings": transfer_warnings(rows, "target accuracy", "source only"), "oracle": ORACLE_NOTE if ORACLE in methods else None}
     return close_comparison(out_dir, result)
 
 
 def _gain(runs: list[np.ndarray], base: list[np.ndarray]) -> dict[str, Any]:
+    """Target accuracy gain over the source-only runs, paired by seed and target input, with McNemar's test."""
     d = np.stack([a - b for a, b in zip(runs, base)])
-    out = crossed_interval(d, centre=float(d.mean()))
-    out["mcnemar"] = {"per_seed_p": [mcnemar(a, b)["p"] for a, b in zip(runs, base)],
-                      "pooled": mcnemar(np.concatenate(runs), np.concatenate(base))}
-    return out
-
-
-def _warnings(rows: list[dict]) -> list[str]:
-    out = []
-    for r in rows:
-        g = r.get("gain")
-        if g and g["high"] < 0:
-            out.append(f"NEGATIVE TRANSFER: {r['strategy']} is {-g['mean']:.1%} below the source-only run on the target, "
-                       f"95% interval [{g['low']:+.1%}, {g['high']:+.1%}]: adapting hurts here beyond noise.")
-        elif g and g["low"] <= 0:
-            out.append(f"No clear gain: {r['strategy']} vs source only is {g['mean']:+.1%} on the target, 95% interval "
-                       f"[{g['low']:+.1%}, {g['high']:+.1%}] includes 0.")
-    return out
+    return {**crossed_interval(d, centre=float(d.mean())), "mcnemar": paired_test(runs, base)}
 
 
 def _oracle(data, target, cfg, strategy: str, seeds, out_dir: Path, resume: bool, settings: dict):

@@ -82,12 +82,13 @@ def _setup_logging(verbose: bool = True) -> None:
 
 def _with_train_options(fn):
     """Give ``fn`` the shared training options as keyword parameters (typer reads the signature)."""
-    sig = inspect.signature(fn)
-    params = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
-    for k, (annotation, default) in TRAIN_OPTIONS.items():
-        if k not in sig.parameters:
-            params.append(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
-    fn.__signature__ = sig.replace(parameters=params)
+    if not hasattr(fn, "own_parameters"):  # the command's own parameters, before any option was added
+        fn.own_parameters = [p for p in inspect.signature(fn).parameters.values() if p.kind != p.VAR_KEYWORD]
+    params = list(fn.own_parameters)
+    own = {p.name for p in params}
+    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+               for k, (annotation, default) in TRAIN_OPTIONS.items() if k not in own]
+    fn.__signature__ = inspect.Signature(params)
     return fn
 
 
@@ -333,8 +334,18 @@ def _interrupted() -> None:
     sys.exit(130)
 
 
+def _declared_flags() -> None:
+    """train and compare take every option declared so far (a plug-in registered after this module was imported
+    too)."""
+    TRAIN_OPTIONS.clear()
+    TRAIN_OPTIONS.update(_train_options())
+    for command in (train, compare):
+        _with_train_options(command)
+
+
 def main() -> None:
     """Entry point: user errors are one line and exit 2; interrupted runs say how to resume."""
+    _declared_flags()
     try:
         # Outside standalone mode typer *returns* exit codes, Ctrl-C's 130 among them: never end with 0 then.
         code = app(standalone_mode=False)

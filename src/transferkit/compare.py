@@ -51,23 +51,31 @@ def paired_gains(task, runs: list, baseline: list, labels: list[str], values: li
         out[m] = crossed_interval(d, centre=centre)
     if task.paired_test_metric:
         k = task.paired_test_metric
-        tests = [mcnemar(v[k], b[k]) for v, b in zip(values, base)]
-        pooled = mcnemar(np.concatenate([v[k] for v in values]), np.concatenate([b[k] for b in base]))
-        out[task.compare_metrics[0]]["mcnemar"] = {"per_seed_p": [t["p"] for t in tests], "pooled": pooled}
+        out[task.compare_metrics[0]]["mcnemar"] = paired_test([v[k] for v in values], [b[k] for b in base])
     return out
+
+
+def paired_test(outcomes: list[np.ndarray], base: list[np.ndarray]) -> dict[str, Any]:
+    """McNemar's exact test on paired right/wrong outcomes (one array per seed): per seed and pooled over seeds."""
+    return {"per_seed_p": [mcnemar(a, b)["p"] for a, b in zip(outcomes, base)],
+            "pooled": mcnemar(np.concatenate(outcomes), np.concatenate(base))}
+
+
+BASELINES = {  # how a warning names the reference line, and what it advises
+    "scratch": ("training from scratch", "NEGATIVE TRANSFER",
+                "The pretrained features hurt on this data: try another backbone, more fine-tuning (finetune, lp-ft), "
+                "or check that the inputs match the backbone's domain."),
+    "source only": ("the source-only run", "NEGATIVE TRANSFER",
+                    "Adapting hurts here beyond noise: keep the source-only model, or try another method."),
+}
 
 
 def transfer_warnings(rows: list[dict], metric: str = "accuracy", baseline: str = "scratch") -> list[str]:
     """Follow the headline gain's interval: NEGATIVE TRANSFER (WORSE THAN a baseline other than scratch) when all of
     it is below 0, "no clear gain" when it straddles 0 (with which source of variation to reduce)."""
-    if baseline == "scratch":
-        against, label = "training from scratch", "NEGATIVE TRANSFER"
-        advice = ("The pretrained features hurt on this data: try another backbone, more fine-tuning (finetune, "
-                  "lp-ft), or check that the inputs match the backbone's domain.")
-    else:
-        against, label = f"the {baseline} model", f"WORSE THAN {baseline.upper()}"
-        advice = (f"Training lost more than it taught here: keep the {baseline} model, or give this line more data "
-                  f"or more steps.")
+    against, label, advice = BASELINES.get(baseline) or (
+        f"the {baseline} model", f"WORSE THAN {baseline.upper()}",
+        f"Training lost more than it taught here: keep the {baseline} model, or give this line more data or more steps.")
     msgs = []
     for r in rows:
         g = r.get("gain")

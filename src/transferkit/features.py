@@ -211,6 +211,26 @@ def infer_logits(model: torch.nn.Module, dataset, batch_size: int = 64, device: 
     return restored
 
 
+@torch.inference_mode()
+def infer_each(run_batch, dataset, batch_size: int, device, progress=None, precision: str = "no") -> list:
+    """One output per item of ``dataset``, in its order, for tasks whose outputs are not one tensor row per item
+    (transcripts, boxes): ``run_batch(batch)`` gives a batch's outputs; items with lengths run in batches of
+    similar length, shortest first, and their outputs are put back in order."""
+    order = length_order(dataset, list(range(len(dataset))))
+    loader = make_loader(torch.utils.data.Subset(dataset, order), batch_size, 0, collate_fn=dataset.collate_fn)
+    out: list = [None] * len(dataset)
+    done = 0
+    for x, _ in loader:
+        with autocast(device, precision):
+            outputs = run_batch(to_device(x, device))
+        for k, o in enumerate(outputs):
+            out[order[done + k]] = o
+        done += len(outputs)
+        if progress:
+            progress(len(outputs))
+    return out
+
+
 def length_order(dataset, indices: list[int]) -> list[int]:
     """``indices`` shortest first where the dataset's items have lengths (texts: tokens), else as they are: batches
     of similar length pad little."""

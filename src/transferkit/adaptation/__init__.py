@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import _runfolder as rf
 from ..config import Option, declare
 from ..errors import ConfigError
 from ..evaluation import classification_metrics
-from ..strategies import strategies
+from ..strategies import Strategy, strategies
 from ._feature_level import fit_adapted_probe
 from ._losses import PairModel, PairObjective, make_term
 from ._report import MAP_FILE
@@ -225,11 +226,9 @@ class Adaptation(NoAdaptation):
         items = self.target.items
         truth = np.asarray(items.labels)
         scored = truth != UNLABELLED
-        with open(run_dir / TARGET_PREDICTIONS, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["input", "label", "pred", "confidence"])
-            for inp, name, p, pr in zip(items.inputs, self.target.names, pred, probs):
-                w.writerow([inp, name or "", classes[p], f"{pr[p]:.4f}"])
+        rf.write_rows(run_dir / TARGET_PREDICTIONS, [
+            {"input": inp, "label": name or "", "pred": classes[p], "confidence": f"{pr[p]:.4f}"}
+            for inp, name, p, pr in zip(items.inputs, self.target.names, pred, probs)])
         if self.before is not None and self.after_source is not None:
             si, ti = self.samples
             after = (self.after_source, target_feats[ti] if self.after_target is None else self.after_target)
@@ -247,17 +246,47 @@ class Adaptation(NoAdaptation):
         return {"adaptation": out}
 
 
-class Adapted:
+class Adapted(Strategy):
     """A strategy with an end-to-end adaptation term: the inner strategy decides what trains; this adds the
-    term (attached as ``model.adapter`` while training), the target stream and the combined objective."""
+    term (attached as ``model.adapter`` while training), the target stream and the combined objective. Every other
+    part of the strategy contract is the inner strategy's, passed on explicitly."""
 
-    def __init__(self, inner, method: str, dim: int, classes: int, total_steps: int):
+    def __init__(self, inner: Strategy, method: str, dim: int, classes: int, total_steps: int):
+        super().__init__(inner.cfg)
         self.inner, self.method, self.dim, self.classes, self.total_steps = inner, method, dim, classes, total_steps
+        for what in ("name", "probe_first", "probe_after", "trains_backbone", "uses_val", "adapters_only",
+                     "length_batches", "defaults"):  # what the inner strategy declares about itself
+            setattr(self, what, getattr(inner, what))
 
-    def __getattr__(self, name: str):
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+    def prepare_backbone(self, backbone):
+        return self.inner.prepare_backbone(backbone)
+
+    def backbone_lr_mult(self) -> float:
+        return self.inner.backbone_lr_mult()
+
+    def head_lr(self) -> float:
+        return self.inner.head_lr()
+
+    def layer_decay(self) -> float | None:
+        return self.inner.layer_decay()
+
+    def on_epoch_start(self, model, epoch: int) -> None:
+        self.inner.on_epoch_start(model, epoch)
+
+    def epoch_samples(self, n: int, batch_size: int, epochs: int) -> int:
+        return self.inner.epoch_samples(n, batch_size, epochs)
+
+    def peak_scale(self, total_steps: int) -> float:
+        return self.inner.peak_scale(total_steps)
+
+    def steps_per_epoch(self, n: int) -> int:
+        return self.inner.steps_per_epoch(n)
+
+    def bn_policy(self) -> str:
+        return self.inner.bn_policy()
+
+    def train_mode(self, model) -> None:
+        self.inner.train_mode(model)
 
     def prepare(self, model) -> None:
         self.inner.prepare(model)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation import plots
+from ..evaluation import kpis, plots
 
 MAP_FILE = "adaptation_map.npz"  # the map's samples of both domains, before and after adaptation (t-SNE)
 
@@ -20,10 +20,8 @@ def sections(run_dir: Path, metrics: dict, labels: list[str]) -> list[str]:
         return []
     a = metrics["adaptation"]
     target = a.get("accuracy")
-    kpi = (f"<div class=kpis><div><span>source {html.escape(metrics['split'])} accuracy</span>"
-           f"<div class=big>{metrics['accuracy']:.1%}</div></div><div><span>target accuracy</span><div class=big>"
-           f"{'—' if target is None else f'{target:.1%}'}</div></div><div><span>method</span><div class=big>"
-           f"{html.escape(a['method'])}</div></div></div>")
+    kpi = kpis([(f"source {metrics['split']} accuracy", f"{metrics['accuracy']:.1%}"),
+                ("target accuracy", "—" if target is None else f"{target:.1%}"), ("method", a["method"])])
     notes = [f"Target {html.escape(a['target'])}: {a['n_target']} inputs, {a['n_scored']} with a source class label "
              f"(read only to score). Model selection: {html.escape(a['selection'])}."]
     if a.get("unknown_classes"):

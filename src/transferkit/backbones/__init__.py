@@ -5,8 +5,15 @@ from ._base import Backbone
 from ._file import read_weights
 from ._lora import add_lora, merge_lora
 from ._packaged import lukemelas_to_timm, timm_block_names
-from ._registry import (PACKAGED, PackagedModel, backbone_from_spec, create_backbone, register_kind, register_source,
-                        sources)
+from ._registry import (
+                        PACKAGED,
+                        PackagedModel,
+                        backbone_from_spec,
+                        create_backbone,
+                        register_kind,
+                        register_source,
+                        sources,
+)
 
 __all__ = [
     "Backbone", "PACKAGED", "add_lora", "merge_lora", "PackagedModel", "backbone_from_spec", "create_backbone", "lukemelas_to_timm",

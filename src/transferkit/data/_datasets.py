@@ -110,13 +110,7 @@ class LabelledData:
         index = {n: i for i, n in enumerate(names)}
         if presplit is None:
             items = Items([p for p, _ in flat], [index[lab] for _, lab in flat])
-            groups = self._groups(items.inputs)
-            if groups is None:
-                parts = stratified_split(items.labels, self.val_fraction, self.test_fraction, self.seed, names)
-            else:
-                parts = grouped_split(items.labels, groups, self.val_fraction, self.test_fraction, self.seed)
-                self.split_groups_ = {k: sorted({groups[i] for i in v}) for k, v in parts.items()}
-            self.splits_ = {k: items.subset(v) for k, v in parts.items()}
+            self.splits_ = {k: items.subset(v) for k, v in self.split_indices(items.inputs, items.labels, names).items()}
             self.presplit_ = False
         else:
             self.splits_ = {k: Items([p for p, _ in presplit.get(k, [])],
@@ -131,6 +125,16 @@ class LabelledData:
             self.splits_["train"] = tr.subset(sample_shots(np.asarray(tr.labels), self.shots, self.seed))
         self.leakage_ = self._check_leaks()
         return self
+
+    def split_indices(self, inputs: list[str], labels: list[int], names: list[str]) -> dict[str, list[int]]:
+        """The seeded split of items that came without one (indices per split): grouped where groups are known
+        (``--group-by``, a ``group`` column; the groups of each split kept in ``split_groups_``), else stratified."""
+        groups = self._groups(inputs)
+        if groups is None:
+            return stratified_split(labels, self.val_fraction, self.test_fraction, self.seed, names)
+        parts = grouped_split(labels, groups, self.val_fraction, self.test_fraction, self.seed)
+        self.split_groups_ = {k: sorted({groups[i] for i in v}) for k, v in parts.items()}
+        return parts
 
     def _check_leaks(self) -> dict:
         """Identical inputs (byte-identical files, or the same text) in training and evaluation splits, or

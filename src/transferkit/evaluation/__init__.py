@@ -1,11 +1,11 @@
 """Metrics, their intervals and tests, plots, and how they are written."""
 
 from . import plots
-from ._format import gain_label, gain_text, gained_metrics, interval_text, mcnemar_text, mean_std
+from ._format import gain_label, gain_text, gained_metrics, interval_text, kpis, mcnemar_text, mean_std
 from ._intervals import accuracy_values, crossed_interval, dominant_source, macro_f1_values, mcnemar
 from ._metrics import classification_metrics, format_metrics
 
 __all__ = ["accuracy_values", "classification_metrics", "crossed_interval", "dominant_source", "format_metrics",
-           "gain_label", "gain_text", "gained_metrics", "interval_text", "macro_f1_values", "mcnemar", "mcnemar_text",
+           "gain_label", "gain_text", "gained_metrics", "interval_text", "kpis", "macro_f1_values", "mcnemar", "mcnemar_text",
            "mean_std",
            "plots"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 
 def gain_label(result: dict, metric: str) -> str:
     """``accuracy gain``; ``wer reduction`` for an error rate (its gain is how much lower it is)."""
@@ -36,3 +38,11 @@ def interval_text(p: dict | None) -> str:
     if p.get("low") is None:
         return f"{p['mean']:.3f}"
     return f"{p['mean']:.3f} [{p['low']:.3f}, {p['high']:.3f}]"
+
+
+def kpis(pairs, seconds: float | None = None) -> str:
+    """A report's row of headline figures: (label, value) pairs, then the run's wall time when given."""
+    pairs = list(pairs) + ([("wall time", f"{seconds:.0f} s")] if seconds is not None else [])
+    cells = "".join(f"<div><span>{html.escape(str(k))}</span><div class=big>{html.escape(str(v))}</div></div>"
+                    for k, v in pairs)
+    return f"<div class=kpis>{cells}</div>"

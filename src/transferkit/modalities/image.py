@@ -10,8 +10,20 @@ from typing import Sequence
 
 import torch
 
-from ..data import (IMAGE_EXTENSIONS, CsvImageData, ImageDataset, ImageFolderData, Items, cache_for, check_image,
-                    decode_checked, eval_transform, load_rgb, resolve_data_config, train_transform)
+from ..data import (
+    IMAGE_EXTENSIONS,
+    CsvImageData,
+    ImageDataset,
+    ImageFolderData,
+    Items,
+    cache_for,
+    check_image,
+    decode_checked,
+    eval_transform,
+    load_rgb,
+    resolve_data_config,
+    train_transform,
+)
 from ..errors import DataError
 from ._base import Modality
 

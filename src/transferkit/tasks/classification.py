@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .. import _runfolder as rf
 from ..config import Option
-from ..evaluation import accuracy_values, classification_metrics, format_metrics, macro_f1_values, plots
+from ..evaluation import accuracy_values, classification_metrics, format_metrics, kpis, macro_f1_values, plots
 from ..features import fit_logistic
 from ..heads import TransferModel, build_head
 from ._base import Task, register_task
@@ -134,10 +134,7 @@ class Classification(Task):
         return {"head": "mlp trained on cached features", "steps": steps}
 
     def report_sections(self, run_dir, m, meta, modality):
-        return ["<div class=kpis>"
-                f"<div><span>accuracy</span><div class=big>{m['accuracy']:.1%}</div></div>"
-                f"<div><span>macro-F1</span><div class=big>{m['macro_f1']:.3f}</div></div>"
-                f"<div><span>wall time</span><div class=big>{m.get('seconds', 0):.0f} s</div></div></div>",
+        return [kpis([("accuracy", f"{m['accuracy']:.1%}"), ("macro-F1", f"{m['macro_f1']:.3f}")], m.get("seconds", 0)),
                 f"<p class=note>Model selection: {html.escape(str(m.get('selection', '')))}.</p>",
                 "<h2>Per-class metrics</h2>", _metric_table(m),
                 plots.img(plots.per_class_f1(m["per_class"]), "per-class F1"),

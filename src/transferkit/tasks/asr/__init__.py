@@ -16,7 +16,7 @@ from ... import _runfolder as rf
 from ...config import Option, load_config_file
 from ...data import ImageTransform, split_settings
 from ...errors import ConfigError
-from ...features import autocast, length_order, make_loader, to_device
+from ...features import infer_each
 from ...modalities import AudioDecode, cached_dataset, duration, input_contract, read_audio
 from .._base import Task, register_task
 from ._beam import LexiconBeam
@@ -208,20 +208,8 @@ class SpeechRecognition(Task):
     def infer(self, model, dataset, batch_size: int, device, progress=None, **options) -> list[str]:
         """Transcripts of ``dataset`` in its order (batches of similar length, shortest first)."""
         model.eval().to(device)
-        order = length_order(dataset, list(range(len(dataset))))
-        out: dict[int, str] = {}
-        subset = torch.utils.data.Subset(dataset, order)
-        loader = make_loader(subset, min(batch_size, 8), 0, collate_fn=dataset.collate_fn)
-        done = 0
-        for x, _ in loader:
-            with autocast(device, options.get("precision", "no")):
-                hyps = self.transcribe(model, to_device(x, device))
-            for k, h in enumerate(hyps):
-                out[order[done + k]] = h
-            done += len(hyps)
-            if progress:
-                progress(len(hyps))
-        return [out[i] for i in range(len(dataset))]
+        return infer_each(lambda x: self.transcribe(model, x), dataset, min(batch_size, 8), device, progress,
+                          options.get("precision", "no"))
 
     def run_batch(self, model, batch) -> list[str]:
         return self.transcribe(model, batch)

@@ -18,8 +18,14 @@ class LexiconBeam:
     def __init__(self, symbols: list[str], words: list[str], lm: str | None = None, beam: int = 50,
                  lm_weight: float = 2.0, word_score: float = 0.0):
         try:
-            from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder,  # optional (audio extra)
-                                                     LexiconDecoderOptions, SmearingMode, Trie, ZeroLM)
+            from flashlight.lib.text.decoder import (  # optional (audio extra)
+                CriterionType,
+                LexiconDecoder,
+                LexiconDecoderOptions,
+                SmearingMode,
+                Trie,
+                ZeroLM,
+            )
             from flashlight.lib.text.dictionary import Dictionary, create_word_dict  # optional (audio extra)
         except ImportError:
             raise ConfigError("--decode lexicon needs the flashlight-text package", None,

@@ -10,10 +10,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...data import SPLITS, Items, LabelledData, clean_split, grouped_split, read_rows, stratified_split
+from ...data import SPLITS, Items, LabelledData, clean_split, read_rows
 from ...errors import DataError
-from ...modalities import (AUDIO_EXTENSIONS, SAMPLE_RATE, check_audio, duration, log_mel, random_gain, spec_augment,
-                           standardise)
+from ...modalities import (
+    AUDIO_EXTENSIONS,
+    SAMPLE_RATE,
+    check_audio,
+    duration,
+    log_mel,
+    random_gain,
+    spec_augment,
+    standardise,
+)
 from ._text import Vocabulary, normalise
 
 log = logging.getLogger("transferkit")
@@ -59,12 +67,7 @@ class TranscriptData(LabelledData):
             parts = {k: [i for i, r in enumerate(rows) if (r[2] or "train") == k] for k in SPLITS}
             self.presplit_ = True
         else:
-            n, groups = len(rows), self._groups([p for p, _, _ in rows])
-            if groups is None:
-                parts = stratified_split([0] * n, self.val_fraction, self.test_fraction, self.seed, ["clip"])
-            else:
-                parts = grouped_split([0] * n, groups, self.val_fraction, self.test_fraction, self.seed)
-                self.split_groups_ = {k: sorted({groups[i] for i in v}) for k, v in parts.items()}
+            parts = self.split_indices([p for p, _, _ in rows], [0] * len(rows), ["clip"])
             self.presplit_ = False
         self.splits_ = {k: Items([rows[i][0] for i in parts.get(k, [])], [0] * len(parts.get(k, [])))
                         for k in SPLITS}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from ...evaluation import kpis
 from ._text import marked_diff
 
 WORST = 12
@@ -14,16 +15,15 @@ STYLE = ("<style>mark.substitute{background:#ffe08a}mark.delete{background:#ffb3
 
 
 def sections(run_dir: Path, m: dict, rows: list[dict], modality) -> list[str]:
-    kpis = "".join(f"<div><span>{k}</span><div class=big>{v}</div></div>" for k, v in (
-        ("WER", f"{m['wer']:.1%}"), ("CER", f"{m['cer']:.1%}"), ("utterances", m["n"]), ("words", m["words"]),
-        ("wall time", f"{m.get('seconds', 0):.0f} s")))
+    head = kpis([("WER", f"{m['wer']:.1%}"), ("CER", f"{m['cer']:.1%}"), ("utterances", m["n"]),
+                 ("words", m["words"])], m.get("seconds", 0))
     kept = m.get("kept_epoch")
     note = (f"Model selection: {html.escape(str(m.get('selection', '')))}; head {m.get('head')}; text normalised "
             f"'{m.get('normalise')}' on both sides before scoring.")
     if kept == 0 and m.get("strategy") != "zero-shot":
         note += (" <b>No trained epoch beat the pretrained model on val: the run kept the untrained (zero-shot) "
                  "weights.</b>")
-    out = [STYLE, f"<div class=kpis>{kpis}</div>", f"<p class=note>{note}</p>"]
+    out = [STYLE, head, f"<p class=note>{note}</p>"]
     groups = m.get("per_group") or {}
     if groups:
         body = "".join(f"<tr><td>{html.escape(g)}</td><td>{v['wer']:.1%}</td><td>{v['words']}</td></tr>"

@@ -14,7 +14,7 @@ from ... import _runfolder as rf
 from ...config import Option
 from ...data import cache_for, split_settings
 from ...errors import ConfigError
-from ...features import make_loader, to_device
+from ...features import infer_each
 from .._base import Task, register_task
 from ._data import DetectionData, DetectionDataset, DetPresize, DetTransform, box_ops, split_targets
 from ._export import OUTPUT, export_onnx
@@ -132,12 +132,7 @@ class Detection(Task):
     def infer(self, model, dataset, batch_size: int, device, progress=None, **_) -> list[dict]:
         """Per image: boxes (x1 y1 x2 y2, original pixels), scores and 1-based labels, every score ≥ 0.05."""
         model.eval()
-        out = []
-        for x, _ in make_loader(dataset, min(batch_size, 8), 0, collate_fn=dataset.collate_fn):  # large images: 8 at most
-            out += self.per_item(model(to_device(x, device)))
-            if progress:
-                progress(len(x["counts"]))
-        return out
+        return infer_each(lambda x: self.per_item(model(x)), dataset, min(batch_size, 8), device, progress)  # 8 at most
 
     # -- scoring ------------------------------------------------------------------------------------------
     def _truth(self, inputs) -> list[dict]:

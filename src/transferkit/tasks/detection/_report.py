@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 
 from ...data import load_rgb
-from ...evaluation import plots
+from ...evaluation import kpis, plots
 from ._metrics import match
 
 COLOURS = {"tp": (40, 170, 60), "fp": (220, 40, 40), "missed": (255, 160, 0), "ignored": (150, 150, 150)}
@@ -17,10 +17,8 @@ COLOURS = {"tp": (40, 170, 60), "fp": (220, 40, 40), "missed": (255, 160, 0), "i
 
 def sections(run_dir: Path, m: dict, rows: list[dict], labels: list[str]) -> list[str]:
     c, t = m["counts"], m["score_threshold"]
-    kpis = "".join(f"<div><span>{k}</span><div class=big>{v}</div></div>" for k, v in (
-        ("mAP@[.5:.95]", f"{m['map']:.3f}"), ("mAP@.5", f"{m['map_50']:.3f}"), ("mAP@.75", f"{m['map_75']:.3f}"),
-        ("AR@100", f"{m['mar_100']:.3f}"), ("wall time", f"{m.get('seconds', 0):.0f} s")))
-    out = [f"<div class=kpis>{kpis}</div>",
+    out = [kpis([("mAP@[.5:.95]", f"{m['map']:.3f}"), ("mAP@.5", f"{m['map_50']:.3f}"), ("mAP@.75", f"{m['map_75']:.3f}"),
+                 ("AR@100", f"{m['mar_100']:.3f}")], m.get("seconds", 0)),
            f"<p class=note>Model selection: {html.escape(str(m.get('selection', '')))}. At score ≥ {t}: "
            f"<b style='color:rgb{COLOURS['tp']}'>{c['tp']} true positives</b>, <b style='color:rgb{COLOURS['fp']}'>"
            f"{c['fp']} false positives</b>, <b style='color:rgb{COLOURS['missed']}'>{c['missed']} missed</b> of "
