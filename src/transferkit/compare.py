@@ -14,6 +14,7 @@ import numpy as np
 import yaml
 
 from . import _dist
+from . import _runfolder as rf
 from ._launch import across_processes, join_process_group
 from ._runfolder import write_json
 from .config import resolve_config
@@ -198,7 +199,7 @@ def run_grid(data, variants: dict[str, dict], seeds, out_dir: Path, resume: bool
 def _earlier_run(run_dir: Path, settings: dict):
     """The finished run a resumed comparison reuses (None: none there yet); a run trained with other settings is
     refused, so one comparison never mixes two recipes."""
-    if not (run_dir / "metrics.json").is_file():
+    if not (run_dir / rf.METRICS).is_file():
         return None
     saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     asked = {k: v for k, v in settings.items() if k in saved and k not in ("output", "name", "processes")}

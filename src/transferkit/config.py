@@ -96,8 +96,8 @@ _O = Option
 declare(
     "run",
     _O("data", help="image folder, or CSV/TSV/JSONL", path=True, cli=False),
-    _O("backbone", default="packaged:efficientnet_lite0",
-       help="source:name, e.g. packaged:efficientnet_lite0, timm:resnet50, file:w.safetensors"),
+    _O("backbone", help="source:name, e.g. packaged:efficientnet_lite0, timm:resnet50, file:w.safetensors (default: the "
+       "task's and the data's own, chosen by measurement: `transferkit models`)"),
     _O("arch", help="timm architecture of a file: backbone"),
     _O("strategy", default="auto", help="auto: the task's and modality's choice for the data"),
     _O("head", default="linear", help="linear | mlp:<width>; asr: ctc | whisper"),

@@ -67,7 +67,7 @@ def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, ch
     else:
         path = out_dir / "model.safetensors"
         shutil.copy2(Path(run) / rf.WEIGHTS, path)
-        shutil.copy2(Path(run) / rf.MODEL_META, out_dir / "model.json")
+        shutil.copy2(Path(run) / rf.MODEL_META, out_dir / rf.MODEL_META)
         if (Path(run) / "backbone").is_dir():
             shutil.copytree(Path(run) / "backbone", out_dir / "backbone", dirs_exist_ok=True)
     (out_dir / "contract.json").write_text(json.dumps(meta, indent=2))

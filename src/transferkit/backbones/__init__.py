@@ -5,17 +5,10 @@ from ._base import Backbone
 from ._file import read_weights
 from ._lora import add_lora, merge_lora
 from ._packaged import lukemelas_to_timm, timm_block_names
-from ._registry import (
-                        PACKAGED,
-                        PackagedModel,
-                        backbone_from_spec,
-                        create_backbone,
-                        register_kind,
-                        register_source,
-                        sources,
-)
+from ._registry import (PACKAGED, PackagedModel, backbone_from_spec, create_backbone, first_installed, register_kind,
+                        register_source, sources)
 
 __all__ = [
-    "Backbone", "PACKAGED", "add_lora", "merge_lora", "PackagedModel", "backbone_from_spec", "create_backbone", "lukemelas_to_timm",
+    "Backbone", "PACKAGED", "add_lora", "first_installed", "merge_lora", "PackagedModel", "backbone_from_spec", "create_backbone", "lukemelas_to_timm",
     "read_weights", "register_kind", "register_source", "sources", "timm_block_names",
 ]

@@ -127,3 +127,13 @@ def create_backbone(spec: str, **options) -> Backbone:
     backbone = _SOURCES[source](name, **options)
     backbone.name = f"{source}:{name}"
     return backbone
+
+
+def first_installed(specs) -> str | None:
+    """The first of ``specs`` whose weights can be had (a packaged backbone whose packages are installed; any other
+    source is assumed reachable), else None."""
+    for spec in specs:
+        source, _, name = spec.partition(":")
+        if source != "packaged" or (name in PACKAGED and PACKAGED[name].installed):
+            return spec
+    return None

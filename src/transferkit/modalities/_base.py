@@ -22,6 +22,8 @@ class Modality:
     name = ""
     #: settings this modality reads (``config.Option``); declared when it is registered
     options: tuple = ()
+    #: the backbone a run on this kind of data gets without ``--backbone``: the first of these that is installed
+    default_backbones: tuple[str, ...] = ()
     #: defaults filled in when the user gave none (learning rates differ a lot between modalities)
     defaults: dict[str, Any] = {}
     #: what a user passes to predict, for help and error texts

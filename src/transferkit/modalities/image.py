@@ -60,6 +60,8 @@ class ImageModality(Modality):
     inputs_help = "image files or folders of images"
     backbone_inputs = ("image",)
     backbone_fix = "Use packaged:efficientnet_lite0 or timm:<model> for images"
+    #: ImageNet EfficientNet-Lite0: the packaged image backbone (hymenoptera probe 95.4%, natural_images 94.5%)
+    default_backbones = ("packaged:efficientnet_lite0",)
     request_help = "multipart/form-data with the image in a field named 'file'"
     request_body = "file"
 

@@ -22,6 +22,8 @@ class TextModality(Modality):
     inputs_help = "texts (--text, --file)"
     backbone_inputs = ("text",)
     backbone_fix = "Use packaged:minilm or hf:<model> for text"
+    #: all-MiniLM-L6-v2, the packaged text encoder (SMS spam probe 98.8%, 8 texts per class 94.9%)
+    default_backbones = ("packaged:minilm",)
     request_help = 'JSON {"text": "..."} with Content-Type application/json'
     request_body = "json"
     inputs_are_files = False

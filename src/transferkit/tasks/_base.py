@@ -52,6 +52,8 @@ class Task:
     baseline_strategy = "scratch"
     #: compare adds the modality's classic no-transfer line (TF-IDF, MFCC statistics + logistic regression)
     classic_baseline = False
+    #: the backbone this task gets without ``--backbone`` (the first installed); empty: the modality's
+    default_backbones: tuple[str, ...] = ()
     #: the modalities this task reads (None: every one)
     modalities: tuple[str, ...] | None = None
     #: settings this task wants where the user gave none (after the modality's, before the strategy's)

