@@ -155,6 +155,22 @@ def test_a_folder_of_clips_with_transcripts_beside_them(tmp_path):
         TranscriptData(bad).setup()
 
 
+def test_a_folder_of_split_folders_reads_valid_and_dev_as_val(tmp_path):
+    """train/, valid/ (or dev/, validation/) and test/ folders: the split as the folders name it, as classification
+    reads them; valid/ clips were put in train before."""
+    from transferkit.tasks.asr._data import TranscriptData
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("valid", 2), ("Dev", 1), ("test", 2)):
+        (tmp_path / split).mkdir()
+        for i in range(n):
+            speak(tmp_path / split / f"{split}{i}.wav", "ab", rng)
+            (tmp_path / split / f"{split}{i}.txt").write_text("ab")
+    data = TranscriptData(tmp_path).setup()
+    assert {k: len(v) for k, v in data.splits_.items()} == {"train": 4, "val": 3, "test": 2}
+    assert data.presplit_
+
+
 def test_ctc_head_trains_writes_its_vocabulary_and_predict_matches(corpus, tiny_whisper_asr, tmp_path):
     run = tk.fit(str(corpus), task="asr", backbone=f"hf:{tiny_whisper_asr}", head="ctc", strategy="finetune",
                  output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "c"), **{**FAST, "epochs": 3})

@@ -135,6 +135,23 @@ def test_detect_run_predict_evaluate_draw_and_serve(tmp_path):
         assert 0 <= x1 < x2 <= 80 and 0 <= y1 < y2 <= 60 and b["label"] in BOX_CLASSES
     drawn = tk.load(run.path, score_threshold=0.05).task.draw([dict(pred, input=str(image))], tmp_path / "drawn")
     assert len(drawn) == 1 and drawn[0].stat().st_size > 0
+    # drawn into the photos' own folder: never over a photo, one file per input even for two inputs of one stem
+    from PIL import Image
+
+    from transferkit.errors import ConfigError
+
+    photos = [tmp_path / "a" / "scene3.jpg", tmp_path / "b" / "scene3.jpg"]
+    for ph in photos:
+        ph.parent.mkdir()
+        Image.open(image).convert("RGB").save(ph)
+    before = [ph.read_bytes() for ph in photos]
+    task = tk.load(run.path, score_threshold=0.05).task
+    drawn = task.draw([dict(pred, input=str(ph)) for ph in photos], photos[0].parent)
+    assert [ph.read_bytes() for ph in photos] == before
+    assert sorted(d.name for d in drawn) == ["scene3_boxes-1.jpg", "scene3_boxes.jpg"]
+    assert all(d.parent == photos[0].parent and d.is_file() for d in drawn)
+    with pytest.raises(ConfigError, match="is a file"):
+        task.draw([dict(pred, input=str(photos[0]))], photos[1])
 
     from transferkit.export import export
 

@@ -36,6 +36,11 @@ from .strategies import strategies
 from .tasks import tasks
 from .training import fit, load_run
 
+try:
+    from click import ClickException  # what a typer that depends on click raises
+except ImportError:  # typer ≥ 0.2x carries its own copy of click, whose exceptions are TyperExceptions
+    ClickException = typer.TyperException
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning with PyTorch: pretrained backbone → new task, measured honestly.")
 out = Console()
@@ -373,12 +378,16 @@ def main() -> None:
     except typer.Abort:
         sys.exit(1)
     except Exception as exc:
-        import click  # typer's own
+        if not _usage_error(exc):
+            raise
+        exc.show()  # click's usual message: usage, the hint to --help, the error
+        sys.exit(exc.exit_code)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def _usage_error(exc: Exception) -> bool:
+    """A misspelt option or command, a missing argument, a value of the wrong type: click's exceptions, whether
+    raised by click itself or by the copy of it that typer ≥ 0.2x carries (typer.TyperException)."""
+    return isinstance(exc, (ClickException, typer.TyperException)) and hasattr(exc, "show") and hasattr(exc, "exit_code")
 
 
 if __name__ == "__main__":

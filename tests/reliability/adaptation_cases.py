@@ -30,6 +30,20 @@ def _junk_target(tmp: Path, run: Path) -> list[str]:
     return _train(tmp, t, "--adapt", "coral", "--strategy", "linear-probe")
 
 
+def _single_photo_target(tmp: Path, run: Path) -> list[str]:
+    return _train(tmp, _target(tmp) / "class0" / "0.png", "--adapt", "coral", "--strategy", "linear-probe")
+
+
+def _one_image_target(method: str):
+    def build(tmp: Path, run: Path) -> list[str]:
+        t = tmp / "target"
+        t.mkdir()
+        shutil.copy(_target(tmp.parent / f"{tmp.name}-t") / "class0" / "0.png", t / "only.png")
+        strategy = "finetune" if method == "dann" else "linear-probe"
+        return _train(tmp, t, "--adapt", method, "--strategy", strategy)
+    return build
+
+
 def _unknown_class(tmp: Path, run: Path) -> list[str]:
     t = _target(tmp)
     shutil.copytree(t / "class0", t / "giraffe")
@@ -90,6 +104,12 @@ def cases(Case) -> list:
                                                               "--strategy", "linear-probe")),
         Case("da_adapt_without_target", "--adapt dann without --target", "error", "needs unlabelled target data",
              lambda tmp, run: ["train", str(_source(tmp)), *TRAIN, "--adapt", "dann", "--strategy", "finetune"]),
+        Case("da_target_single_photo", "--target naming one photo instead of a folder", "error",
+             "is neither a folder nor a table file", _single_photo_target),
+        Case("da_one_image_target_coral", "a target of one image with --adapt coral", "error",
+             "has 1 usable input(s)", _one_image_target("coral")),
+        Case("da_one_image_target_adabn", "a target of one image with --adapt adabn", "error",
+             "has 1 usable input(s)", _one_image_target("adabn")),
         Case("da_unknown_method", "--adapt with an unknown method", "error", "Unknown --adapt",
              lambda tmp, run: _train(tmp, _target(tmp), "--adapt", "magic")),
         Case("da_adabn_without_batchnorm", "--adapt adabn on a backbone without BatchNorm", "error",

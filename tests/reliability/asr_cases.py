@@ -97,6 +97,11 @@ def _zero_shot_ctc(tmp: Path, run: Path) -> list[str]:
     return _train(tmp, _corpus(tmp), "--strategy", "zero-shot")
 
 
+def _lm_not_arpa(tmp: Path, run: Path) -> list[str]:
+    (tmp / "words.arpa").write_text("these are words, not an n-gram model\n")
+    return _train(tmp, _corpus(tmp), "--decode", "lexicon", "--lm", str(tmp / "words.arpa"))
+
+
 def _predict_text_file(tmp: Path, run: Path) -> list[str]:
     import transferkit as tk
 
@@ -112,6 +117,8 @@ def cases(Case) -> list:
              "never seen in the training transcripts", _with([("c6.wav", "abz q", "test")])),
         Case("asr_empty_transcript", "a row with an empty transcript", "skip", "empty transcript",
              _with([("c1.wav", "", "train")])),
+        Case("asr_punctuation_only_transcript", "a transcript of only punctuation ('?!': no words to score)", "skip",
+             "has no words once normalised", _with([("c1.wav", "?!", "train")])),
         Case("asr_missing_file", "a row naming an audio file that does not exist", "skip", "does not exist",
              _with([("gone.wav", "ab", "train")])),
         Case("asr_too_short_for_ctc", "a 0.1 s clip with a 40-letter transcript (CTC cannot align it)", "skip",
@@ -127,6 +134,8 @@ def cases(Case) -> list:
              "--head whisper needs a Whisper backbone", _whisper_head_on_a_cnn),
         Case("asr_zero_shot_without_decoder", "--strategy zero-shot with a CTC head", "error",
              "zero-shot needs a model that transcribes", _zero_shot_ctc),
+        Case("asr_lm_not_arpa", "--lm naming a text file that is not an n-gram model", "error",
+             "could not be read by KenLM", _lm_not_arpa),
         Case("asr_predict_not_audio", "predict on a text file named .wav with an ASR run", "error",
              "cannot be decoded", _predict_text_file),
     ]

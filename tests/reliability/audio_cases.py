@@ -77,6 +77,8 @@ def cases(Case) -> list:
              lambda tmp, run: ["train", str(_clips(tmp)), *FLAGS, "--group-by", "(["]),
         Case("audio_group_matches_nothing", "a --group-by that matches no file name", "error", "matches none",
              lambda tmp, run: ["train", str(_clips(tmp)), *FLAGS, "--group-by", "^zzz(.)"]),
+        Case("group_captures_nothing", "a --group-by whose group can match nothing (^(zzz)?)", "error",
+             "its group captures nothing", lambda tmp, run: ["train", str(_clips(tmp)), *FLAGS, "--group-by", "^(zzz)?"]),
         Case("audio_clip_seconds_range", "--clip-seconds 0", "error", "clip_seconds=0",
              lambda tmp, run: ["train", str(_clips(tmp)), *FLAGS, "--clip-seconds", "0"]),
         Case("audio_text_backbone", "a text backbone on audio clips", "error", "takes text inputs",

@@ -4,7 +4,9 @@
 - ``skip``: the command succeeds and the log names the skipped path with a reason;
 - ``error``: exit code 2 and one line ``error: …`` that contains ``fragment``; no traceback;
 - ``ok``: a valid but unusual input that must be accepted;
-- ``warn``: accepted, and the log warns with ``fragment``.
+- ``warn``: accepted, and the log warns with ``fragment``;
+- ``usage``: a command-line usage error: exit code 2 and click's usual message, ending ``Error: …`` with
+  ``fragment`` (the usage line and the hint to ``--help`` before it where click gives them); no traceback.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ TRAIN = ["--backbone", TINY, "--image-size", "32", "--epochs", "1", "--workers",
 class Case:
     name: str
     input: str
-    expect: str  # skip | error | ok | warn
+    expect: str  # skip | error | ok | warn | usage
     fragment: str
     build: Callable[[Path, Path], list[str]]  # (tmp, finished run) → CLI arguments
 
@@ -420,3 +422,17 @@ CASES = [
 ]
 CASES += audio_cases.cases(Case) + TABLE_CASES + NUMBER_CASES + RUN_CASES + MESSAGE_CASES + detection_cases.cases(Case) + detection_cases.more_cases(Case)
 CASES += adaptation_cases.cases(Case) + asr_cases.cases(Case)
+
+USAGE_CASES = [  # typer's own copy of click raises its own exceptions: each must end as click's message, exit 2
+    Case("usage_misspelt_option", "a misspelt option (--epoch)", "usage", "No such option: --epoch",
+         lambda tmp, run: ["train", str(tmp), "--epoch", "3"]),
+    Case("usage_unknown_command", "an unknown command (trian)", "usage", "No such command 'trian'",
+         lambda tmp, run: ["trian", str(tmp)]),
+    Case("usage_missing_argument", "evaluate without its run folder", "usage", "Missing argument",
+         lambda tmp, run: ["evaluate"]),
+    Case("usage_wrong_type", "--epochs abc", "usage", "Invalid value for '--epochs'",
+         lambda tmp, run: ["train", str(tmp), "--epochs", "abc"]),
+    Case("usage_option_without_value", "--topk with no number", "usage", "requires an argument",
+         lambda tmp, run: ["predict", str(run), "x.png", "--topk"]),
+]
+CASES += USAGE_CASES

@@ -61,7 +61,10 @@ def test_catalogue(case: Case, tmp_path, finished_run, capsys, caplog):
         code, out, err = invoke(args, capsys)
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "Traceback" not in out + err
-    if case.expect == "error":
+    if case.expect == "usage":
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and last.startswith("Error: ") and case.fragment in last, (code, err)
+    elif case.expect == "error":
         assert code == 2, (code, err)
         errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
         assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err  # one line, the last word

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from ..data import Items, split_settings
 from ..errors import DataError
+from ..modalities import check_data_path
 
 log = logging.getLogger("transferkit")
+MIN_TARGET = 2  # inputs: one cannot give a covariance, a subspace or batch statistics
 UNLABELLED = -1  # the label of a target input without one, or of a class the source does not have
 
 
@@ -37,10 +39,15 @@ def read_target(path: str | Path, cfg, modality, source) -> Target:
     if not path.exists():
         raise DataError(f"Target data {path} does not exist", "a folder of target inputs (class sub-folders are "
                         "optional and only score the result) or a CSV of paths / texts", "Check --target")
+    check_data_path(path, "Target data")  # a single photo or clip is not a target set
     reader = modality.data(path, cfg, **{**split_settings(cfg), "shots": None, "group_by": None})
     reader.labels_optional = True
     rows = reader.all_rows()
     bad = list(getattr(reader, "bad_files_", []))
+    if 0 < len(rows) < MIN_TARGET:
+        raise DataError(f"Target data {path} has {len(rows)} usable input(s)", f"at least {MIN_TARGET} target inputs: "
+                        "adaptation estimates the target's statistics (covariance, subspace, BatchNorm, a "
+                        "domain classifier) from them", "Add more inputs from where the model will be used")
     if not rows:
         raise DataError(f"Target data {path} has no usable inputs" + (f" ({len(bad)} unusable, e.g. {bad[0][0]}: "
                         f"{bad[0][1]})" if bad else ""), f"{modality.name} inputs the source's modality reads",

@@ -222,15 +222,18 @@ class LabelledData:
         if self.group_by:
             pattern = _compile(self.group_by, "--group-by")
             found = [pattern.search(Path(i).name if self.inputs_are_files else i) for i in inputs]
-            unmatched = [i for i, m in zip(inputs, found) if m is None]
+            # the group: the first capture group (or the whole match); a group that captured nothing names none
+            keys = [((m.group(1) if m.groups() else m.group(0)) or None) if m else None for m in found]
+            unmatched = [i for i, k in zip(inputs, keys) if k is None]
             if len(unmatched) == len(inputs):
-                raise DataError(f"--group-by {self.group_by!r} matches none of the {len(inputs)} file names "
-                                f"(e.g. {Path(inputs[0]).name})", "a regular expression that matches the file names",
+                raise DataError(f"--group-by {self.group_by!r} matches none of the {len(inputs)} file names, or its group "
+                                f"captures nothing in any (e.g. {Path(inputs[0]).name})", "a regular expression that "
+                                "matches the file names, its first capture group naming the group",
                                 "Check the pattern; its first capture group (or the whole match) names the group")
             if unmatched:
-                log.warning("%d input(s) do not match --group-by; each is its own group (e.g. %s)",
-                            len(unmatched), unmatched[0])
-            return [(m.group(1) if m.groups() else m.group(0)) if m else f"<{i}>" for i, m in zip(inputs, found)]
+                log.warning("%d input(s) do not match --group-by (or its group captured nothing); each is its own "
+                            "group (e.g. %s)", len(unmatched), unmatched[0])
+            return [k if k is not None else f"<{i}>" for i, k in zip(inputs, keys)]
         if self.row_groups_:
             return [self.row_groups_.get(i) or f"<{i}>" for i in inputs]
         return None

@@ -71,6 +71,17 @@ def probe(path: Path, path_column: str, quoting: str = "auto", limit: int = 5000
     return p
 
 
+def check_data_path(path: Path, what: str = "Data path") -> None:
+    """A path the data readers can read: a folder, or a table file (a single photo or clip is neither)."""
+    if not path.exists():
+        raise DataError(f"{what} {path} does not exist", "a folder (one sub-folder per class) or a CSV/TSV/JSONL file",
+                        "Check the path")
+    if path.is_file() and path.suffix.lower() not in TABLE_SUFFIXES:
+        raise DataError(f"{what} {path} is neither a folder nor a table file ({path.suffix})",
+                        f"a folder, or a file ending in {', '.join(TABLE_SUFFIXES)}",
+                        "Point it at the folder that holds the inputs, or at a table listing them")
+
+
 def detect(cfg) -> Modality:
     """The modality of ``cfg.data`` (or ``cfg.modality`` when given)."""
     if cfg.modality:
@@ -78,12 +89,7 @@ def detect(cfg) -> Modality:
     if not cfg.data:
         raise DataError("No data given", "a folder of inputs or a CSV/TSV/JSONL file", "Pass DATA")
     path = Path(cfg.data)
-    if not path.exists():
-        raise DataError(f"Data path {path} does not exist",
-                        "a folder (one sub-folder per class) or a CSV/TSV/JSONL file", "Check the path")
-    if path.is_file() and path.suffix.lower() not in TABLE_SUFFIXES:
-        raise DataError(f"{path} is neither a folder nor a table file ({path.suffix})",
-                        f"a folder, or a file ending in {', '.join(TABLE_SUFFIXES)}")
+    check_data_path(path)
     found = probe(path, cfg.path_column, cfg.quoting)
     scores = {name: m.detect(found, cfg) for name, m in _MODALITIES.items()}
     best = max(scores, key=scores.get)
@@ -116,6 +122,6 @@ from ._audio_features import input_contract, log_mel, random_gain, spec_augment,
 from ._audio_io import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioDecode, check_audio, duration, read_audio  # noqa: E402
 from .image import cached_dataset  # noqa: E402
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioDecode", "SAMPLE_RATE", "cached_dataset", "check_audio", "duration",
+__all__ = ["AUDIO_EXTENSIONS", "AudioDecode", "SAMPLE_RATE", "cached_dataset", "check_audio", "check_data_path", "duration",
            "input_contract", "log_mel", "random_gain", "read_audio", "spec_augment", "standardise",
            "Modality", "data_for", "detect", "get_modality", "modalities", "modality_of", "register_modality"]

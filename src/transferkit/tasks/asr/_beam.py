@@ -18,14 +18,8 @@ class LexiconBeam:
     def __init__(self, symbols: list[str], words: list[str], lm: str | None = None, beam: int = 50,
                  lm_weight: float = 2.0, word_score: float = 0.0):
         try:
-            from flashlight.lib.text.decoder import (  # optional (audio extra)
-                CriterionType,
-                LexiconDecoder,
-                LexiconDecoderOptions,
-                SmearingMode,
-                Trie,
-                ZeroLM,
-            )
+            from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder,  # optional (audio extra)
+                                                     LexiconDecoderOptions, SmearingMode, Trie, ZeroLM)
             from flashlight.lib.text.dictionary import Dictionary, create_word_dict  # optional (audio extra)
         except ImportError:
             raise ConfigError("--decode lexicon needs the flashlight-text package", None,
@@ -40,7 +34,12 @@ class LexiconBeam:
                 raise ConfigError(f"Language model {lm} does not exist", "a KenLM .arpa or .bin file", "Check --lm")
             from flashlight.lib.text.decoder.kenlm import KenLM  # optional (audio extra)
 
-            self.lm = KenLM(str(lm), self.words)
+            try:
+                self.lm = KenLM(str(lm), self.words)
+            except RuntimeError as exc:  # KenLM's own error for a file that is not an n-gram model
+                raise ConfigError(f"Language model {lm} could not be read by KenLM ({str(exc).splitlines()[0][:100]})",
+                                  "an ARPA (.arpa) or KenLM binary (.bin) n-gram model",
+                                  "Build one with KenLM's lmplz (and build_binary), or leave --lm out") from None
         else:
             self.lm = ZeroLM()
         sil, blank = symbols.index(SEPARATOR), symbols.index(BLANK)

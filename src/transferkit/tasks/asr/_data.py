@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...data import SPLITS, Items, LabelledData, clean_split, read_rows
+from ...data import SPLIT_ALIASES, SPLITS, Items, LabelledData, clean_split, read_rows
 from ...errors import DataError
 from ...modalities import (
     AUDIO_EXTENSIONS,
@@ -102,6 +102,9 @@ class TranscriptData(LabelledData):
             if not text.strip():
                 self.bad_files_.append((str(p), f"{where}: empty transcript"))
                 continue
+            if not normalise(text, self.normalise):
+                self.bad_files_.append((str(p), f"{where}: {self._wordless(text)}"))
+                continue
             group = (row.get(keys["group"]) or "").strip() if "group" in keys else ""
             if group:
                 self.row_groups_[str(p)] = group
@@ -125,14 +128,21 @@ class TranscriptData(LabelledData):
             if not text:
                 self.bad_files_.append((str(p), f"empty transcript in {txt.name}"))
                 continue
+            if not normalise(text, self.normalise):
+                self.bad_files_.append((str(p), f"{txt.name}: {self._wordless(text)}"))
+                continue
             rel = p.relative_to(self.path).parts
-            split = rel[0] if len(rel) > 1 and rel[0] in SPLITS else None
+            split = SPLIT_ALIASES.get(rel[0].lower()) if len(rel) > 1 else None  # train/, val/ (valid/, dev/ …), test/
             out.append((str(p), " ".join(text.split()), split))
         if not out and not self.bad_files_:
             raise DataError(f"{self.path} holds no audio files", "audio files, each with a same-named .txt transcript",
                             f"Put clips ({', '.join(AUDIO_EXTENSIONS[:4])} …) and their transcripts in the folder")
         self._report_problems()
         return out
+
+    def _wordless(self, text: str) -> str:
+        return (f"the transcript {text[:40]!r} has no words once normalised ('{self.normalise}' normalisation), so it "
+                "cannot be scored; write out what is said")
 
     def _report_problems(self) -> None:
         if self.bad_files_ and self.on_bad_file == "error":

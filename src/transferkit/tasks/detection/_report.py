@@ -9,6 +9,7 @@ import io
 from pathlib import Path
 
 from ...data import load_rgb
+from ...errors import ConfigError
 from ...evaluation import kpis, plots
 from ._metrics import match
 
@@ -118,15 +119,26 @@ def _false_positives(rows: list[dict], labels: list[str], threshold: float, limi
 
 
 def save_drawn(predictions: list[dict], out_dir: Path) -> list[Path]:
-    """``predict --draw``: each input with its boxes drawn, as ``<stem>.jpg`` in ``out_dir``."""
+    """``predict --draw``: each input with its boxes drawn, as ``<stem>_boxes.jpg`` in ``out_dir`` — never over an
+    input (``-1``, ``-2`` … added where a name is taken by an input or by an earlier one of this call, as for two
+    inputs of one stem in different folders)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--draw {out_dir} is a file", "a folder for the drawn images (made if missing)",
+                          "Name a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    inputs = {Path(p["input"]).resolve() for p in predictions}
+    written: list[Path] = []
     for p in predictions:
         tag = draw(p["input"], [(b["box"], f"{b['label']} {b['score']:.2f}", COLOURS["tp"]) for b in p["boxes"]],
                    width=None)
         if "base64," not in tag:
             continue
-        path = out_dir / f"{Path(p['input']).stem}.jpg"
+        stem, k = Path(p["input"]).stem, 0
+        path = out_dir / f"{stem}_boxes.jpg"
+        while path.resolve() in inputs or path in written:
+            k += 1
+            path = out_dir / f"{stem}_boxes-{k}.jpg"
         path.write_bytes(base64.b64decode(tag.split("base64,", 1)[1].split('"', 1)[0]))
         written.append(path)
     return written
