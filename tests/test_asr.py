@@ -202,6 +202,30 @@ def test_whisper_head_fine_tunes_and_the_zero_shot_guard_is_recorded(corpus, tin
     assert int(model.window) == (3000 if kept == 0 else 0)  # the kept model reads clips as it was scored
 
 
+def test_a_transcript_longer_than_whisper_decoder_takes_is_listed_not_a_crash(corpus, tiny_whisper_asr, tmp_path):
+    """The tiny decoder takes 64 positions (59 tokens after the prompt and before the end token): a training
+    transcript of 80 words was an IndexError whenever its clip was in a batch; now it is listed in bad_files.txt and
+    left out, and the run trains on the rest."""
+    from pathlib import Path
+
+    from transferkit.tasks.asr._data import TranscriptData
+
+    target = Path(TranscriptData(corpus).setup().splits_["train"].inputs[0]).name  # the split ignores transcripts
+    with open(corpus, newline="") as fh:
+        rows = list(csv.reader(fh))
+    for r in rows:
+        if r[0] == target:
+            r[1] = " ".join(["ab"] * 80)
+    with open(corpus, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    run = tk.fit(str(corpus), task="asr", backbone=f"hf:{tiny_whisper_asr}", strategy="finetune", lr=3e-3,
+                 output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "c"), **FAST)
+    bad = [line for line in (run.path / "bad_files.txt").read_text().splitlines() if target in line]
+    assert len(bad) == 1 and "more than the 59 Whisper's decoder takes" in bad[0]
+    train = json.loads((run.path / "splits.json").read_text())["train"]["inputs"]
+    assert not any(p.endswith(target) for p in train) and len(train) > 10
+
+
 def test_the_guard_keeps_the_untrained_model_when_training_only_hurts(corpus, tiny_whisper_asr, tmp_path):
     """A learning rate that wrecks the decoder: no epoch beats the model as loaded, so its weights are kept."""
     run = tk.fit(str(corpus), task="asr", backbone=f"hf:{tiny_whisper_asr}", strategy="finetune", lr=5.0,

@@ -143,6 +143,8 @@ def cases(Case) -> list:
         Case("det_no_annotations", "a folder of images without any annotations", "error", "No box annotations found",
              _images_only),
         Case("det_table_without_boxes", "a CSV without box columns", "error", "is not a table of boxes", _text_table),
+        Case("det_image_size_32", "--task detect --image-size 32 (scale jitter rounded to 0 px)", "ok", "",
+             lambda tmp, run: ["train", str(make_boxes(tmp / "voc", "voc", n=8)), *DET, "--image-size", "32"]),
         Case("det_linear_probe", "--task detect with a strategy that cannot train a detector", "error",
              "does not apply to detection",
              lambda tmp, run: ["train", str(make_boxes(tmp / "voc", "voc", n=6)), *DET, "--strategy", "linear-probe"]),

@@ -309,7 +309,7 @@ def _transform(ops: SpeechOps):
 
 def _check_lengths(data, backbone, head: str, dc: dict) -> int:
     """Leave out (and list) training clips the model cannot learn from: longer than the encoder's window, or — for
-    CTC — with fewer frames than their transcript needs. Returns the frame upsampling CTC needs, if any."""
+    CTC — with fewer frames than their transcript needs, or — for Whisper's decoder — with more tokens than it takes. Returns the frame upsampling CTC needs, if any."""
     secs = {p: duration(p) for p in data.splits_["train"].inputs}
     reasons: dict[str, str] = {}
     limit = dc["max_seconds"]
@@ -335,6 +335,14 @@ def _check_lengths(data, backbone, head: str, dc: dict) -> int:
             if need[p] > rate * upsample * secs[p] and p not in reasons:
                 reasons[p] = (f"CTC cannot align it: {need[p]} frames needed for its transcript, the clip gives "
                               f"{int(rate * upsample * secs[p])} ({secs[p]:.2f} s)")
+    if head == "whisper":  # the decoder reads the prompt, the transcript's tokens and the end token
+        room = int(getattr(backbone.model.config, "max_target_positions", 448)) - len(WHISPER_PROMPT) - 1
+        for p in secs:
+            n = len(backbone.tokenizer.encode(" " + normalise(data.transcripts_[p], dc["normalise"]),
+                                              add_special_tokens=False))
+            if n > room and p not in reasons:
+                reasons[p] = (f"its transcript is {n} tokens, more than the {room} Whisper's decoder takes after its "
+                              "prompt; split the clip into shorter ones")
     if reasons:
         data.drop("train", reasons)
         log.warning("skipped %d training clip(s) the model cannot learn from (listed in bad_files.txt), e.g. %s: %s",

@@ -109,7 +109,9 @@ def resize_transform(min_size: int, max_size: int, mean, std):
     (torchvision picks one per image); evaluation uses min_size itself, the size images are cached at."""
     from torchvision.models.detection.transform import GeneralizedRCNNTransform  # heavy: loaded on first use
 
-    jitter = tuple(sorted({int(min_size * f) // 32 * 32 for f in (0.8, 0.875, 0.95)} | {min_size}))
+    # multiples of 32 below min_size, never under 32 (a small --image-size rounded them to 0) nor above min_size
+    jitter = tuple(sorted({min(min_size, max(32, int(min_size * f) // 32 * 32)) for f in (0.8, 0.875, 0.95)}
+                          | {min_size}))
     return GeneralizedRCNNTransform(jitter, max_size, list(mean), list(std))
 
 
