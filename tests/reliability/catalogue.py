@@ -436,3 +436,6 @@ USAGE_CASES = [  # typer's own copy of click raises its own exceptions: each mus
          lambda tmp, run: ["predict", str(run), "x.png", "--topk"]),
 ]
 CASES += USAGE_CASES
+CASES.append(Case("shots_above_class_size", "--shots 50 where classes have 5 training images", "warn",
+                  "have fewer training items, and train on all they have",
+                  lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--shots", "50", "--output", str(tmp / "runs")]))

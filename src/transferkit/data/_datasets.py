@@ -122,6 +122,11 @@ class LabelledData:
                                 "every class in the train split", "Add training examples for them")
         if self.shots:
             tr = self.splits_["train"]
+            counts = np.bincount(np.asarray(tr.labels, dtype=int), minlength=len(names))
+            short = [f"{names[c]} ({n})" for c, n in enumerate(counts) if n < self.shots]
+            if short:
+                log.warning("--shots %d: %d class(es) have fewer training items, and train on all they have: %s",
+                            self.shots, len(short), ", ".join(short[:8]) + (" …" if len(short) > 8 else ""))
             self.splits_["train"] = tr.subset(sample_shots(np.asarray(tr.labels), self.shots, self.seed))
         self.leakage_ = self._check_leaks()
         return self
