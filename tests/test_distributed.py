@@ -101,6 +101,24 @@ def test_a_killed_process_stops_the_run_with_a_clear_error_and_it_resumes_on_one
     assert resumed.metrics["confusion_matrix"] == ref["confusion_matrix"]
 
 
+def _fails_in_rank_one():
+    """A worker's own failure that is no TransferkitError (what a bug or a library error looks like)."""
+    if os.environ.get("RANK") == "1":
+        raise ValueError("the disk caught fire")
+    time.sleep(30)  # rank 0 waits: the launcher stops it when rank 1 fails
+
+
+def test_a_workers_exception_is_named_in_the_one_line_error():
+    from transferkit._launch import launch
+    from transferkit.errors import TrainingError
+
+    t0 = time.time()
+    with pytest.raises(TrainingError, match=r"Worker process 1 of 2 failed with ValueError: the disk caught fire "
+                                            r"\(test_distributed.py:\d+\)"):
+        launch(_fails_in_rank_one, 2)
+    assert time.time() - t0 < 25  # the other worker was stopped, not waited for
+
+
 def test_global_batches_in_one_process_are_plain_batches():
     batches = list(GlobalBatches(range(10), 4, drop_last=False))
     assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]

@@ -10,6 +10,7 @@ import pickle
 import shutil
 import sys
 import tempfile
+import traceback
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -121,6 +122,12 @@ def _worker(where: str, entry, args, kwargs):
     except TransferkitError as exc:  # a user error: the launcher raises it as it is, without a worker traceback
         Path(where, f"error{os.environ.get('RANK', '0')}.pkl").write_bytes(pickle.dumps(exc))
         sys.exit(2)
+    except Exception as exc:  # any other failure: its cause goes to the launcher, which names it in its one line
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        said = str(exc).splitlines()[0][:300] if str(exc) else ""
+        cause = f"{type(exc).__name__}: {said} ({Path(frame.filename).name}:{frame.lineno})"
+        Path(where, f"failure{os.environ.get('RANK', '0')}.txt").write_text(cause, encoding="utf-8")
+        raise
 
 
 def _explain(exc, where: Path, processes: int) -> TransferkitError:
@@ -130,12 +137,22 @@ def _explain(exc, where: Path, processes: int) -> TransferkitError:
             return pickle.loads(path.read_bytes())
         except Exception:  # an unreadable record: fall through to the generic message
             pass
-    rank, failure = min(exc.failures.items())
+    # The root cause first: a process killed from outside (the OOM killer's SIGKILL, a crash's SIGSEGV; SIGTERM is
+    # the launcher stopping the others), else a worker's own exception as it said it, else the first failure.
+    failures = sorted(exc.failures.items())
+    killed = [(r, f) for r, f in failures if f.exitcode < 0 and f.signal_name() != "SIGTERM"]
+    causes = sorted(where.glob("failure*.txt"))
+    rank, failure = (killed or failures)[0]
     how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
+    if causes and not killed:
+        rank = int(causes[0].stem.removeprefix("failure") or 0)
+        how = f"failed with {causes[0].read_text(encoding='utf-8')}"
     record = where / "run_dir"
     run_dir = Path(record.read_text()) if record.is_file() else None
     resume = (f"; continue it with `transferkit train --resume {run_dir}`"
               if run_dir is not None and (run_dir / CHECKPOINT).is_file() else "")
     return TrainingError(f"Worker process {rank} of {processes} {how}, so all {processes} were stopped{resume}",
                          "every worker to run to the end",
-                         "See the worker's output above for its cause (memory, a signal, an exception)")
+                         "Fix the cause named here and start the run again" if causes and not killed else
+                         "A worker stopped without an exception of its own: most often memory (the system killed it) "
+                         "or a signal")
