@@ -51,10 +51,9 @@ err = Console(stderr=True)
 O = typer.Option
 
 
-def _option_help(o) -> str:
-    """The flag's help: the declaration's, the choices and the default."""
-    listed = {"strategy": "auto (default) | " + " | ".join(strategies()),
-              "task": " | ".join(tasks())}
+def _option_help(o, listed: dict[str, str]) -> str:
+    """The flag's help: the declaration's (or ``listed``'s, for the names a registry lists), the choices, the
+    default."""
     text = listed.get(o.name) or o.help
     if o.choices and " | " not in text:
         text = f"{text}: {' | '.join(map(str, o.choices))}" if text else " | ".join(map(str, o.choices))
@@ -64,7 +63,8 @@ def _option_help(o) -> str:
 
 
 def _train_options() -> dict[str, tuple]:
-    return {o.name: (Optional[o.kind], O(None, help=_option_help(o), rich_help_panel=f"{o.owner} options",
+    listed = {"strategy": "auto (default) | " + " | ".join(strategies()), "task": " | ".join(tasks())}
+    return {o.name: (Optional[o.kind], O(None, help=_option_help(o, listed), rich_help_panel=f"{o.owner} options",
                                          metavar="" if o.kind is bool else None))
             for o in options().values() if o.cli}
 
@@ -329,8 +329,8 @@ def models() -> None:
         for kind, modality in modalities().items():
             if task.modalities is None or kind in task.modalities:
                 candidates = task.default_backbones or modality.default_backbones
-                t.add_row(name, kind, first_installed(candidates) or "(none installed)",
-                          ", ".join(c for c in candidates if c != first_installed(candidates)))
+                chosen = first_installed(candidates)
+                t.add_row(name, kind, chosen or "(none installed)", ", ".join(c for c in candidates if c != chosen))
     out.print(t)
 
 

@@ -25,8 +25,8 @@ class Option:
 
     ``kind`` is int, float, str, bool or dict; ``choices`` and the inclusive range (``low``, ``high``) are checked
     once, wherever the value came from; ``path`` options are made absolute when a run starts (``--resume`` and
-    ``evaluate`` then work from any folder); ``space`` is a tuning range a search may draw from. ``owner`` groups
-    the option in ``--help`` and is set by :func:`declare`."""
+    ``evaluate`` then work from any folder). ``owner`` groups the option in ``--help`` and is set by
+    :func:`declare`."""
 
     name: str
     kind: type = str

@@ -195,7 +195,7 @@ class Adaptation(NoAdaptation):
         si, ti = self.samples
         if self.method not in FEATURE_LEVEL:
             self.after_source = fs[si]
-            return task.fit_probe(model, fs, ys, cfg) or {}
+            return super().probe(task, model, fs, ys, cfg)
 
         out = fit_adapted_probe(self.method, task, model, fs, ys, self.pretrained_target, cfg)
         self.after_source, self.after_target = out["mapped"][0][si], out["mapped"][1][ti]
