@@ -187,3 +187,70 @@ def make_boxes(root: Path, fmt: str = "voc", n: int = 12, seed: int = 0) -> Path
         (root / "boxes.csv").write_text("\n".join(rows) + "\n")
         return root / "boxes.csv"
     return root
+
+
+SEG_CLASSES = ("background", "square", "disc")
+SEG_COLOURS = ((0, 0, 0), (230, 60, 60), (60, 200, 230))
+SEGMENT = dict(task="segment", backbone=TINY, image_size=64, epochs=2, batch_size=4, workers=0)
+
+
+def seg_scenes(n: int = 12, seed: int = 0) -> list[tuple[Image.Image, np.ndarray]]:
+    """The scenes of :func:`box_scenes` with class masks (0 background, 1 square, 2 disc)."""
+    from PIL import ImageDraw
+
+    out = []
+    for img, objs in box_scenes(n, seed):
+        mask = Image.new("L", img.size, 0)
+        d = ImageDraw.Draw(mask)
+        for cls, a, b, e, f in objs:
+            (d.rectangle if cls == "square" else d.ellipse)([a, b, e - 1, f - 1], fill=SEG_CLASSES.index(cls))
+        out.append((img, np.asarray(mask)))
+    return out
+
+
+def make_masks(root: Path, fmt: str = "folders", n: int = 12, seed: int = 0) -> Path:
+    """:func:`seg_scenes` as images/ + masks/ index PNGs with classes.txt (``folders``), RGB colour masks with a
+    colour table (``rgb``), Pascal VOC palette masks (``voc``), a CSV of image,mask pairs (``csv``) or COCO polygons
+    (``coco``); returns what to pass as DATA."""
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    img_dir = root / ("JPEGImages" if fmt == "voc" else "images")
+    mask_dir = root / ("SegmentationClass" if fmt == "voc" else "masks")
+    img_dir.mkdir(exist_ok=True)
+    mask_dir.mkdir(exist_ok=True)
+    coco = {"images": [], "annotations": [], "categories": [{"id": i, "name": c} for i, c in enumerate(SEG_CLASSES) if i]}
+    for i, (img, mask) in enumerate(seg_scenes(n, seed)):
+        img.save(img_dir / f"scene{i}.png")
+        if fmt == "rgb":
+            Image.fromarray(np.array(SEG_COLOURS, np.uint8)[mask]).save(mask_dir / f"scene{i}.png")
+        elif fmt == "voc":
+            pal = Image.fromarray(mask.astype(np.uint8), "L").convert("P")
+            pal.putpalette([v for c in SEG_COLOURS for v in c] + [0] * (256 * 3 - 9))
+            pal.save(mask_dir / f"scene{i}.png")
+        else:
+            Image.fromarray(mask.astype(np.uint8)).save(mask_dir / f"scene{i}.png")
+        coco["images"].append({"id": i, "file_name": f"scene{i}.png", "width": img.width, "height": img.height})
+        for c in (1, 2):
+            ys, xs = np.nonzero(mask == c)
+            if len(xs):  # one polygon per class: the bounding rectangle of its pixels (exact for squares)
+                a, b, e, f = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+                coco["annotations"].append({"id": len(coco["annotations"]), "image_id": i, "category_id": c,
+                                            "segmentation": [[a, b, e, b, e, f, a, f]], "area": (e - a) * (f - b),
+                                            "bbox": [a, b, e - a, f - b], "iscrowd": 0})
+    if fmt == "rgb":
+        (root / "classes.txt").write_text("".join(f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(SEG_CLASSES, SEG_COLOURS)))
+    elif fmt != "voc":
+        (root / "classes.txt").write_text("\n".join(SEG_CLASSES) + "\n")
+    if fmt == "voc":
+        sets = root / "ImageSets" / "Segmentation"
+        sets.mkdir(parents=True)
+        (sets / "train.txt").write_text("".join(f"scene{i}\n" for i in range(n - 4)))
+        (sets / "val.txt").write_text("".join(f"scene{i}\n" for i in range(n - 4, n)))
+    if fmt == "csv":
+        (root / "pairs.csv").write_text("image,mask\n" + "".join(f"images/scene{i}.png,masks/scene{i}.png\n" for i in range(n)))
+        return root / "pairs.csv"
+    if fmt == "coco":
+        (root / "annotations.json").write_text(json.dumps(coco))
+        return root / "annotations.json"
+    return root

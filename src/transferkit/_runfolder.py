@@ -75,6 +75,28 @@ def write_rows(path: Path, rows: list[dict[str, Any]], header: list[str] | None 
         w.writerows(rows)
 
 
+def output_dir(path: Path, flag: str) -> Path:
+    """A folder for files a command writes (made if missing); a file of that name is refused."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise TransferkitError(f"{flag} {path} is a file", "a folder for the written files (made if missing)",
+                               "Name a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def free_path(out_dir: Path, name: str, taken: set[Path]) -> Path:
+    """``out_dir/name``, or ``<stem>-1``, ``-2`` … where that path is ``taken`` (an input, an earlier output of this
+    call); the path returned is added to ``taken``. Never over an input, never two outputs in one file."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    path, k = out_dir / name, 0
+    while path.resolve() in taken:
+        k += 1
+        path = out_dir / f"{stem}-{k}{suffix}"
+    taken.add(path.resolve())
+    return path
+
+
 def _jsonable(o: Any) -> Any:
     if hasattr(o, "tolist"):
         return o.tolist()

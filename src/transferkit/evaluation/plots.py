@@ -69,16 +69,21 @@ def confusion_heatmap(cm: list[list[int]], labels: list[str]) -> str:
 
 
 def per_class_f1(per_class: dict[str, dict]) -> str:
+    return per_class_bars({k: v["f1"] for k, v in per_class.items()}, "F1")
+
+
+def per_class_bars(values: dict[str, float | None], metric: str) -> str:
+    """One bar per class (red below 0.7); a class without a value (never present) is left empty."""
     plt = figure()
-    names = list(per_class)
-    f1 = [per_class[k]["f1"] for k in names]
+    names = list(values)
+    v = [values[k] if values[k] is not None else 0.0 for k in names]
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(names) + 2), 3))
-    bars = ax.bar(range(len(names)), f1, color=["#c0392b" if v < 0.7 else "#2e86c1" for v in f1])
-    ax.bar_label(bars, [f"{v:.2f}" for v in f1], fontsize=8)
+    bars = ax.bar(range(len(names)), v, color=["#c0392b" if x < 0.7 else "#2e86c1" for x in v])
+    ax.bar_label(bars, [f"{values[k]:.2f}" if values[k] is not None else "–" for k in names], fontsize=8)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_ylim(0, 1.08)
-    ax.set_ylabel("F1")
-    ax.set_title("per-class F1")
+    ax.set_ylabel(metric)
+    ax.set_title(f"per-class {metric}")
     return to_png64(fig)
 
 

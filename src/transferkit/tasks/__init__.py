@@ -31,6 +31,6 @@ def get_task(name: str) -> type[Task]:
 
 
 from ..modalities import data_for
-from . import asr, classification, detection  # noqa: E402,F401  (register the built-in tasks)
+from . import asr, classification, detection, segmentation  # noqa: E402,F401  (register the built-in tasks)
 
 __all__ = ["Task", "get_task", "inputs_of", "read_data", "register_task", "tasks"]

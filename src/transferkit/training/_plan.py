@@ -100,18 +100,37 @@ def plan_run(cfg: RunConfig, data: LabelledData, target) -> Plan:
         log.info("strategy: %s (auto, for %d training items)", cfg.strategy, len(data.splits_["train"]))
     strategy = get_strategy(cfg)
     check_supported(task, strategy)
+    fill_run_defaults(cfg, {**modality.defaults, **backbone.train_defaults, **task.train_defaults(cfg, backbone),
+                            **strategy.defaults}, len(data.splits_["train"]))
     adapt = adaptation_for(cfg, modality, task, data, backbone, strategy, target)
     strategy = adapt.wrap(strategy, len(data.splits_["train"]), backbone.num_features, len(data.classes_))
     if strategy.trains_backbone:
         check_global_batch(cfg.batch_size)
-    fill_defaults(cfg, {**modality.defaults, **backbone.train_defaults, **task.train_defaults(cfg, backbone),
-                        **strategy.defaults})
     backbone = strategy.prepare_backbone(backbone)
     train_tf, eval_tf, data_config = inputs_of(task, modality).pipeline(backbone, cfg, data)
     task = task.for_run(cfg, data, backbone, data_config)
     device = torch.device("cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu")
     cfg.precision = resolve_precision(cfg.precision, device, backbone.cpu_bf16)
     return Plan(cfg, data, task, modality, backbone, strategy, adapt, train_tf, eval_tf, data_config, device)
+
+
+#: what a run trains for when neither the user nor a plug-in says
+BATCH_SIZE, EPOCHS = 16, 5
+
+
+def fill_run_defaults(cfg: RunConfig, defaults: dict, n_train: int) -> None:
+    """Settings the user left unset, from the plug-ins' ``defaults``. A plug-in may ask for a number of optimiser
+    ``steps`` rather than epochs: the epochs are then those that give about that many steps at this batch size on
+    this much training data (at least 1), so small and large data sets both get a schedule that fits."""
+    defaults = dict(defaults)
+    steps = defaults.pop("steps", None)
+    fill_defaults(cfg, {"batch_size": BATCH_SIZE, **defaults})
+    if cfg.epochs is None:
+        per_epoch = max(1, -(-n_train // cfg.batch_size))
+        cfg.epochs = max(1, round(steps / per_epoch)) if steps else EPOCHS
+        if steps:
+            log.info("epochs: %d (about %d steps of batch %d over %d training items; --epochs sets them)", cfg.epochs,
+                     steps, cfg.batch_size, n_train)
 
 
 def default_backbone(task, modality) -> str:

@@ -8,8 +8,8 @@ import html
 import io
 from pathlib import Path
 
+from ... import _runfolder as rf
 from ...data import load_rgb
-from ...errors import ConfigError
 from ...evaluation import kpis, plots
 from ._metrics import match
 
@@ -122,23 +122,15 @@ def save_drawn(predictions: list[dict], out_dir: Path) -> list[Path]:
     """``predict --draw``: each input with its boxes drawn, as ``<stem>_boxes.jpg`` in ``out_dir`` — never over an
     input (``-1``, ``-2`` … added where a name is taken by an input or by an earlier one of this call, as for two
     inputs of one stem in different folders)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--draw {out_dir} is a file", "a folder for the drawn images (made if missing)",
-                          "Name a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    inputs = {Path(p["input"]).resolve() for p in predictions}
+    out_dir = rf.output_dir(out_dir, "--draw")
+    taken = {Path(p["input"]).resolve() for p in predictions}
     written: list[Path] = []
     for p in predictions:
         tag = draw(p["input"], [(b["box"], f"{b['label']} {b['score']:.2f}", COLOURS["tp"]) for b in p["boxes"]],
                    width=None)
         if "base64," not in tag:
             continue
-        stem, k = Path(p["input"]).stem, 0
-        path = out_dir / f"{stem}_boxes.jpg"
-        while path.resolve() in inputs or path in written:
-            k += 1
-            path = out_dir / f"{stem}_boxes-{k}.jpg"
+        path = rf.free_path(out_dir, f"{Path(p['input']).stem}_boxes.jpg", taken)
         path.write_bytes(base64.b64decode(tag.split("base64,", 1)[1].split('"', 1)[0]))
         written.append(path)
     return written

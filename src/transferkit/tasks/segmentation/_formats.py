@@ -1,0 +1,251 @@
+"""Mask-labelled images in the usual layouts: ``images/`` + ``masks/`` with the same stems, a root of ``train/ val/
+test/`` folders holding that pair, Pascal VOC (``JPEGImages/`` + ``SegmentationClass/`` + ``ImageSets/Segmentation``),
+a CSV of ``image,mask[,split]``, and COCO polygons or RLE (turned into class masks with pycocotools). The class table
+comes from ``classes.txt`` (index order; ``name r g b`` or ``name #rrggbb`` lines give the colours of RGB masks), a
+CVAT/VOC ``labelmap.txt``, the format itself, or the indices found. Every pair becomes a record ``{path, mask}``; what
+cannot be used is listed with its reason, never dropped silently."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+from ...data import IMAGE_EXTENSIONS, SPLIT_ALIASES, clean_split, read_rows
+from ...errors import DataError
+
+log = logging.getLogger("transferkit")
+IMAGE_DIRS = ("images", "imgs", "img", "image", "JPEGImages", "rgb", "inputs")
+MASK_DIRS = ("masks", "mask", "SegmentationClass", "labels", "label", "annotations", "gt", "ground_truth",
+             "groundtruth", "targets")
+MASK_SUFFIXES = ("_mask", "-mask", "_masks", "_label", "-label", "_labels", "_gt", "_seg", "_segmentation", "_m")
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")
+IMAGE_COLUMNS, MASK_COLUMNS = ("image", "img", "path", "input", "file"), ("mask", "label", "annotation", "target", "seg")
+#: Pascal VOC's 21 classes in index order (its masks are palette PNGs; 255 marks the void border)
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+               "tvmonitor")
+
+
+def _files(d: Path, suffixes=IMAGE_EXTENSIONS) -> list[Path]:
+    return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in suffixes) if d.is_dir() else []
+
+
+def _sub(root: Path, names) -> Path | None:
+    """The first of ``names`` that is a folder of ``root`` (any case)."""
+    by_lower = {p.name.lower(): p for p in root.iterdir() if p.is_dir()} if root.is_dir() else {}
+    return next((by_lower[n.lower()] for n in names if n.lower() in by_lower), None)
+
+
+def mask_stem(path: Path) -> str:
+    stem = path.stem
+    for s in MASK_SUFFIXES:
+        if stem.lower().endswith(s) and len(stem) > len(s):
+            return stem[: -len(s)]
+    return stem
+
+
+def pair_folder(images: Path, masks: Path, problems: list) -> list[dict]:
+    """Images and masks matched by stem (a mask may add ``_mask``, ``_label`` …); the unmatched are listed."""
+    by_stem: dict[str, Path] = {}
+    for m in _files(masks):
+        for key in dict.fromkeys((m.stem, mask_stem(m))):
+            if key in by_stem and by_stem[key].suffix.lower() != m.suffix.lower():
+                problems.append((str(m), f"a second mask for {key} ({by_stem[key].name}); the first is used"))
+            by_stem.setdefault(key, m)
+    records, used = [], set()
+    for img in _files(images):
+        mask = by_stem.get(img.stem)
+        if mask is None:
+            problems.append((str(img), f"no mask named {img.stem}.* in {masks}"))
+            continue
+        used.add(mask)
+        records.append({"path": str(img), "mask": str(mask)})
+    for m in sorted(set(by_stem.values()) - used):
+        problems.append((str(m), f"a mask without an image named {mask_stem(m)}.* in {images}"))
+    return records
+
+
+def _split_lists(root: Path) -> dict[str, set[str]] | None:
+    """``splits/{train,val,test}.txt`` or VOC's ``ImageSets/Segmentation/*.txt``: stems listed per split."""
+    for d in (root / "splits", root / "ImageSets" / "Segmentation", root / "ImageSets"):
+        files = {SPLIT_ALIASES.get(p.stem.lower()): p for p in _files(d, (".txt",))}
+        files.pop(None, None)
+        if files:
+            return {k: {Path(ln.split()[0]).stem for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()}
+                    for k, p in files.items()}
+    return None
+
+
+def _apply_lists(records: list[dict], lists: dict[str, set[str]], problems: list) -> dict[str, list[dict]]:
+    parts: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+    for r in records:
+        stem = Path(r["path"]).stem
+        where = [k for k in ("test", "val", "train") if stem in lists.get(k, ())]
+        if not where:
+            problems.append((r["path"], f"not listed in any of the split files ({', '.join(sorted(lists))})"))
+            continue
+        if len(where) > 1:
+            problems.append((r["path"], f"listed in {' and '.join(where)}; used in {where[0]} only"))
+        parts[where[0]].append(r)
+    known = {Path(r["path"]).stem for r in records}
+    for k, stems in lists.items():
+        for s in sorted(stems - known)[:20]:
+            problems.append((f"{k} list: {s}", "listed but has no image with its mask"))
+    if "train" not in lists and "val" in lists and not parts["train"]:
+        raise DataError("The split files list val (or test) but no train", "splits/train.txt (or trainval.txt)",
+                        "Add a train list; the images not in val are not assumed to be training images")
+    return parts
+
+
+def _pairs_in(root: Path, problems: list) -> list[dict] | None:
+    images, masks = _sub(root, IMAGE_DIRS), _sub(root, MASK_DIRS)
+    if images is None or masks is None:
+        return None
+    return pair_folder(images, masks, problems)
+
+
+def read_layout(path: Path, quoting: str, problems: list) -> tuple[dict[str, list[dict]] | None, list[dict], str]:
+    """(records per given split or None, unsplit records, what was read)."""
+    if path.is_file():
+        if path.suffix.lower() == ".json":
+            return None, read_coco(path, None, problems), f"COCO annotations {path}"
+        if path.suffix.lower() not in TABLE_SUFFIXES:
+            raise DataError(f"{path} is neither a folder nor a table of image,mask pairs",
+                            "a folder with images/ and masks/, a VOC root, or a CSV/TSV/JSONL with image and mask columns",
+                            "Pass the dataset's root folder")
+        return _read_table(path, quoting, problems)
+    if not path.is_dir():
+        raise DataError(f"{path} does not exist", "a folder of images and masks, or a CSV of image,mask pairs")
+    split_dirs = {}
+    for d in sorted(p for p in path.iterdir() if p.is_dir()):
+        split = SPLIT_ALIASES.get(d.name.lower())
+        if split and (_sub(d, IMAGE_DIRS) and _sub(d, MASK_DIRS)):
+            split_dirs.setdefault(split, []).append(d)
+    if split_dirs:
+        for split, dirs in split_dirs.items():
+            if len(dirs) > 1:
+                log.info("%s: %s all read as %s", path, " and ".join(d.name + "/" for d in dirs), split)
+        return ({k: [r for d in split_dirs.get(k, []) for r in _pairs_in(d, problems)] for k in ("train", "val", "test")},
+                [], f"split folders of images and masks in {path}")
+    coco = next((p for p in (path / "annotations.json", path / "_annotations.coco.json") if p.is_file()), None)
+    records = _pairs_in(path, problems)
+    if records is None:
+        if coco is not None:
+            return None, read_coco(coco, path, problems), f"COCO annotations {coco}"
+        raise DataError(f"{path} holds no images/ and masks/ folders", "images/ + masks/ with the same file stems "
+                        "(or JPEGImages/ + SegmentationClass/, train/ val/ test/ folders of those, a CSV of image,mask "
+                        "pairs, a COCO JSON)", "Arrange the data in one of these layouts")
+    lists = _split_lists(path)
+    if lists is not None:
+        return _apply_lists(records, lists, problems), [], f"images and masks in {path} with its split lists"
+    return None, records, f"images and masks in {path}"
+
+
+def _read_table(path: Path, quoting: str, problems: list):
+    table = read_rows(path, quoting)
+    problems += table.problems
+    cols = {c.strip().lower(): c for c in table.header}
+    img_col = next((cols[c] for c in IMAGE_COLUMNS if c in cols), None)
+    mask_col = next((cols[c] for c in MASK_COLUMNS if c in cols), None)
+    if img_col is None or mask_col is None:
+        raise DataError(f"{path} has no {'image' if img_col is None else 'mask'} column (columns: "
+                        f"{', '.join(cols) or 'none'})", "columns image and mask (and optionally split)",
+                        "Rename the columns, e.g. image,mask,split")
+    split_col = cols.get("split")
+    flat, pre, seen_split = [], {"train": [], "val": [], "test": []}, []
+    for line, row in zip(table.lines, table.rows):
+        where = f"{path}:{line}"
+        img, mask = (row.get(img_col) or "").strip(), (row.get(mask_col) or "").strip()
+        if not img or not mask:
+            problems.append((where, f"empty {'image' if not img else 'mask'} cell"))
+            continue
+        rec = {"path": str((path.parent / img).resolve()), "mask": str((path.parent / mask).resolve())}
+        for key in ("path", "mask"):
+            if not Path(rec[key]).is_file():
+                problems.append((where, f"{key if key == 'mask' else 'image'} file {rec[key]} does not exist"))
+                break
+        else:
+            split = clean_split(row.get(split_col), where) if split_col else None
+            seen_split.append(split)
+            (pre[split] if split else flat).append(rec)
+    given = [s for s in seen_split if s]
+    if given and len(given) < len(seen_split):
+        raise DataError(f"{path}: {len(seen_split) - len(given)} of {len(seen_split)} rows have an empty split cell",
+                        "a split (train, val or test) on every row, or no split column",
+                        "Fill the split column, or drop it for a seeded split")
+    return (pre, [], f"table {path}") if given else (None, flat, f"table {path}")
+
+
+def read_coco(path: Path, image_root: Path | None, problems: list) -> list[dict]:
+    """COCO instance annotations (polygons or RLE) → one class-index mask per image, written beside the run's
+    cache folder by the caller; records carry ``coco`` (the file) and ``image_id`` instead of a mask path."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        images, cats = doc["images"], doc["categories"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path} is not a COCO annotation file ({type(exc).__name__}: {exc})",
+                        "a JSON with images, annotations and categories", "Export the annotations as COCO JSON") from None
+    root = image_root or path.parent
+    ids = [int(c["id"]) for c in cats]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{path}: duplicate category ids", "one id per category", "Fix the categories list")
+    records, seen = [], set()
+    for im in images:
+        if im.get("id") in seen:
+            problems.append((str(path), f"image id {im.get('id')} appears twice; the second is left out"))
+            continue
+        seen.add(im.get("id"))
+        p = next((q for q in (root / str(im.get("file_name", "")), root / "images" / str(im.get("file_name", "")))
+                  if q.is_file()), None)
+        if p is None:
+            problems.append((str(root / str(im.get("file_name", ""))), "image file named in the COCO file is missing"))
+            continue
+        records.append({"path": str(p), "coco": str(path), "image_id": im["id"]})
+    return records
+
+
+def coco_classes(path: Path) -> list[str]:
+    cats = sorted(json.loads(Path(path).read_text(encoding="utf-8"))["categories"], key=lambda c: int(c["id"]))
+    return ["background"] + [str(c["name"]) for c in cats]
+
+
+_HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
+
+
+def read_class_table(root: Path) -> tuple[list[str] | None, dict[tuple[int, int, int], int] | None]:
+    """Class names in index order and, where given, the RGB colour of each (for colour masks)."""
+    base = root if root.is_dir() else root.parent
+    labelmap = base / "labelmap.txt"
+    if labelmap.is_file():  # CVAT / VOC export: "name:r,g,b:parts:actions"
+        names, colors = [], {}
+        for ln in labelmap.read_text(encoding="utf-8").splitlines():
+            if not ln.strip() or ln.startswith("#"):
+                continue
+            name, _, rest = ln.partition(":")
+            rgb = rest.split(":")[0]
+            try:
+                colors[tuple(int(v) for v in rgb.split(","))] = len(names)
+            except ValueError:
+                raise DataError(f"{labelmap}: line {ln!r} has no r,g,b colour", "name:r,g,b:: per class",
+                                "Fix the line") from None
+            names.append(name.strip())
+        return names, colors
+    table = base / "classes.txt"
+    if not table.is_file():
+        return None, None
+    names, colors = [], {}
+    for ln in table.read_text(encoding="utf-8").splitlines():
+        parts = ln.replace(",", " ").split()
+        if not parts:
+            continue
+        if len(parts) >= 4 and all(p.isdigit() for p in parts[-3:]):
+            colors[tuple(int(p) for p in parts[-3:])] = len(names)
+            parts = parts[:-3]
+        elif len(parts) >= 2 and _HEX.match(parts[-1]):
+            h = _HEX.match(parts[-1]).group(1)
+            colors[tuple(int(h[i:i + 2], 16) for i in (0, 2, 4))] = len(names)
+            parts = parts[:-1]
+        names.append(" ".join(parts))
+    return names, colors or None
