@@ -145,9 +145,16 @@ def predict(run: Path = typer.Argument(..., help="a finished run folder"),
             file: Optional[Path] = O(None, "--file", help="a file of texts, one per line (text runs)"),
             topk: int = O(3, help="labels to show per input"),
             score_threshold: Optional[float] = O(None, help="detection: report boxes at or above this score"),
-            draw: Optional[Path] = O(None, "--draw", help="detection: write each image with its boxes drawn here"),
+            draw: Optional[Path] = O(None, "--draw", help="detection: each image with its boxes drawn; segmentation: "
+                                     "each image with its mask overlaid, written here"),
+            out_dir: Optional[Path] = O(None, "--out", help="segmentation: write each mask here (index PNG)"),
+            overlay: bool = O(False, "--overlay", help="with --out: also each image with its mask overlaid"),
             json_out: bool = O(False, "--json", help="JSON lines"), csv_out: bool = O(False, "--csv", help="CSV")) -> None:
-    """Predictions for images, texts or clips: top-k labels with probabilities, or boxes for a detection run."""
+    """Predictions for images, texts or clips: top-k labels with probabilities, boxes for a detection run, masks
+    (class shares; --out writes them) for a segmentation run."""
+    if overlay and out_dir is None:
+        raise TransferkitError("--overlay goes with --out", "--out FOLDER for the masks (the overlays go beside them)",
+                               "Add --out FOLDER, or use --draw FOLDER for overlays alone")
     if topk < 1:
         raise TransferkitError(f"--topk {topk} shows nothing", "--topk 1 or more")
     predictor = load(run, score_threshold=score_threshold)
@@ -174,6 +181,9 @@ def predict(run: Path = typer.Argument(..., help="a finished run folder"),
     if draw is not None:
         written = predictor.task.draw(preds, draw)
         err.print(f"drew {len(written)} image(s) into {draw}")
+    if out_dir is not None:
+        written = predictor.task.write(preds, out_dir, overlay)
+        err.print(f"wrote {len(written)} file(s) into {out_dir}")
     print_predictions(out, preds, predictor.task.rows(preds), "json" if json_out else "csv" if csv_out else "table", topk)
 
 

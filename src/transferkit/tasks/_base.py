@@ -213,7 +213,13 @@ class Task:
 
     def draw(self, predictions: list[dict], out_dir: Path) -> list[Path]:
         """Annotated copies of the inputs (``predict --draw``); tasks without a picture to draw refuse."""
-        raise ConfigError(f"--draw is not available for {self.name} runs", "a detection run", "Leave --draw out")
+        raise ConfigError(f"--draw is not available for {self.name} runs", "a detection or segmentation run",
+                          "Leave --draw out")
+
+    def write(self, predictions: list[dict], out_dir: Path, overlays: bool = False) -> list[Path]:
+        """Output files of the predictions (``predict --out``: segmentation masks); tasks without any refuse."""
+        raise ConfigError(f"--out is not available for {self.name} runs", "a segmentation run",
+                          "Use --json or --csv for the predictions")
 
     def export(self, pred, fmt: str, out_dir: Path, meta: dict, check_inputs) -> dict[str, Any] | None:
         """Export a run this task's own way (``check_inputs()`` gives real inputs for the parity check); None: the

@@ -19,6 +19,7 @@ from ...errors import ConfigError
 from ...features import make_loader
 from .._base import Task, register_task
 from ._data import SegmentationData, SegmentationDataset, SegPresize, SegTransform, seg_ops
+from ._export import OUTPUT, export_onnx
 from ._masks import IGNORE, load_mask
 from ._metrics import confusion, jackknife, scores, segmentation_metrics
 from ._model import HEADS, Segmenter
@@ -254,8 +255,23 @@ class Segmentation(Task):
     def write(self, predictions, out_dir, overlays: bool = False):
         return write_masks(predictions, Path(out_dir), overlays, self.classes)
 
+    def export(self, pred, fmt, out_dir, meta, check_inputs):
+        """ONNX: the whole model on images of any size (resized to the training size inside, logits scaled back)."""
+        if fmt == "safetensors":
+            return None
+        if fmt != "onnx":
+            raise ConfigError(f"--format {fmt} is not available for segmentation runs", "onnx or safetensors",
+                              "Use --format onnx (any image size)")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        size = pred.meta["data_config"]["input_size"][-1]
+        meta = {**meta, "output": OUTPUT, "layout": "float32 RGB N×3×H×W with values 0–255, any H and W"}
+        (out_dir / "contract.json").write_text(json.dumps(meta, indent=2))
+        path = out_dir / "model.onnx"
+        return {"path": str(path), "format": fmt, "parity": export_onnx(pred.model, size, path, meta, check_inputs())}
+
     def report_sections(self, run_dir, m, meta, modality):
         run_dir = Path(run_dir)
+        task = self if self.spec else self.for_saved(run_dir, meta, None)  # the report builds a bare task object
         worst = []
         path = run_dir / CONFUSIONS
         if path.is_file():
@@ -264,11 +280,11 @@ class Segmentation(Task):
             n = len(meta["labels"])
             for i in order:
                 inp = str(saved["inputs"][i])
-                rec = self.records.get(inp)
+                rec = task.records.get(inp)
                 pred_path = run_dir / MASKS / f"{i:05d}_{Path(inp).stem}.png"
                 if rec is None or not pred_path.is_file():
                     continue
-                truth = load_mask(rec, {**self.spec, "num_classes": n})
+                truth = load_mask(rec, {**task.spec, "num_classes": n})
                 pred = mask_of({"mask_png": base64.b64encode(pred_path.read_bytes())})
                 worst.append((inp, truth, pred, scores(saved["confusions"][i])["miou"]))
         return sections(m, meta["labels"], worst)

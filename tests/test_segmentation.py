@@ -1,0 +1,201 @@
+"""Semantic segmentation: every mask layout reads the same class indices, bad masks are listed with their reason,
+mIoU comes from the pooled confusion matrix, augmentation moves masks with the pixels, and a run trains, predicts,
+evaluates, exports and serves on synthetic scenes with a tiny backbone."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import SEG_CLASSES, SEGMENT, make_masks, seg_scenes, shared_path
+from transferkit.tasks.segmentation._data import SegmentationData, seg_ops
+from transferkit.tasks.segmentation._masks import load_mask
+from transferkit.tasks.segmentation._metrics import confusion, jackknife, scores, segmentation_metrics
+
+
+def _masks(data: SegmentationData) -> dict[str, np.ndarray]:
+    """Image file name → its mask as read."""
+    return {p.rsplit("/", 1)[-1]: load_mask(r, data.spec_) for p, r in data.records_.items()}
+
+
+@pytest.mark.parametrize("fmt", ["rgb", "voc", "csv", "coco"])
+def test_every_layout_reads_the_same_masks(tmp_path, fmt):
+    ref = SegmentationData(make_masks(tmp_path / "folders", "folders")).setup()
+    other = SegmentationData(make_masks(tmp_path / fmt, fmt)).setup()
+    truth = {f"scene{i}.png": m for i, (_, m) in enumerate(seg_scenes())}
+    assert ref.classes_ == list(SEG_CLASSES)
+    got = _masks(other)
+    assert set(got) == set(truth)
+    if fmt == "coco":  # polygons are the rectangles around each class: exact for squares, covering discs
+        for name, m in truth.items():  # rasterised polygons: the squares' pixels, give or take their border
+            inter = ((got[name] == 1) & (m == 1)).sum()
+            assert inter / max(((got[name] == 1) | (m == 1)).sum(), 1) > 0.8 or not (m == 1).any()
+            assert ((m == 2) & (got[name] == 2)).sum() >= 0.8 * (m == 2).sum()
+        assert other.classes_ == list(SEG_CLASSES)
+        return
+    for name, m in truth.items():
+        assert (got[name] == m).all(), name
+    assert other.classes_[:3] == (["background", "aeroplane", "bicycle"] if fmt == "voc" else list(SEG_CLASSES))
+    if fmt == "voc":  # ImageSets/Segmentation gives the split
+        assert (len(other.splits_["train"]), len(other.splits_["val"])) == (8, 4)
+
+
+def test_binary_masks_and_split_folders(tmp_path, caplog):
+    for split, seed in (("train", 0), ("valid", 1), ("test", 2)):
+        root = make_masks(tmp_path / "d" / split, "folders", n=6, seed=seed)
+        (root / "classes.txt").unlink()
+        for p in (root / "masks").iterdir():
+            m = np.asarray(Image.open(p))
+            Image.fromarray(np.where(m > 0, 255, 0).astype(np.uint8)).save(p)
+    with caplog.at_level(logging.INFO, logger="transferkit"):
+        data = SegmentationData(tmp_path / "d", val_fraction=0.0).setup()
+    assert data.classes_ == ["background", "foreground"]
+    assert {k: len(v) for k, v in data.splits_.items()} == {"train": 6, "val": 6, "test": 6}
+    assert "0 and 255 only" in caplog.text
+    m = _masks(data)["scene0.png"]
+    assert set(np.unique(m)) == {0, 1}
+
+
+def test_bad_masks_are_listed_with_their_reason(tmp_path, caplog):
+    root = make_masks(tmp_path / "d", "folders", n=12)
+    masks = root / "masks"
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(masks / "scene0.png")                  # wrong size
+    Image.fromarray(np.full((60, 80), 7, np.uint8)).save(masks / "scene1.png")                # outside the table
+    Image.fromarray(np.full((60, 80, 3), (10, 200, 30), np.uint8)).save(masks / "scene2.png")  # RGB, no colours
+    (masks / "scene3.png").unlink()                                                              # image without mask
+    Image.fromarray(np.zeros((60, 80), np.uint8)).save(masks / "orphan.png")                   # mask without image
+    Image.fromarray(np.full((60, 80), 255, np.uint8)).save(masks / "scene4.png")              # all ignore
+    Image.fromarray(np.asarray(Image.open(masks / "scene5.png")).astype(np.uint16)).save(masks / "scene5.png")
+    data = SegmentationData(root, val_fraction=0.2, test_fraction=0.0).setup()
+    reasons = {p.rsplit("/", 1)[-1]: r for p, r in data.bad_files_}
+    assert "10×10 but its image is 80×60" in reasons["scene0.png"]
+    assert "value(s) 7 outside the 3 classes" in reasons["scene1.png"]
+    assert "RGB colour mask and no colour table" in reasons["scene2.png"]
+    assert "no mask named scene3" in reasons["scene3.png"]
+    assert "without an image" in reasons["orphan.png"]
+    assert "every pixel is 255" in reasons["scene4.png"]
+    kept = {p.rsplit("/", 1)[-1] for p in data.records_}
+    assert kept == {f"scene{i}.png" for i in range(5, 12)}  # the 16-bit mask holds valid indices: kept
+    assert (load_mask(data.records_[str(root / "images" / "scene5.png")], data.spec_) == seg_scenes()[5][1]).all()
+
+
+def test_jpeg_masks_are_snapped_and_warned(tmp_path, caplog):
+    root = make_masks(tmp_path / "d", "folders", n=8)
+    for p in sorted((root / "masks").iterdir()):
+        Image.open(p).convert("L").point(lambda v: v * 100).save(p.with_suffix(".jpg"), quality=70)
+        p.unlink()
+    (root / "classes.txt").write_text("a\nb\nc\n")
+    with caplog.at_level(logging.WARNING, logger="transferkit"):
+        data = SegmentationData(root).setup()
+    assert "JPEG" in caplog.text and "snapped" in caplog.text
+    # values 0/100/200 smeared by JPEG: nearest valid value → never a class outside the table
+    m = _masks(data)["scene0.png"]
+    assert set(np.unique(m)) <= {0, 1, 2, 255}
+
+
+def test_miou_pools_pixels_and_leaves_ignore_out():
+    truth = [np.array([[0, 0, 1, 255]]), np.array([[1, 1, 1, 1]])]
+    pred = [np.array([[0, 1, 1, 1]]), np.array([[1, 1, 1, 0]])]
+    cms = [confusion(p, t, 2) for p, t in zip(pred, truth)]
+    m = segmentation_metrics(cms, ["a", "b"])
+    # pooled: class a tp 1, fp 1, fn 1 → 1/3; class b tp 4, fp 1, fn 1 → 4/6
+    assert m["per_class"]["a"]["iou"] == pytest.approx(1 / 3, abs=1e-4)
+    assert m["miou"] == pytest.approx((1 / 3 + 4 / 6) / 2)
+    assert m["pixel_accuracy"] == pytest.approx(5 / 7)  # the ignored pixel is not scored
+    assert m["pixels"] == 7
+    per_image = np.mean([scores(c)["miou"] for c in cms])
+    assert per_image != pytest.approx(m["miou"])  # not the mean of per-image IoUs
+    pv = jackknife(cms, ("miou",))["miou"]
+    assert len(pv) == 2 and np.isfinite(pv).all()
+
+
+def test_augmentation_moves_masks_with_pixels():
+    ops = seg_ops("standard", 32)
+    from torchvision import tv_tensors
+
+    img = torch.zeros(3, 48, 48, dtype=torch.uint8)
+    img[:, :, :24] = 200  # left half bright
+    mask = torch.zeros(48, 48, dtype=torch.uint8)
+    mask[:, :24] = 2
+    mask[0, 0] = 255
+    torch.manual_seed(0)
+    for _ in range(10):
+        i, m = ops(tv_tensors.Image(img), tv_tensors.Mask(mask))
+        assert i.shape[-2:] == m.shape[-2:] == (32, 32)
+        assert set(torch.unique(m).tolist()) <= {0, 2, 255}  # nearest neighbour: no blended class values
+        bright = i.float().mean(0) > 100
+        assert ((m == 2) == bright)[:, 2:-2].float().mean() > 0.9  # the mask moved with the pixels
+
+
+def test_segment_run_end_to_end(tmp_path):
+    import transferkit as tk
+    from transferkit.export import export
+
+    root = make_masks(tmp_path / "d", "folders", n=16)
+    run = tk.fit(str(root), output=str(tmp_path / "runs"), **SEGMENT)
+    m = run.metrics
+    assert m["task"] == "segment" and set(m["per_class"]) == set(SEG_CLASSES)
+    assert 0 <= m["miou"] <= 1 and m["n"] == len(run.config and json.loads((run.path / "splits.json").read_text())["test"]["inputs"])
+    assert (run.path / "masks").is_dir() and (run.path / "confusions.npz").is_file()
+    report = (run.path / "report.html").read_text()
+    assert "Per-class IoU" in report and "Worst test images" in report
+    # predict: fractions sum to 1, the mask has the image's size, --out writes masks and never over an input
+    pred = tk.load(run.path)
+    img = root / "images" / "scene0.png"
+    p = pred.predict([str(img)])[0]
+    assert sum(p["fractions"].values()) == pytest.approx(1, abs=1e-3) and p["size"] == [60, 80]
+    written = pred.task.write(pred.predict([str(img), str(img)]), root / "images", overlays=True)
+    assert len(written) == 4 and len(set(written)) == 4 and img.is_file()
+    assert np.asarray(Image.open(written[0])).shape == (60, 80)
+    # evaluate on the saved split gives the run's own numbers
+    assert tk.evaluate(run.path)["miou"] == pytest.approx(m["miou"], abs=1e-6)
+    # ONNX: any image size
+    out = export(run.path, "onnx")
+    assert out["parity"]["equal_pixels"] > 0.999
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"image": np.random.rand(1, 3, 45, 71).astype(np.float32) * 255})[0].shape == (1, 3, 45, 71)
+
+
+def test_segment_resume_and_serve(tmp_path):
+    import transferkit as tk
+
+    root = make_masks(tmp_path / "d", "folders", n=12)
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, row):
+        if epoch == 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        tk.fit(str(root), output=str(tmp_path / "runs"), name="r", checkpoint_every=0, on_epoch_end=stop, **SEGMENT)
+    run = tk.fit(resume=tmp_path / "runs" / "r")
+    assert run.metrics["kept_epoch"] == 2
+
+    from fastapi.testclient import TestClient
+
+    from transferkit.serve import create_app
+
+    with TestClient(create_app(run.path)) as client:
+        with open(root / "images" / "scene1.png", "rb") as fh:
+            r = client.post("/predict", files={"file": ("x.png", fh, "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body["fractions"]) == set(SEG_CLASSES) and body["size"] == [60, 80] and body["mask_png"]
+
+
+@pytest.mark.slow
+def test_shared_aerial_set_reads_as_given():
+    root = shared_path("data", "dubai_aerial_seg")
+    data = SegmentationData(root).setup()
+    assert data.classes_ == ["building", "land", "road", "vegetation", "water"]
+    assert {k: len(v) for k, v in data.splits_.items()} == {"train": 210, "val": 60, "test": 0}
+    assert not data.bad_files_
