@@ -273,3 +273,59 @@ def test_backbone_of_a_classification_run_becomes_the_detector_trunk(tmp_path):
     losses = model.train()(x)
     sum(losses.values()).backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+
+
+def test_coco_numbers_as_strings_read_as_numbers(tmp_path):
+    path = make_boxes(tmp_path / "coco", "coco", n=8)
+    ref = DetectionData(path, val_fraction=0.0, test_fraction=0.0).setup()
+    doc = json.loads(path.read_text())
+    for a in doc["annotations"]:
+        a["iscrowd"], a["bbox"] = "0", [str(v) for v in a["bbox"]]
+    path.write_text(json.dumps(doc))
+    got = DetectionData(path, val_fraction=0.0, test_fraction=0.0).setup()
+    assert _boxes(got) == _boxes(ref)
+    assert not any(i for r in got.records_.values() for i in r["ignore"])  # "0" is not a crowd box
+
+
+def test_yolo_names_map_with_string_keys_and_gaps(tmp_path):
+    path = make_boxes(tmp_path / "yolo", "yolo", n=8)
+    ref = _boxes(DetectionData(path, val_fraction=0.0, test_fraction=0.0).setup())
+    path.write_text("path: .\ntrain: images\nnames: {'0': square, '10': disc}\n")
+    for f in (path.parent / "labels").iterdir():
+        f.write_text("".join(("10" + ln[1:] if ln.startswith("1 ") else ln) + "\n" for ln in f.read_text().splitlines()))
+    assert _boxes(DetectionData(path, val_fraction=0.0, test_fraction=0.0).setup()) == ref
+
+
+def test_voc_trainval_less_val_and_unlisted_images(tmp_path):
+    root = make_boxes(tmp_path / "voc", "voc", n=8)
+    sets = root / "ImageSets" / "Main"
+    sets.mkdir(parents=True)
+    (sets / "trainval.txt").write_text("scene0\nscene1\nscene2\nscene3\nscene4\nscene5\n")
+    (sets / "val.txt").write_text("scene4\nscene5\n")
+    data = DetectionData(root).setup()
+    names = {k: sorted(p.rsplit("/", 1)[-1] for p in v.inputs) for k, v in data.splits_.items()}
+    assert names["val"] == ["scene4.png", "scene5.png"] and "scene4.png" not in names["train"]
+    assert len(names["train"]) == 4
+    assert {p.rsplit("/", 1)[-1] for p, _ in data.bad_files_} == {"scene6.png", "scene7.png"}
+
+
+def test_exif_rotated_photo_boxes_land_on_the_object(tmp_path):
+    """A photo stored a quarter turn rotated with EXIF orientation 6: the decoder shows it upright and its boxes
+    (drawn upright) cover the object's pixels."""
+    from PIL import Image
+
+    from transferkit.data import load_rgb
+
+    root = make_boxes(tmp_path / "voc", "voc", n=6)
+    p = root / "JPEGImages" / "scene0.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(p).transpose(Image.Transpose.ROTATE_90).save(p.with_suffix(".jpg"), exif=exif, quality=95)
+    p.unlink()
+    data = DetectionData(root, val_fraction=0.0, test_fraction=0.0).setup()
+    rec = data.records_[str(p.with_suffix(".jpg"))]
+    assert (rec["width"], rec["height"]) == (80, 60) and rec["boxes"]
+    img = np.asarray(load_rgb(p.with_suffix(".jpg")), dtype=float)
+    x1, y1, x2, y2 = (int(v) for v in rec["boxes"][0])
+    inside = img[y1 + 2:y2 - 2, x1 + 2:x2 - 2].mean()
+    assert inside > 100  # the bright object, not the dark noise around it

@@ -235,3 +235,28 @@ def test_serve_applies_the_image_safety_policy(server):
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
     r = httpx.post(f"{url}/predict", files={"file": ("photo.jpg", eps, "image/jpeg")})
     assert r.status_code == 400 and "format other than" in r.json()["detail"]
+
+
+def test_one_failing_input_fails_its_request_alone(tiny_run):
+    """A batch in which one input breaks the model: the others are answered, the bad one gets its own error."""
+    import asyncio
+
+    import torch
+
+    from transferkit.serve import Batcher
+
+    run, data = tiny_run
+    pred = tk.load(run.path)
+    batcher = Batcher(pred, max_batch=8, max_wait_ms=50)
+    good = pred.transform(Image.open(data / "class0" / "0.png").convert("RGB"))
+    bad = torch.zeros(3, 7, 5)  # a shape the batch cannot stack with the others
+
+    async def main():
+        worker = asyncio.create_task(batcher.run())
+        results = await asyncio.gather(*(batcher.submit(x) for x in (good, bad, good, good)), return_exceptions=True)
+        worker.cancel()
+        return results
+
+    results = asyncio.run(main())
+    assert [isinstance(r, Exception) for r in results] == [False, True, False, False]
+    np.testing.assert_allclose(results[0], results[2], rtol=1e-5)

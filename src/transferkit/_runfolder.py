@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from .errors import RunFolderError, TransferkitError
+from .errors import ConfigError, RunFolderError, TransferkitError
 
 CONFIG = "config.yaml"
 LABELS = "labels.json"
@@ -79,7 +79,7 @@ def output_dir(path: Path, flag: str) -> Path:
     """A folder for files a command writes (made if missing); a file of that name is refused."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise TransferkitError(f"{flag} {path} is a file", "a folder for the written files (made if missing)",
+        raise ConfigError(f"{flag} {path} is a file", "a folder for the written files (made if missing)",
                                "Name a folder")
     path.mkdir(parents=True, exist_ok=True)
     return path

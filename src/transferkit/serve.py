@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import DataError, TransferkitError
 from .features import to_device
 from .predict import Predictor
 
@@ -66,10 +66,15 @@ class Batcher:
                 for (_, fut), p in zip(items, probs):
                     if not fut.done():
                         fut.set_result(p)
-            except Exception as exc:  # never let one bad batch stop the server
-                for _, fut in items:
-                    if not fut.done():
-                        fut.set_exception(exc)
+            except Exception:  # noqa: BLE001 - one request's input must not fail its neighbours: each alone
+                for x, fut in items:
+                    try:
+                        p = (await loop.run_in_executor(None, self._infer, [x]))[0]
+                        if not fut.done():
+                            fut.set_result(p)
+                    except Exception as exc:  # noqa: BLE001 - answered to that request alone
+                        if not fut.done():
+                            fut.set_exception(exc)
 
     def _infer(self, xs: list) -> np.ndarray:
         pred = self.predictor
@@ -168,8 +173,7 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
             if not payload:
                 raise HTTPException(400, f"Empty upload; send {modality.request_help}")
         try:  # decoding is CPU work: off the event loop, so /health and other clients keep their answers
-            x = await asyncio.get_running_loop().run_in_executor(None, modality.decode_request, payload,
-                                                                 predictor.transform)
+            x = await asyncio.get_running_loop().run_in_executor(None, decode, payload)
         except DataError as exc:
             status = 422 if modality.request_body == "json" else 400
             raise HTTPException(status, str(exc)) from None
@@ -177,5 +181,18 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
             return answer(await batcher.submit(x))
         except asyncio.QueueFull:
             raise HTTPException(503, "The server is busy; retry shortly") from None
+        except TransferkitError as exc:  # this request's input, found wrong by the model's own checks
+            raise HTTPException(422, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback; the client gets one line
+            log.exception("prediction failed for one request")
+            raise HTTPException(500, f"The model failed on this input ({type(exc).__name__}); see the server log") \
+                from None
+
+    def decode(payload):
+        """Decode one request and check it fits the model (a clip longer than its window …): one request's
+        problem is answered to it alone, before it joins a batch."""
+        x = modality.decode_request(payload, predictor.transform)
+        predictor.task.check_request(x, predictor.meta["data_config"])
+        return x
 
     return app

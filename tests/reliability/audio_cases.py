@@ -47,6 +47,23 @@ def _predict_non_audio(tmp: Path, run: Path) -> list[str]:
     return ["predict", str(audio_run), str(tmp / "noise.wav")]
 
 
+def _rate_1hz(p: Path) -> None:
+    """A 40 KB WAV whose header says 1 Hz: 20,000 samples would resample to 5.5 hours at 16 kHz."""
+    import struct
+
+    import soundfile as sf
+
+    sf.write(str(p), np.zeros(20000, np.int16), 8000, subtype="PCM_16")
+    b = bytearray(p.read_bytes())
+    b[24:28], b[28:32] = struct.pack("<I", 1), struct.pack("<I", 2)
+    p.write_bytes(bytes(b))
+
+
+def _eleven_minutes(p: Path) -> None:
+    import soundfile as sf
+
+    sf.write(str(p), np.zeros(660 * 8000, np.int16), 8000, format="FLAC")
+
 
 def cases(Case) -> list:
     return [
@@ -65,6 +82,10 @@ def cases(Case) -> list:
         Case("audio_very_short", "a 0.05 s clip (padded)", "ok", "short.wav", _with_clip("short.wav", _tone(seconds=0.05))),
         Case("audio_ten_minutes", "a 10-minute clip (cropped)", "ok", "long.wav",
              _with_clip("long.wav", _tone(seconds=600.0))),
+        Case("audio_rate_1hz", "a WAV whose header says 1 Hz (a resampling bomb)", "skip", "outside 1000",
+             _with_clip("slow.wav", _rate_1hz)),
+        Case("audio_over_duration_limit", "an 11-minute FLAC of silence (over the 600 s limit)", "skip",
+             "over the 600 s limit", _with_clip("eleven.flac", _eleven_minutes)),
         Case("audio_8bit", "an 8-bit WAV", "ok", "u8.wav", _with_clip("u8.wav", _tone(subtype="PCM_U8"))),
         Case("audio_24bit", "a 24-bit WAV", "ok", "s24.wav", _with_clip("s24.wav", _tone(subtype="PCM_24"))),
         Case("audio_float", "a 32-bit float WAV", "ok", "f32.wav", _with_clip("f32.wav", _tone(subtype="FLOAT"))),

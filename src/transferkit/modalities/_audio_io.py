@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +25,45 @@ def _soundfile():
     return soundfile
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """(samples float32 of shape (frames, channels), sample rate) — any format libsndfile reads."""
+#: the longest clip any path decodes (training, predict, serve), in seconds: TRANSFERKIT_MAX_AUDIO_SECONDS sets it
+MAX_AUDIO_SECONDS = float(os.environ.get("TRANSFERKIT_MAX_AUDIO_SECONDS", 600))
+RATES = (1000, 768_000)  # sample rates outside these are not audio a model can use (a 1 Hz header is a bomb)
+MAX_CHANNELS = 64
+
+
+class AudioLimit(ValueError):
+    """A file whose header promises more audio than any path decodes (a decompression bomb, or a recording that
+    should be split), with the reason."""
+
+
+def check_header(rate: int, channels: int, frames: int, limit: float | None = None) -> None:
+    """Refuse, before decoding, what would decode to absurd sizes: rates outside ``RATES``, more than
+    ``MAX_CHANNELS`` channels, or more than ``limit`` seconds (default ``MAX_AUDIO_SECONDS``)."""
+    limit = MAX_AUDIO_SECONDS if limit is None else limit
+    if not RATES[0] <= rate <= RATES[1]:
+        raise AudioLimit(f"sample rate {rate} Hz is outside {RATES[0]}–{RATES[1]} Hz (resampling it would "
+                         f"make {frames / max(rate, 1):.0f} s of audio)")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioLimit(f"{channels} channels (at most {MAX_CHANNELS})")
+    if frames / rate > limit:
+        raise AudioLimit(f"{frames / rate:.0f} s long, over the {limit:.0f} s limit (split it into shorter clips, or "
+                         "set TRANSFERKIT_MAX_AUDIO_SECONDS)")
+
+
+def read_audio(source, limit: float | None = None) -> tuple[np.ndarray, int]:
+    """(samples float32 of shape (frames, channels), sample rate) — any format libsndfile reads. The header is
+    checked first (:func:`check_header`), and no more than the limit's frames are ever decoded, whatever the header
+    claims: every path that reads audio (training, predict, serve, reports) goes through here."""
     sf = _soundfile()
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    return data, int(sr)
+    src = str(source) if isinstance(source, (str, Path)) else source
+    with sf.SoundFile(src) as f:
+        check_header(f.samplerate, f.channels, f.frames, limit)
+        cap = int((MAX_AUDIO_SECONDS if limit is None else limit) * f.samplerate) + 1
+        data = f.read(cap, dtype="float32", always_2d=True)
+        if len(data) >= cap:  # a header that understated its length
+            raise AudioLimit(f"longer than the {cap / f.samplerate:.0f} s limit (its header said "
+                             f"{f.frames / f.samplerate:.0f} s)")
+        return data, int(f.samplerate)
 
 
 def to_mono(data: np.ndarray, sr: int, target: int = SAMPLE_RATE) -> np.ndarray:
@@ -62,6 +97,8 @@ def check_audio(path: Path) -> str | None:
         if path.stat().st_size == 0:
             return "empty file (0 bytes)"
         data, sr = read_audio(path)  # the whole file, once: a damaged one fails here, not at training time
+    except AudioLimit as exc:
+        return f"refused before decoding: {exc}"
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as exc:
         msg = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         return f"cannot be decoded as audio ({msg})"

@@ -23,7 +23,7 @@ from ..config import Option
 from ..data import CsvImageData, ImageFolderData, ImageTransform
 from ..errors import DataError
 from ._audio_features import AudioOps, input_contract, log_mel
-from ._audio_io import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioDecode, check_audio, duration, read_audio
+from ._audio_io import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioDecode, AudioLimit, check_audio, duration, read_audio
 from ._base import Modality
 from .image import cached_dataset, expand_files
 
@@ -108,7 +108,10 @@ class AudioModality(Modality):
         import soundfile as sf  # optional (audio extra)
 
         try:
-            data, sr = sf.read(io.BytesIO(payload), dtype="float32", always_2d=True)
+            data, sr = read_audio(io.BytesIO(payload))
+        except AudioLimit as exc:
+            raise DataError(f"The uploaded audio is refused before decoding: {exc}", "a clip of sensible length "
+                            "and sample rate") from None
         except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
             raise DataError(f"Cannot decode the upload as audio ({type(exc).__name__})",
                             "a WAV/FLAC/OGG file") from None

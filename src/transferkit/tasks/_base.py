@@ -199,6 +199,10 @@ class Task:
         """Model outputs over ``dataset`` in its order (classification: logits (N, C))."""
         return infer_logits(model, dataset, batch_size, device, progress=progress, **options)
 
+    def check_request(self, x, data_config: dict) -> None:
+        """Raise :class:`~transferkit.errors.DataError` when one decoded served input cannot go through this
+        run's model (``serve`` answers that request alone with the reason, before batching)."""
+
     def run_batch(self, model, batch):
         """Outputs of one served batch (what :meth:`per_item` splits)."""
         return model(batch)

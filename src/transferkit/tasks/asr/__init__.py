@@ -15,9 +15,9 @@ import torch
 from ... import _runfolder as rf
 from ...config import Option, load_config_file
 from ...data import ImageTransform, split_settings
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError
 from ...features import infer_each
-from ...modalities import AudioDecode, cached_dataset, duration, input_contract, read_audio
+from ...modalities import SAMPLE_RATE, AudioDecode, cached_dataset, duration, input_contract, read_audio
 from .._base import Task, register_task
 from ._beam import LexiconBeam
 from ._data import SpeechDataset, SpeechOps, TranscriptData, collate_speech
@@ -264,6 +264,14 @@ class SpeechRecognition(Task):
 
     def collate(self, backbone, xs):
         return collate_speech([(x, []) for x in xs])[0]
+
+    def check_request(self, x, data_config) -> None:
+        """A served clip longer than the encoder's window is refused with its length (not a failure in its batch)."""
+        limit = data_config.get("max_seconds")
+        seconds = x.shape[-1] / (SAMPLE_RATE / 160 if data_config.get("n_mels") else SAMPLE_RATE)
+        if limit and seconds > limit:
+            raise DataError(f"The clip is {seconds:.1f} s; this model's encoder takes at most {limit:.0f} s",
+                            f"a clip of at most {limit:.0f} s", "Split the recording into shorter clips")
 
     def per_item(self, outputs) -> list:
         return list(outputs)

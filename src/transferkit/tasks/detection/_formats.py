@@ -5,57 +5,20 @@ ignore}``; what cannot be used is listed with its reason (``bad_files_``), never
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import yaml
-from PIL import Image
-
 from ...data import IMAGE_EXTENSIONS, SPLIT_ALIASES, clean_split, read_rows
 from ...errors import DataError
+from ._boxes import add_box, image_size, record
+from ._coco import looks_coco, read_coco
+from ._yolo import read_yolo
 
 log = logging.getLogger("transferkit")
 IMAGE_DIRS = ("JPEGImages", "images", "Images", "imgs")
 XML_DIRS = ("Annotations", "annotations", "labels_xml")
 CSV_BOX_COLUMNS = (("xmin", "ymin", "xmax", "ymax"), ("x1", "y1", "x2", "y2"), ("x_min", "y_min", "x_max", "y_max"))
-
-
-def record(path: Path, size: tuple[int, int] | None) -> dict:
-    width, height = size or image_size(path)
-    return {"path": str(path), "width": int(width), "height": int(height), "boxes": [], "labels": [], "ignore": []}
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file's header, as PIL reads it after EXIF rotation is ignored (what the decoder sees)."""
-    with Image.open(path) as im:
-        return im.size
-
-
-def add_box(rec: dict, box, label: str, ignore: bool, problems: list, where: str) -> None:
-    """Append one box after checking it: NaN, empty (x2 ≤ x1) or wholly outside → listed and dropped; partly
-    outside → clipped to the image."""
-    try:
-        x1, y1, x2, y2 = (float(v) for v in box)
-    except (TypeError, ValueError):
-        problems.append((where, f"box {box!r} is not four numbers"))
-        return
-    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-        problems.append((where, f"box {box!r} has a NaN or infinite coordinate; dropped"))
-        return
-    if x2 <= x1 or y2 <= y1:
-        problems.append((where, f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has x2 ≤ x1 or y2 ≤ y1; dropped"))
-        return
-    w, h = rec["width"], rec["height"]
-    c = (max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2))
-    if c[2] - c[0] < 1 or c[3] - c[1] < 1:
-        problems.append((where, f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the {w}×{h} image; dropped"))
-        return
-    rec["boxes"].append([round(v, 2) for v in c])
-    rec["labels"].append(str(label).strip())
-    rec["ignore"].append(bool(ignore))
 
 
 def _image_index(dirs: list[Path]) -> dict[str, Path]:
@@ -88,11 +51,17 @@ def read_voc(root: Path, problems: list) -> tuple[dict[str, list[dict]] | None, 
         if img is None:
             problems.append((str(xml), f"its image ({name or xml.stem}.*) is missing"))
             continue
+        if img.resolve() in seen:
+            problems.append((str(xml), f"a second annotation file for {img.name} (its <filename> or name matches one "
+                             "read already); left out"))
+            continue
         seen.add(img.resolve())
         size = tree.find("size")
         wh = None
-        if size is not None and (size.findtext("width") or "").strip().isdigit():
-            wh = (int(size.findtext("width")), int(size.findtext("height") or 0))
+        try:
+            wh = (round(float(size.findtext("width"))), round(float(size.findtext("height")))) if size is not None else None
+        except (TypeError, ValueError):
+            wh = None  # no usable <size>: the image's own is used
         try:
             real = image_size(img)
         except OSError:
@@ -114,131 +83,38 @@ def read_voc(root: Path, problems: list) -> tuple[dict[str, list[dict]] | None, 
         if img.resolve() not in seen:
             problems.append((str(img), "image without an annotation file; left out"))
     sets = root / "ImageSets" / "Main"
-    if sets.is_dir():
-        split: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
-        for name, target in (("trainval", "train"), ("train", "train"), ("val", "val"), ("test", "test")):
-            f = sets / f"{name}.txt"
-            if f.is_file() and not (name == "trainval" and (sets / "train.txt").is_file()):
-                split[target] += [records[s] for s in f.read_text().split() if s in records]
-        if split["train"]:
-            return split, []
-    return None, list(records.values())
+    lists = {n: (sets / f"{n}.txt").read_text().split() for n in ("train", "trainval", "val", "test")
+             if (sets / f"{n}.txt").is_file()} if sets.is_dir() else {}
+    if not lists:
+        return None, list(records.values())
+    return _voc_sets(sets, lists, records, problems), []
 
 
-# -- COCO ------------------------------------------------------------------------------------------------------
-def find_coco_json(path: Path) -> Path:
-    if path.is_file():
-        return path
-    found = [p for p in sorted(path.glob("*.json")) if _looks_coco(p)]
-    if len(found) != 1:
-        raise DataError(f"{path} holds {len(found)} COCO annotation files", "exactly one JSON with 'images' and "
-                        "'annotations'", "Pass the file itself: --annotations path/to/instances.json")
-    return found[0]
-
-
-def _looks_coco(p: Path) -> bool:
-    try:
-        head = p.read_text(errors="ignore")[:4096]
-    except OSError:
-        return False
-    return '"images"' in head or '"annotations"' in head or '"categories"' in head
-
-
-def read_coco(path: Path, images: Path | None, problems: list) -> list[dict]:
-    path = find_coco_json(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not valid JSON ({exc})", "a COCO annotation file",
-                        "Re-export the annotations") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) or not isinstance(doc.get("annotations"), list):
-        raise DataError(f"{path} is not a COCO annotation file", "a JSON object with 'images', 'annotations' "
-                        "and 'categories' lists", "Export the annotations in COCO format")
-    cats = {c["id"]: str(c["name"]) for c in doc.get("categories", []) if isinstance(c, dict) and "id" in c}
-    dirs = [d for d in (images, path.parent, path.parent / "images", path.parent / "JPEGImages") if d is not None]
-    by_id = {}
-    for im in doc["images"]:
-        name = str(im.get("file_name", ""))
-        p = next((d / name for d in dirs if (d / name).is_file()), None)
-        if p is None:
-            problems.append((name or f"image id {im.get('id')}", f"image file not found (looked in {', '.join(map(str, dirs))})"))
-            continue
-        try:
-            size = image_size(p)
-        except OSError:
-            size = (int(im.get("width") or 0), int(im.get("height") or 0))
-        by_id[im.get("id")] = record(p, size)
-    for i, ann in enumerate(doc["annotations"]):
-        rec = by_id.get(ann.get("image_id"))
-        where = f"{path} annotation {ann.get('id', i)}"
-        if rec is None:
-            continue  # its image was listed above (or is not in 'images')
-        if ann.get("category_id") not in cats:
-            problems.append((where, f"category_id {ann.get('category_id')!r} is not in 'categories'; dropped"))
-            continue
-        bb = ann.get("bbox")
-        box = [bb[0], bb[1], bb[0] + bb[2], bb[1] + bb[3]] if isinstance(bb, list) and len(bb) == 4 \
-            and all(isinstance(v, (int, float)) for v in bb) else bb
-        add_box(rec, box, cats[ann["category_id"]], bool(ann.get("iscrowd", 0)), problems, where)
-    return list(by_id.values())
-
-
-# -- YOLO -------------------------------------------------------------------------------------------------------
-def read_yolo(yaml_path: Path, problems: list) -> dict[str, list[dict]]:
-    try:
-        doc = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise DataError(f"{yaml_path} does not parse as YAML ({exc})", "a YOLO data.yaml", "Fix the file") from None
-    names = doc.get("names")
-    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else names
-    if not isinstance(names, list) or not names:
-        raise DataError(f"{yaml_path} has no 'names' list", "names: [class0, class1, …]", "Add the class names")
-    base = Path(doc.get("path") or yaml_path.parent)
-    base = base if base.is_absolute() else yaml_path.parent / base
-    out: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
-    for key, entry in doc.items():
-        split = SPLIT_ALIASES.get(str(key).lower())
-        if split is None or not entry:
-            continue
-        for e in entry if isinstance(entry, list) else [entry]:
-            src = base / str(e)
-            files = ([Path(line.strip()) if Path(line.strip()).is_absolute() else base / line.strip()
-                      for line in src.read_text().splitlines() if line.strip()] if src.is_file()
-                     else sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS))
-            out[split] += [_yolo_record(f, names, problems) for f in files if f.is_file()]
-    if not out["train"]:
-        raise DataError(f"{yaml_path} lists no training images", "train: images/train (a folder or a .txt of paths)",
-                        "Check the 'path' and 'train' entries")
-    return out
-
-
-def _yolo_record(img: Path, names: list[str], problems: list) -> dict:
-    parts = list(img.parts)
-    idx = max((i for i, s in enumerate(parts) if s == "images"), default=None)
-    label = Path(*parts[:idx], "labels", *parts[idx + 1:]).with_suffix(".txt") if idx is not None else img.with_suffix(".txt")
-    try:
-        rec = record(img, None)
-    except OSError:
-        rec = {"path": str(img), "width": 0, "height": 0, "boxes": [], "labels": [], "ignore": []}
-    if not label.is_file():
-        return rec  # YOLO's convention: no label file = an image without objects
-    for n, line in enumerate(label.read_text(errors="replace").splitlines(), 1):
-        fields = line.split()
-        where = f"{label}:{n}"
-        if not fields:
-            continue
-        try:
-            c, cx, cy, w, h = int(fields[0]), *map(float, fields[1:5])
-        except (ValueError, IndexError):
-            problems.append((where, f"expected 'class cx cy w h', got {line.strip()[:60]!r}; dropped"))
-            continue
-        if not 0 <= c < len(names):
-            problems.append((where, f"class {c} is not in data.yaml's {len(names)} names; dropped"))
-            continue
-        W, H = rec["width"], rec["height"]
-        add_box(rec, [(cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H], str(names[c]),
-                False, problems, where)
-    return rec
+def _voc_sets(sets: Path, lists: dict[str, list[str]], records: dict[str, dict], problems: list) -> dict:
+    """The split of ``ImageSets/Main``: train.txt, else trainval.txt less val.txt; ids without an annotation and
+    annotated images named in no list are listed, never dropped silently."""
+    held = set(lists.get("val", [])) | set(lists.get("test", []))
+    train = lists["train"] if "train" in lists else [i for i in lists.get("trainval", []) if i not in held]
+    if "train" not in lists and "trainval" in lists:
+        log.info("%s: no train.txt; train is trainval.txt less val.txt and test.txt", sets)
+    split: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+    placed: set[str] = set()
+    for k, ids in (("train", train), ("val", lists.get("val", [])), ("test", lists.get("test", []))):
+        for i in ids:
+            if i not in records:
+                problems.append((f"{sets} {k}: {i}", "id listed but it has no annotation file (or image); left out"))
+            elif i in placed:
+                problems.append((f"{sets} {k}: {i}", "listed in two splits; kept in the first"))
+            else:
+                placed.add(i)
+                split[k].append(records[i])
+    for i, rec in records.items():
+        if i not in placed:
+            problems.append((rec["path"], f"not named in any list of {sets}; left out"))
+    if not split["train"]:
+        raise DataError(f"{sets} names no training image with an annotation", "train.txt (or trainval.txt) listing "
+                        "annotated image ids", "Fix the lists, or remove ImageSets/Main for a seeded split")
+    return split
 
 
 # -- a CSV of boxes ---------------------------------------------------------------------------------------------
@@ -274,7 +150,12 @@ def read_box_csv(path: Path, quoting: str, problems: list) -> tuple[dict[str, li
         label = (row.get(orig[label_col]) or "").strip()
         if label:
             add_box(records[key], [row.get(orig[c]) for c in box_cols], label, False, problems, where)
-    if any(v is not None for v in splits.values()):
+    given = [k for k, v in splits.items() if v is not None]
+    if given and len(given) < len(splits):
+        raise DataError(f"{path}: {len(splits) - len(given)} of {len(splits)} images have no split (an empty split "
+                        "cell on their first row)", "a split (train, val or test) for every image, or no split column",
+                        "Fill the split column, or drop it for a seeded split")
+    if given:
         out: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
         for k, rec in records.items():
             out[splits[k] or "train"].append(rec)
@@ -299,20 +180,25 @@ def read_any(path: Path, annotations: Path | None, images: Path | None, quoting:
             return read_box_csv(path, quoting, problems)
         raise DataError(f"{path} is not an annotation file this reads", "a COCO .json, a YOLO data.yaml, a CSV of "
                         "boxes, or a folder (VOC XML beside or under Annotations/)", "Pass one of those")
-    subs = {SPLIT_ALIASES.get(d.name.lower()): d for d in path.iterdir() if d.is_dir()}
+    yaml_files = [p for p in (path / "data.yaml", path / "dataset.yaml") if p.is_file()]
+    if yaml_files:  # before split folders: a Roboflow export is data.yaml beside train/ valid/ test/
+        return read_yolo(yaml_files[0], problems), []
+    subs: dict[str, list[Path]] = {}
+    for d in sorted(p for p in path.iterdir() if p.is_dir()):
+        if SPLIT_ALIASES.get(d.name.lower()):
+            subs.setdefault(SPLIT_ALIASES[d.name.lower()], []).append(d)
     if "train" in subs and not any(d.name in IMAGE_DIRS + XML_DIRS for d in path.iterdir()):
         out: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
-        for split, d in subs.items():
-            if split is not None:
+        for split, dirs in subs.items():
+            if len(dirs) > 1:
+                log.info("%s: %s are all read as %s", path, " and ".join(d.name + "/" for d in dirs), split)
+            for d in dirs:
                 pre, flat = read_any(d, None, None, quoting, problems)
                 out[split] += flat + [r for part in (pre or {}).values() for r in part]
         return out, []
-    yaml_files = [p for p in (path / "data.yaml", path / "dataset.yaml") if p.is_file()]
-    if yaml_files:
-        return read_yolo(yaml_files[0], problems), []
     if any(path.glob("*.xml")) or any((path / d).is_dir() for d in XML_DIRS):
         return read_voc(path, problems)
-    jsons = [p for p in sorted(path.glob("*.json")) if _looks_coco(p)]
+    jsons = [p for p in sorted(path.glob("*.json")) if looks_coco(p)]
     if len(jsons) == 1:
         return None, read_coco(jsons[0], images, problems)
     raise DataError(f"No box annotations found in {path}", "Pascal VOC XML files (beside the images or in "

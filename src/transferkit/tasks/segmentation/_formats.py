@@ -21,7 +21,8 @@ MASK_DIRS = ("masks", "mask", "SegmentationClass", "labels", "label", "annotatio
              "groundtruth", "targets")
 MASK_SUFFIXES = ("_mask", "-mask", "_masks", "_label", "-label", "_labels", "_gt", "_seg", "_segmentation", "_m")
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")
-IMAGE_COLUMNS, MASK_COLUMNS = ("image", "img", "path", "input", "file"), ("mask", "label", "annotation", "target", "seg")
+IMAGE_COLUMNS = ("image", "img", "image_path", "path", "input", "file")
+MASK_COLUMNS = ("mask", "mask_path", "masks", "segmentation", "annotation", "gt", "target", "seg")
 #: Pascal VOC's 21 classes in index order (its masks are palette PNGs; 255 marks the void border)
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",

@@ -5,7 +5,6 @@ the run says how many changed. :func:`scan` reads every mask once and lists the 
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
