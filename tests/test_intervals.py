@@ -99,3 +99,18 @@ def test_coverage_is_close_to_95_percent(k, seed_sd):
     A seed shift of 0.15 in log-odds moves a run's accuracy by ~3.5 points on top of the item × seed noise."""
     cov = _coverage(k, seed_sd)
     assert 0.90 <= cov <= 0.99, cov
+
+
+def test_too_few_items_give_no_interval_and_no_verdict():
+    """One detection test image (a zero-width interval) or four accuracy items (t with 3 df over a 0/1 spread) cannot
+    support an interval: none is given, and no NEGATIVE TRANSFER is called on it."""
+    from transferkit.compare import transfer_warnings
+    from transferkit.evaluation import crossed_interval, gain_text
+
+    for d in (np.array([[-0.4]]), np.array([[-1.0, 0.0, -1.0, -1.0], [-1.0, -1.0, 0.0, -1.0]])):
+        g = crossed_interval(d)
+        assert g["low"] is None and g["high"] is None and "interval needs at least" in g["too_few"]
+        assert "no interval" in gain_text(g)
+        msgs = transfer_warnings([{"strategy": "finetune", "gain": g}])
+        assert len(msgs) == 1 and msgs[0].startswith("No verdict") and "NEGATIVE" not in msgs[0]
+    assert crossed_interval(np.zeros((1, 10)) + 0.1)["low"] is not None

@@ -84,7 +84,10 @@ def transfer_warnings(rows: list[dict], metric: str = "accuracy", baseline: str 
             continue
         test = g.get("mcnemar")
         p = f" (McNemar's exact test, pooled over seeds: p = {test['pooled']['p']:.2g})" if test else ""
-        if g["high"] < 0:
+        if g.get("low") is None:
+            msgs.append(f"No verdict: {r['strategy']} vs {baseline} is {g['mean']:+.1%} in {metric}, but "
+                        f"{g.get('too_few', 'there are too few evaluation items')}; evaluate on more items.")
+        elif g["high"] < 0:
             msgs.append(f"{label}: {r['strategy']} is {-g['mean']:.1%} worse than {against} in {metric}, 95% interval "
                         f"[{g['low']:+.1%}, {g['high']:+.1%}]{p}. {advice}")
         elif g["low"] <= 0:

@@ -119,6 +119,8 @@ def cases(Case) -> list:
              _with([("c1.wav", "", "train")])),
         Case("asr_punctuation_only_transcript", "a transcript of only punctuation ('?!': no words to score)", "skip",
              "has no words once normalised", _with([("c1.wav", "?!", "train")])),
+        Case("asr_clip_listed_twice", "a clip listed twice with different transcripts", "skip",
+             "listed 2 times with different transcripts", _with([("c1.wav", "ba ab", "train")])),
         Case("asr_missing_file", "a row naming an audio file that does not exist", "skip", "does not exist",
              _with([("gone.wav", "ab", "train")])),
         Case("asr_too_short_for_ctc", "a 0.1 s clip with a 40-letter transcript (CTC cannot align it)", "skip",

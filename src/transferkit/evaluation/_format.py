@@ -12,7 +12,11 @@ def gain_label(result: dict, metric: str) -> str:
 
 def gain_text(g: dict | None) -> str:
     """``+21.3% [+15.2%, +27.4%]`` (percentage points) for a gain with its interval."""
-    return "" if not g else f"{g['mean']:+.1%} [{g['low']:+.1%}, {g['high']:+.1%}]"
+    if not g:
+        return ""
+    if g.get("low") is None:
+        return f"{g['mean']:+.1%} (no interval: too few items)"
+    return f"{g['mean']:+.1%} [{g['low']:+.1%}, {g['high']:+.1%}]"
 
 
 def mcnemar_text(g: dict | None) -> str:

@@ -20,6 +20,10 @@ from typing import Any
 import numpy as np
 
 
+#: fewer evaluation items than this give no interval (one image's pseudo-value is no spread; two give t with 1 df)
+MIN_ITEMS = 10
+
+
 def crossed_interval(d: np.ndarray, level: float = 0.95, centre: float | None = None) -> dict[str, Any]:
     """Mean of ``d`` (seeds × items) with a ``level`` interval and the variance split between sources.
 
@@ -32,6 +36,10 @@ def crossed_interval(d: np.ndarray, level: float = 0.95, centre: float | None = 
     d = np.atleast_2d(np.asarray(d, dtype=np.float64))
     k, n = d.shape
     mean = float(d.mean()) if centre is None else float(centre)
+    if n < MIN_ITEMS:  # the spread over items cannot be estimated: no interval, and said so
+        return {"mean": mean, "low": None, "high": None, "se": None, "df": None, "level": level, "n_seeds": int(k),
+                "n_items": int(n), "variance": {}, "too_few": f"{n} evaluation item(s): an interval needs at least "
+                f"{MIN_ITEMS}", "method": "none (too few items)"}
     if k == 1:
         var_items = float(d.var(ddof=1) / n) if n > 1 else 0.0
         var, df, parts = var_items, max(n - 1, 1), {"seeds": 0.0, "items": var_items, "residual": 0.0}

@@ -141,8 +141,10 @@ def gain_intervals(rows: list[dict], metrics: list[str], baseline: str = "scratc
     for ax, m in zip(axes[0], metrics):
         gains = [r["gains"][m] for r in rows]
         means = [g["mean"] for g in gains]
-        err = [[g["mean"] - g["low"] for g in gains], [g["high"] - g["mean"] for g in gains]]
-        colors = ["#c0392b" if g["high"] < 0 else "#7f8c8d" if g["low"] <= 0 else "#1e8449" for g in gains]
+        err = [[g["mean"] - g["low"] if g["low"] is not None else 0 for g in gains],
+               [g["high"] - g["mean"] if g["high"] is not None else 0 for g in gains]]
+        colors = ["#bbbbbb" if g["low"] is None else "#c0392b" if g["high"] < 0 else "#7f8c8d" if g["low"] <= 0
+                  else "#1e8449" for g in gains]
         ax.bar(range(len(rows)), means, yerr=err, capsize=5, color=colors)
         ax.axhline(0, color="#333", lw=0.8)
         ax.set_xticks(range(len(rows)), [r["strategy"] for r in rows], rotation=30 if len(rows) > 4 else 0, ha="right"

@@ -110,7 +110,26 @@ class TranscriptData(LabelledData):
                 self.row_groups_[str(p)] = group
             split = clean_split(row.get(keys["split"]), where) if "split" in keys else None
             out.append((str(p), text.strip(), split))
+        out = self._once_each(out)
         self._report_problems()
+        return out
+
+    def _once_each(self, rows: list[tuple[str, str, str | None]]) -> list[tuple[str, str, str | None]]:
+        """A clip listed more than once: kept once when its rows agree (transcript and split); left out and listed
+        when they do not — which transcript is right cannot be told."""
+        by_path: dict[str, list[tuple[str, str, str | None]]] = {}
+        for r in rows:
+            by_path.setdefault(r[0], []).append(r)
+        out = []
+        for path, rs in by_path.items():
+            if len({(" ".join(t.split()), k) for _, t, k in rs}) == 1:
+                out.append(rs[0])
+                if len(rs) > 1:
+                    log.info("%s is listed %d times with the same transcript: used once", path, len(rs))
+                continue
+            texts = "; ".join(f"{t[:30]!r} ({k or 'no split'})" for _, t, k in rs[:3])
+            self.bad_files_.append((path, f"listed {len(rs)} times with different transcripts or splits ({texts}); "
+                                          "left out: keep one row per clip"))
         return out
 
     def _folder(self) -> list[tuple[str, str, str | None]]:
