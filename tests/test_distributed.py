@@ -101,6 +101,37 @@ def test_a_killed_process_stops_the_run_with_a_clear_error_and_it_resumes_on_one
     assert resumed.metrics["confusion_matrix"] == ref["confusion_matrix"]
 
 
+def test_workers_die_with_a_killed_launcher(tmp_path):
+    """SIGKILL to the launcher of --processes 2 (it cannot stop its workers): both workers end within seconds
+    instead of lingering as orphans that hold memory and retry the store."""
+    import psutil
+
+    data = make_folder(tmp_path / "data", classes=3, per_class=40)
+    env = dict(os.environ, TRANSFERKIT_QUIET="1", TRANSFERKIT_DIST_TIMEOUT="60")
+    proc = subprocess.Popen([sys.executable, "-m", "transferkit.cli", "train", str(data), "--backbone", TINY,
+                             "--image-size", "64", "--epochs", "50", "--strategy", "finetune", "--workers", "0", "--processes", "2",
+                             "--output", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    workers: list[int] = []
+    while len(workers) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        workers = _workers(proc.pid)
+    assert len(workers) == 2, workers
+    time.sleep(2)  # the workers are up and training
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    gone = time.time() + 15
+    while time.time() < gone and any(psutil.pid_exists(w) and psutil.Process(w).status() != psutil.STATUS_ZOMBIE
+                                     for w in workers):
+        time.sleep(0.2)
+    alive = [w for w in workers if psutil.pid_exists(w) and psutil.Process(w).status() != psutil.STATUS_ZOMBIE]
+    info = [(w, psutil.Process(w).ppid(), psutil.Process(w).status(), psutil.Process(w).cmdline()[-2:]) for w in alive]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive, ("workers outlived their launcher", info)
+
+
 def _fails_in_rank_one():
     """A worker's own failure that is no TransferkitError (what a bug or a library error looks like)."""
     if os.environ.get("RANK") == "1":

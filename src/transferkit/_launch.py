@@ -10,6 +10,8 @@ import pickle
 import shutil
 import sys
 import tempfile
+import threading
+import time
 import traceback
 import uuid
 from datetime import timedelta
@@ -105,7 +107,7 @@ def launch(entry, processes: int, *args, **kwargs):
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.2,
                           start_method="spawn")
     try:
-        return elastic_launch(config, _worker)(where, entry, args, kwargs)[0]
+        return elastic_launch(config, _worker)(where, os.getpid(), entry, args, kwargs)[0]
     except ChildFailedError as exc:
         raise _explain(exc, Path(where), processes) from None
     finally:
@@ -113,7 +115,21 @@ def launch(entry, processes: int, *args, **kwargs):
         shutil.rmtree(where, ignore_errors=True)
 
 
-def _worker(where: str, entry, args, kwargs):
+def _die_with_launcher(parent: int, interval: float = 0.5) -> None:
+    """End this worker when its launcher (process ``parent``) is gone — killed with SIGKILL, it cannot stop its
+    workers: a daemon thread exits at once when this process is re-parented (also when that happened while it was
+    still starting)."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="transferkit-launcher-watch").start()
+
+
+def _worker(where: str, launcher: int, entry, args, kwargs):
+    _die_with_launcher(launcher)
     os.environ[_LAUNCH_DIR] = where
     log.addHandler(logging.StreamHandler(sys.stderr))
     log.setLevel(logging.INFO)
