@@ -50,9 +50,16 @@ def compare_adaptation(data, target: str, strategies: list[str], methods: list[s
     run trained on the labelled target (two folds, each scored on the other). Writes compare.json and a report."""
     settings = {**settings, "target": str(Path(target).resolve())}
     variants = plan(strategies, methods, settings)
-    data, out_dir = open_comparison(data, settings, output, name, resume, prefix="adapt")
-    cfg = resolve_config({**settings, "data": data.location})
-    target = read_target(settings["target"], cfg, modality_of(data), data)  # once: every run adapts to these
+    read: dict[str, Any] = {}
+
+    def prepare(data) -> None:  # the target, once: every run adapts to these; checked before any folder is made
+        read["cfg"] = resolve_config({**settings, "data": data.location})
+        read["target"] = read_target(settings["target"], read["cfg"], modality_of(data), data)
+        if ORACLE in methods:
+            check_oracle(read["target"], data.classes_)  # the oracle's runs come last: said now, not then
+
+    data, out_dir = open_comparison(data, settings, output, name, resume, prefix="adapt", before=prepare)
+    cfg, target = read["cfg"], read["target"]
     seed_range = range(first_seed, first_seed + seeds)
     results = run_grid(data, variants, seed_range, out_dir, resume, settings, target_data=target)
     classes = data.classes_
@@ -95,6 +102,21 @@ def _gain(runs: list[np.ndarray], base: list[np.ndarray]) -> dict[str, Any]:
     """Target accuracy gain over the source-only runs, paired by seed and target input, with McNemar's test."""
     d = np.stack([a - b for a, b in zip(runs, base)])
     return {**crossed_interval(d, centre=float(d.mean())), "mcnemar": paired_test(runs, base)}
+
+
+def check_oracle(target, classes: list[str]) -> None:
+    """The oracle trains on half the labelled target and scores the other half: every target class needs two
+    labelled inputs. Said before the comparison starts, not when its last runs fail."""
+    labels = [lab for lab in target.items.labels if lab is not None and lab >= 0]
+    if not labels:
+        raise ConfigError("--methods oracle needs target labels; the --target inputs have none",
+                          "a labelled target (class folders or a label column)", "Leave oracle out of --methods")
+    counts = np.bincount(labels, minlength=len(classes))
+    short = [f"{classes[c]} ({n})" for c, n in enumerate(counts) if 0 < n < 2]
+    if short:
+        raise ConfigError(f"--methods oracle splits the labelled target in two, and target class(es) "
+                          f"{', '.join(short)} have a single input", "at least 2 labelled target inputs per class",
+                          "Add target inputs for those classes, or leave oracle out of --methods")
 
 
 def _oracle(data, target, cfg, strategy: str, seeds, out_dir: Path, resume: bool, settings: dict):

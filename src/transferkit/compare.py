@@ -156,8 +156,10 @@ def close_comparison(out_dir: Path, result: dict) -> dict:
     return _dist.broadcast(result)
 
 
-def open_comparison(data, settings: dict, output, name: str | None, resume: bool, prefix: str = "compare"):
-    """(the data, scanned and split once for every run; the comparison's folder, new unless ``resume``)."""
+def open_comparison(data, settings: dict, output, name: str | None, resume: bool, prefix: str = "compare",
+                    before=None):
+    """(the data, scanned and split once for every run; the comparison's folder, new unless ``resume``).
+    ``before(data)`` checks what else the comparison reads before its folder is made: a bad input leaves none."""
     join_process_group(bool(settings.get("cpu")))
     if isinstance(data, (str, Path)):
         data = read_data(resolve_config({**settings, "data": str(data)}))
@@ -167,6 +169,8 @@ def open_comparison(data, settings: dict, output, name: str | None, resume: bool
         raise ConfigError(f"Comparison folder {out_dir} already exists", "a new comparison name",
                           "Choose another --name, or continue it (more seeds, or after an interruption) with --resume")
     data.setup()
+    if before is not None:
+        before(data)
     if _dist.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
     return data, out_dir

@@ -122,4 +122,14 @@ def cases(Case) -> list:
              "can run --adapt dann", lambda tmp, run: ["compare", str(_source(tmp)), "--target", str(_target(tmp)),
                                                        "--strategies", "linear-probe", "--adapt", "none,dann",
                                                        *TRAIN, "--output", str(tmp / "runs")]),
+        Case("da_oracle_single_input_class", "compare --adapt oracle with a target class of one labelled input",
+             "error", "have a single input", _oracle_single),
     ]
+
+
+def _oracle_single(tmp: Path, run: Path) -> list[str]:
+    t = _target(tmp)
+    for p in sorted((t / "class1").iterdir())[1:]:
+        p.unlink()
+    return ["compare", str(_source(tmp)), "--target", str(t), "--strategies", "linear-probe", "--adapt",
+            "none,oracle", *TRAIN, "--output", str(tmp / "runs")]

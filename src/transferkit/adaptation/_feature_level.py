@@ -5,10 +5,15 @@ model is an ordinary backbone + linear head that reads raw target features."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
 import torch
+
+from ..errors import TrainingError
+
+log = logging.getLogger("transferkit")
 
 SUBSPACE_DIM = 100  # subspace alignment keeps this many principal directions (at most the smaller domain - 1)
 
@@ -38,6 +43,14 @@ def fit_adapted_probe(method: str, task, model, fs: np.ndarray, ys: np.ndarray, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mapped = ad.fit_transform(X, y, sample_domain=domain)
+        if not np.isfinite(mapped).all() and method == "coral":  # a covariance too close to singular for its sqrt
+            log.warning("CORAL: the estimated covariances gave a non-finite map; refitted with shrinkage 0.5")
+            ad = type(ad)(reg=0.5)
+            mapped = ad.fit_transform(X, y, sample_domain=domain)
+    if not np.isfinite(mapped).all():
+        raise TrainingError(f"--adapt {method} mapped the features to NaN or infinite values ({len(fs)} source, "
+                            f"{len(ft)} target inputs of {fs.shape[1]} features)", "a finite feature map",
+                            "Use another --adapt method (ot, sa), or more target inputs")
     src, tgt = mapped[: len(fs)], mapped[len(fs):]
     head = model.head
     in_dim = src.shape[1]
