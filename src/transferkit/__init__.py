@@ -12,10 +12,11 @@ from .data import CsvImageData, ImageFolderData
 from .errors import TransferkitError
 from .predict import Predictor, evaluate, load
 from .training import Run, fit, load_run
+from .tune import tune
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CsvImageData", "ImageFolderData", "Predictor", "Run", "RunConfig", "TransferkitError",
-    "create_backbone", "evaluate", "fit", "load", "load_run",
+    "create_backbone", "evaluate", "fit", "load", "load_run", "tune",
 ]

@@ -88,3 +88,24 @@ def print_sweep(out, sweep: dict) -> None:
         t.add_row(name, *[interval_text(by.get(n)) for n in sweep["shots"]], f"{points[-1]['seconds']:.0f} s")
     out.print(t)
     out.print(f"sweep: [bold]{sweep['path']}[/] (sweep.json, report.html)")
+
+
+def print_tune(out, result: dict) -> None:
+    """A search: every trial (state, validation score, settings), then the best with its one test score."""
+    t = Table(title=f"{result['complete']} complete, {result['pruned']} pruned, {result['failed']} failed · "
+                    f"{result['metric']} ({result['direction']})")
+    for col in ("trial", "state", "val", "seconds", "settings"):
+        t.add_column(col, justify="left" if col in ("state", "settings") else "right")
+    for r in result["trials"]:
+        t.add_row(str(r["number"]), r["state"] + (f" (= {r['same_as']})" if r.get("same_as") is not None else ""),
+                  "" if r["value"] is None else f"{r['value']:.4f}",
+                  "" if r.get("seconds") is None else f"{r['seconds']:.0f}", json.dumps(r["params"])[:90])
+    out.print(t)
+    best = result.get("best")
+    if not best:
+        out.print("No trial finished: raise --timeout or --trials (see the failures above)")
+        return
+    test = best.get("test") or {}
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float))[:120]
+    out.print(f"best: trial {best['number']}, val {best['value']:.4f}" + (f"; test {scores}" if scores else "") +
+              f"\nrun folder: {best['run']}")

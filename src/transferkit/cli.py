@@ -16,7 +16,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from . import _dist
-from ._printing import print_comparison, print_metrics, print_predictions, print_sweep
+from ._printing import print_comparison, print_metrics, print_predictions, print_sweep, print_tune
 from ._runfolder import check_run_dir
 from .adapt_compare import compare_adaptation
 from .backbones import PACKAGED, first_installed, sources
@@ -35,6 +35,8 @@ from .serve import create_app
 from .strategies import strategies
 from .tasks import tasks
 from .training import fit, load_run
+from .tune import DEFAULT_TRIALS
+from .tune import tune as run_tune
 
 try:
     from click import ClickException  # what a typer that depends on click raises
@@ -228,6 +230,33 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
     if not _dist.is_main():
         return
     print_comparison(out, result)
+
+
+@app.command()
+@_with_train_options
+def tune(data: str = typer.Argument(..., help="the data, as for train"),
+         trials: Optional[int] = O(None, help=f"trials to run (default {DEFAULT_TRIALS} when no --timeout)"),
+         timeout: Optional[float] = O(None, help="seconds after which no new trial starts"),
+         strategies: Optional[str] = O(None, help="comma-separated strategies to choose among (default: those the "
+                                       "task trains with of linear-probe, lp-ft, finetune, gradual, frozen)"),
+         space: Optional[Path] = O(None, "--space", help="YAML search space: option: {low, high, log} | [choices] | "
+                                   "value (dotted keys such as run.lr allowed)"),
+         pruner: str = O("median", help="median | hyperband | none: stop trials whose validation score lags"),
+         storage: Optional[str] = O(None, help="an Optuna storage URL shared by several processes or machines "
+                                    "(default: a journal file in the tune folder)"),
+         resume: bool = O(False, "--resume", help="add trials to the study of --name"),
+         config: Optional[Path] = O(None, help="YAML config; flags override it"),
+         **options) -> None:
+    """Search the settings (Optuna, TPE with pruning): every trial a run folder, the best chosen on val and scored on
+    test once; report, parameter importances and the best settings as a --config file."""
+    _setup_logging()
+    settings = {**(load_config_file(config) if config else {}), **_settings(options)}
+    output = settings.pop("output", "runs")
+    name = settings.pop("name", None)
+    names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
+    result = run_tune(data, trials=trials, timeout=timeout, output=output, name=name, resume=resume, space=space,
+                      candidates=names, pruner=pruner, storage=storage, **settings)
+    print_tune(out, result)
 
 
 ADAPT_DEFAULT = "none,coral,sa,ot,adabn,dann,cdan,mcc,self-train,oracle"

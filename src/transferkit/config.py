@@ -39,6 +39,9 @@ class Option:
     path: bool = False
     owner: str = "run"
     cli: bool = True  # offered as a flag of train and compare
+    #: how ``tune`` searches it by default: ("log", low, high), ("float", low, high), ("int", low, high) or
+    #: ("choice", value, …); empty: not searched unless a --space file names it
+    search: tuple = ()
 
 
 _OPTIONS: dict[str, Option] = {}
@@ -104,14 +107,14 @@ declare(
     _O("task", default="classify"),
     _O("modality", help="image | text | audio (default: detected from the data: file types, table columns)"),
     _O("epochs", int, None, "passes over the training data (default 5, or what gives the task's number of steps)",
-       low=1, high=100_000, wanted="a whole number of epochs ≥ 1"),
+       low=1, high=100_000, wanted="a whole number of epochs ≥ 1", search=("int", 2, 12)),
     _O("batch_size", int, None, "default 16 (segmentation 8)", low=1, high=65_536, wanted="a batch size ≥ 1"),
     _O("lr", float, None, "the head's learning rate (default: the modality's, task's or strategy's)",
-       low=1e-12, high=10.0, wanted="a learning rate such as 1e-3, in (0, 10]"),
+       low=1e-12, high=10.0, wanted="a learning rate such as 1e-3, in (0, 10]", search=("log", 1e-5, 3e-2)),
     _O("backbone_lr_mult", float, None, "backbone lr = lr × this (default 0.1 images, 0.05 text)", low=0.0,
-       high=100.0, wanted="a multiplier ≥ 0 (0 freezes the backbone's learning rate)"),
+       high=100.0, wanted="a multiplier ≥ 0 (0 freezes the backbone's learning rate)", search=("log", 0.01, 1.0)),
     _O("optimizer", default="adamw", choices=("adamw", "sgd")),
-    _O("weight_decay", float, 0.01, low=0.0, high=10.0, wanted="a weight decay ≥ 0"),
+    _O("weight_decay", float, 0.01, low=0.0, high=10.0, wanted="a weight decay ≥ 0", search=("log", 1e-5, 0.1)),
     _O("warmup_epochs", float, 0.5, low=0.0, high=100_000, wanted="epochs of warm-up ≥ 0"),
     _O("patience", int, 0, "early-stopping patience in epochs (0: off)", low=0, high=100_000,
        wanted="epochs of patience ≥ 0 (0: no early stopping)"),
@@ -119,7 +122,7 @@ declare(
        low=0.0, high=10**7, wanted="seconds ≥ 0 (0: a checkpoint after every epoch)"),
     _O("select", default="val", help="the epoch kept: val (best val score, when val is not the reported split) | "
        "last", choices=("val", "last")),
-    _O("augment", default="light", choices=("none", "light", "standard")),
+    _O("augment", default="light", choices=("none", "light", "standard"), search=("choice", "none", "light", "standard")),
     _O("image_size", int, None, "override the backbone's input size", low=16, high=4096,
        wanted="an input size in pixels, 16–4096"),
     _O("seed", int, 0, low=0, high=2**32 - 1, wanted="a seed ≥ 0"),

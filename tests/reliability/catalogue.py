@@ -24,7 +24,7 @@ import sys
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import TINY, make_folder, make_tiny_bert  # noqa: E402
 from reliability import (adaptation_cases, asr_cases, audio_cases, detection_cases,  # noqa: E402
-                         detection_format_cases, segmentation_cases)
+                         detection_format_cases, segmentation_cases, tune_cases)
 
 TRAIN = ["--backbone", TINY, "--image-size", "32", "--epochs", "1", "--workers", "0"]
 
@@ -422,7 +422,7 @@ CASES = [
          lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--image-cache-mb", "-1"]),
 ]
 CASES += audio_cases.cases(Case) + TABLE_CASES + NUMBER_CASES + RUN_CASES + MESSAGE_CASES + detection_cases.cases(Case) + detection_cases.more_cases(Case)
-CASES += segmentation_cases.cases(Case) + detection_format_cases.cases(Case)
+CASES += segmentation_cases.cases(Case) + detection_format_cases.cases(Case) + tune_cases.cases(Case)
 CASES += adaptation_cases.cases(Case) + asr_cases.cases(Case)
 
 USAGE_CASES = [  # typer's own copy of click raises its own exceptions: each must end as click's message, exit 2

@@ -103,7 +103,7 @@ class Gradual(Strategy):
 
     name = "gradual"
     options = (Option("freeze_epochs", int, 1, "gradual: head-only epochs before unfreezing", low=0, high=100_000,
-                      wanted="head-only epochs ≥ 0"),)
+                      wanted="head-only epochs ≥ 0", search=("int", 0, 3)),)
     description = 'head only for freeze_epochs, then everything with layer-wise lr decay (fastai fine_tune)'
 
     def layer_decay(self) -> float | None:
@@ -132,7 +132,8 @@ class LoRA(Strategy):
 
     name = "lora"
     adapters_only = True
-    options = (Option("lora_rank", int, 8, "lora: the adapters' rank", low=1, high=4096, wanted="a rank ≥ 1"),
+    options = (Option("lora_rank", int, 8, "lora: the adapters' rank", low=1, high=4096, wanted="a rank ≥ 1",
+                      search=("choice", 4, 8, 16)),
                Option("lora_alpha", float, 16.0, "lora: the adapters' scale α (their update is scaled by α / rank)",
                       low=1e-6, high=1e6, wanted="a scale > 0"))
     description = 'low-rank adapters (peft) on attention projections; backbone weights frozen'

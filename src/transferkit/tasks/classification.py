@@ -26,7 +26,8 @@ class Classification(Task):
     options = (
         Option("class_weights", default="none", help="none | auto (inverse class frequency in the loss and the probe)",
                choices=("none", "auto")),
-        Option("label_smoothing", float, 0.0, low=0.0, high=0.999, wanted="a label smoothing in [0, 1)"),
+        Option("label_smoothing", float, 0.0, low=0.0, high=0.999, wanted="a label smoothing in [0, 1)",
+               search=("float", 0.0, 0.2)),
     )
     compare_metrics = ("accuracy", "macro_f1")
     paired_test_metric = "accuracy"
