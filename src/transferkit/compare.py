@@ -198,7 +198,7 @@ def run_grid(data, variants: dict[str, dict], seeds, out_dir: Path, resume: bool
                     log.info("compare: %s stopped before anything worth keeping; training it again", run_dir)
                     shutil.rmtree(run_dir)
                 run = fit(data, **{**settings, **own}, seed=seed, output=str(out_dir / "runs"), name=run_dir.name,
-                          **given)
+                          track_group=str(out_dir), **given)
             results[v].append((run, time.time() - t0))
     return results
 

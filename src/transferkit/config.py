@@ -153,6 +153,10 @@ declare(
     _O("output", default="runs", help="folder for run folders (default runs)"),
     _O("name", help="run folder name"),
     _O("cache_dir", help="feature cache (default ~/.cache/transferkit)"),
+    _O("track", help="experiment trackers, comma-separated: tensorboard (event files in the run folder), mlflow "
+       "(a local store beside the runs, or MLFLOW_TRACKING_URI / --track-uri), wandb, comet_ml, aim, clearml, dvclive"),
+    _O("track_uri", help="the tracking server's URI (MLflow)"),
+    _O("track_group", help="the comparison or search a run belongs to (set by compare and tune)", cli=False),
     _O("extra", dict, {}, "free-form settings kept with the run", cli=False),
 )
 del _O

@@ -237,7 +237,8 @@ def _objective(data, task, space: dict, fixed: dict, folder: Path, metric: str):
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
 
         run = fit(copy.copy(data), on_epoch_end=report, **{**fixed, **params, "output": str(folder / "trials"),
-                                                           "name": f"trial-{trial.number:03d}"})
+                                                           "name": f"trial-{trial.number:03d}",
+                                                           "track_group": str(folder)})
         trial.set_user_attr("run", str(run.path))
         trial.set_user_attr("seconds", run.metrics.get("seconds"))
         value = float(run.metrics[metric])

@@ -34,5 +34,12 @@ def cases(Case) -> list:
         Case("tune_storage_unreachable", "a --storage URL that cannot be used", "error", "cannot be used",
              _tune(None, "--storage", "sqlite:////no/such/dir/study.db")),
         Case("tune_zero_trials", "--trials 0", "error", "runs nothing", _tune(None, "--trials", "0")),
+        Case("track_unknown", "train --track tensorbored (a misspelt tracker)", "error", "Unknown --track",
+             lambda tmp, run: ["train", str(make_folder(tmp / "data", classes=2, per_class=8)), *FLAGS, "--epochs",
+                               "1", "--track", "tensorbored", "--output", str(tmp / "runs")]),
+        Case("track_not_installed", "train --track wandb where wandb is not installed (the run goes on)", "warn",
+             "the run goes on", lambda tmp, run: ["train", str(make_folder(tmp / "data", classes=2, per_class=8)),
+                                                  *FLAGS, "--epochs", "1", "--strategy", "finetune", "--track",
+                                                  "wandb", "--output", str(tmp / "runs")]),
         Case("tune_unknown_pruner", "--pruner sometimes", "error", "Unknown --pruner", _tune(None, "--pruner", "sometimes")),
     ]

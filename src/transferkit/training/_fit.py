@@ -27,6 +27,7 @@ from ..tasks import get_task, inputs_of, read_data
 from ._loop import train_loop
 from ._plan import Plan, epoch_dataset, plan_run
 from ._progress import progress_bar
+from ._tracking import Tracking, tracker_names
 
 log = logging.getLogger("transferkit")
 
@@ -132,11 +133,17 @@ def _resume(run_dir: Path, on_epoch_end) -> Run:
 def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state, on_epoch_end, target=None) -> Run:
     t_start = time.time()
     join_process_group(cfg.cpu)
+    tracker_names(cfg)  # a misspelt tracker fails before anything is written
     plan = plan_run(cfg, data, target)
     fresh = run_dir is None
     run_dir = run_dir or _dist.broadcast(_new_run_dir(cfg) if _dist.is_main() else None)  # one folder, the main's
     announce_run_dir(run_dir)
     handler = _attach_log(run_dir) if _dist.is_main() else None
+    tracking = Tracking(cfg, run_dir, cfg.track_group)
+    if on_epoch_end is None or not tracking.trackers:
+        on_epoch_end = on_epoch_end or (tracking.epoch if tracking.trackers else None)
+    else:
+        on_epoch_end = _both(tracking.epoch, on_epoch_end)
     try:
         if fresh and _dist.is_main():
             _write_inputs(plan, run_dir)
@@ -157,16 +164,27 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         plan.adapt.after_training(plan, model)
         if not _dist.is_main():  # the main process writes the run folder; the others return what it measured
             return Run(run_dir, cfg, _dist.broadcast(None), history)
-        return _finish(plan, model, run_dir, eval_out, history, probe_info, t_start)
+        run = _finish(plan, model, run_dir, eval_out, history, probe_info, t_start)
+        tracking.finish(run_dir, run.metrics)
+        return run
     except BaseException:
         if fresh and _dist.is_main() and not (run_dir / rf.CHECKPOINT).exists():
             handler.close()  # release train.log before the folder goes
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
         raise
     finally:
+        tracking.close()
         if handler is not None:
             handler.close()
             log.removeHandler(handler)
+
+
+def _both(first, second):
+    def call(epoch: int, row: dict) -> None:
+        first(epoch, row)
+        second(epoch, row)
+
+    return call
 
 
 def _write_inputs(plan: Plan, run_dir: Path) -> None:

@@ -1,0 +1,128 @@
+"""Experiment trackers through the ones accelerate integrates (``accelerate.tracking``: TensorBoard, MLflow, W&B,
+Comet, Aim, ClearML, DVCLive, …): the resolved config as parameters, every epoch's row as metrics, the final
+metrics, and the report, metrics.json and model as artifacts where the tracker takes files. The main process logs;
+a tracker that is not installed or cannot start is said in one line and the run goes on without it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .. import _dist
+from .. import _runfolder as rf
+from ..errors import ConfigError
+
+log = logging.getLogger("transferkit")
+
+
+def _flat(values: dict, prefix: str = "") -> dict[str, float]:
+    """Numbers of a (nested) dict, with dotted keys: what every tracker can plot."""
+    out: dict[str, float] = {}
+    for k, v in values.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def tracker_names(cfg) -> list[str]:
+    """``--track``'s names, checked against accelerate's trackers (before a run folder is made)."""
+    names = [n.strip().lower() for n in (cfg.track or "").split(",") if n.strip()]
+    if names:
+        from accelerate import tracking  # heavy: loaded on first use
+
+        unknown = [n for n in names if n not in tracking.LOGGER_TYPE_TO_CLASS]
+        if unknown:
+            raise ConfigError(f"Unknown --track {', '.join(unknown)}", f"any of {', '.join(tracking.LOGGER_TYPE_TO_CLASS)}",
+                              "Fix the tracker names")
+    return names
+
+
+class Tracking:
+    """The run's trackers (none without ``--track``). ``group``: the comparison or search the run belongs to
+    (TensorBoard: a sub-folder per run under the group's folder; MLflow: the group is the experiment)."""
+
+    def __init__(self, cfg, run_dir: Path, group: str | None = None):
+        self.trackers: list = []
+        names = tracker_names(cfg)
+        if not names or not _dist.is_main():
+            return
+        from accelerate import tracking  # heavy: loaded on first use
+
+        run_dir = Path(run_dir)
+        base = Path(group) if group else run_dir
+        for name in names:
+            try:
+                self.trackers.append(self._start(tracking, name, cfg, run_dir, base, group))
+            except Exception as exc:  # noqa: BLE001 - a tracker is never a reason to lose the run
+                log.warning("tracker %s is not used: %s (the run goes on without it)", name,
+                            _why(exc, name))
+
+    @staticmethod
+    def _start(tracking, name: str, cfg, run_dir: Path, base: Path, group: str | None):
+        from accelerate.utils import imports  # heavy: loaded on first use
+
+        available = getattr(imports, f"is_{name}_available", lambda: True)
+        if not available():
+            raise ImportError(f"{name} is not installed")
+        cls = tracking.LOGGER_TYPE_TO_CLASS[name]
+        if name == "tensorboard":  # event files in the run folder, or one folder per run under the group's
+            tracker = cls(run_dir.name if group else "tensorboard", base / "tensorboard" if group else run_dir)
+        elif name == "mlflow":
+            if cfg.track_uri:
+                os.environ["MLFLOW_TRACKING_URI"] = cfg.track_uri
+            elif not os.environ.get("MLFLOW_TRACKING_URI"):  # a local store beside the runs, no server needed
+                os.environ["MLFLOW_TRACKING_URI"] = (Path(cfg.output).resolve() / "mlruns").as_uri()
+            tracker = cls(experiment_name=Path(group).name if group else "transferkit", run_name=run_dir.name)
+        else:
+            tracker = cls(run_dir.name)
+        tracker.start()
+        tracker.store_init_configuration({k: v for k, v in cfg.to_dict().items() if not isinstance(v, dict)})
+        return tracker
+
+    def epoch(self, epoch: int, row: dict) -> None:
+        self._each("log", _flat(row), step=epoch + 1)
+
+    def finish(self, run_dir: Path, metrics: dict) -> None:
+        """The final metrics, the run folder's report, metrics.json and model as artifacts; then close."""
+        self._each("log", _flat({"final": metrics}))
+        for t in self.trackers:
+            try:
+                _artifacts(t, Path(run_dir))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("tracker %s: artifacts not stored (%s)", t.name, _why(exc, t.name))
+        self._each("finish")
+        self.trackers = []
+
+    def close(self) -> None:
+        """Close trackers still open (a run that failed or was interrupted: what it logged stays)."""
+        self._each("finish")
+        self.trackers = []
+
+    def _each(self, method: str, *args, **kwargs) -> None:
+        for t in list(self.trackers):
+            try:
+                getattr(t, method)(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - a tracker that stops answering is dropped, the run goes on
+                log.warning("tracker %s stopped (%s); the run goes on without it", t.name, _why(exc, t.name))
+                self.trackers.remove(t)
+
+
+def _artifacts(tracker, run_dir: Path) -> None:
+    files = [run_dir / f for f in (rf.REPORT, rf.METRICS, rf.WEIGHTS, rf.MODEL_META, rf.CONFIG)
+             if (run_dir / f).is_file()]
+    if tracker.name == "mlflow":
+        for f in files:
+            tracker.tracker.log_artifact(str(f))
+    elif tracker.name == "wandb":
+        for f in files:
+            tracker.tracker.save(str(f), base_path=str(run_dir))
+
+
+def _why(exc: Exception, name: str) -> str:
+    said = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    if isinstance(exc, ImportError):
+        return f"{said}; pip install {name.replace('_', '-')}"
+    return said

@@ -1,0 +1,56 @@
+"""Experiment trackers through accelerate's: TensorBoard event files with every epoch's row, the config and the
+final metrics; a comparison's runs side by side; a tracker that is not installed is one line and the run goes on."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import transferkit as tk
+from transferkit.errors import ConfigError
+
+from conftest import FAST, make_folder
+
+pytest.importorskip("tensorboard")
+
+
+def _scalars(folder) -> dict[str, list[float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_holds_every_epoch_and_the_final_metrics(tmp_path):
+    data = make_folder(tmp_path / "d", classes=2, per_class=10)
+    run = tk.fit(data, strategy="finetune", track="tensorboard", output=str(tmp_path / "runs"),
+                 **dict(FAST, epochs=3))
+    events = list((run.path / "tensorboard").rglob("events.out.tfevents*"))
+    assert events
+    scalars = _scalars(events[0].parent)
+    assert len(scalars["train_loss"]) == 3 and len(scalars["val_acc"]) == 3
+    assert scalars["final.accuracy"] == [pytest.approx(run.metrics["accuracy"])]
+
+
+def test_compare_runs_side_by_side_and_missing_trackers_are_one_line(tmp_path, caplog):
+    from transferkit.compare import compare
+
+    data = make_folder(tmp_path / "d", classes=2, per_class=10)
+    with caplog.at_level(logging.WARNING, logger="transferkit"):
+        compare(str(data), ["scratch", "finetune"], seeds=1, output=str(tmp_path / "cmp"), name="c",
+                track="tensorboard,wandb", **dict(FAST, epochs=1))
+    runs = sorted(p.name for p in (tmp_path / "cmp" / "c" / "tensorboard").iterdir())
+    assert runs == ["finetune-seed0", "scratch-seed0"]
+    said = [r.getMessage() for r in caplog.records if "wandb" in r.getMessage()]
+    assert said and all("the run goes on" in m for m in said) and len(said) == 2  # once per run
+
+
+def test_unknown_tracker_is_refused():
+    data = "unused"
+    with pytest.raises(ConfigError, match="Unknown --track"):
+        from transferkit.config import resolve_config
+        from transferkit.training._tracking import Tracking
+
+        Tracking(resolve_config({"data": data, "track": "tensorbored"}), ".")
