@@ -92,7 +92,7 @@ def server(tiny_run):
 
     run, data = tiny_run
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(run.path, max_batch=8), host="127.0.0.1", port=port,
+    srv = uvicorn.Server(uvicorn.Config(create_app(run.path, max_batch=8, ui=False), host="127.0.0.1", port=port,
                                         log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -213,7 +213,7 @@ def test_every_html_page_escapes_labels(tmp_path):
     pages = [(tmp_path / "cmp" / "c" / "report.html").read_text()]
     run = Path(result["rows"][1]["runs"][0])
     pages.append((run / "report.html").read_text())
-    with TestClient(create_app(run)) as client:
+    with TestClient(create_app(run, ui=False)) as client:  # the plain upload page (the demo page: tests/test_app.py)
         page = client.get("/")
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert "<script>" not in page.text  # no inline script at all
@@ -249,7 +249,7 @@ def test_one_failing_input_fails_its_request_alone(tiny_run):
     pred = tk.load(run.path)
     batcher = Batcher(pred, max_batch=8, max_wait_ms=50)
     good = pred.transform(Image.open(data / "class0" / "0.png").convert("RGB"))
-    bad = torch.zeros(3, 7, 5)  # a shape the batch cannot stack with the others
+    bad = torch.zeros(1, 32, 32)  # one channel: the batch cannot stack it, nor can the model read it alone
 
     async def main():
         worker = asyncio.create_task(batcher.run())

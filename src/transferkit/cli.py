@@ -333,7 +333,8 @@ def export(run: Path = typer.Argument(..., help="a finished run folder"),
 def serve(run: Path = typer.Argument(..., help="a finished run folder"),
           host: str = O("127.0.0.1"), port: int = O(8000),
           max_batch: int = O(16, help="largest batch of concurrent requests run together")) -> None:
-    """Serve a run over HTTP: POST /predict, GET /health, /labels, / (upload page), /docs."""
+    """Serve a run over HTTP: POST /predict, GET /health, /labels, /docs, and / (the demo page where gradio is
+    installed, else a plain upload page)."""
     if not 1 <= port <= 65535:
         raise TransferkitError(f"--port {port} is not a TCP port", "a port in 1–65535, e.g. 8000")
     try:
@@ -342,6 +343,22 @@ def serve(run: Path = typer.Argument(..., help="a finished run folder"),
         raise TransferkitError("serve needs fastapi and uvicorn", None, "pip install 'transferkit[serve]'") from None
 
     uvicorn.run(create_app(run, max_batch=max_batch), host=host, port=port, log_level="info")
+
+
+@app.command("app")
+def demo_app(run: Path = typer.Argument(..., help="a finished run folder"),
+             host: str = O("127.0.0.1"), port: int = O(7860),
+             max_batch: int = O(16, help="largest batch of concurrent requests run together")) -> None:
+    """A demo page of a run people can use (Gradio): upload or record an input, see the labels, boxes, mask or
+    transcript; the JSON API (/predict, /docs) answers beside it."""
+    if not 1 <= port <= 65535:
+        raise TransferkitError(f"--port {port} is not a TCP port", "a port in 1–65535, e.g. 7860")
+    try:
+        import gradio  # noqa: F401  optional (app extra)
+        import uvicorn  # optional (serve extra)
+    except ImportError:
+        raise TransferkitError("The demo page needs gradio and uvicorn", None, "pip install 'transferkit[app]'") from None
+    uvicorn.run(create_app(run, max_batch=max_batch, ui=True), host=host, port=port, log_level="info")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 
 import asyncio
 import html
+import importlib.util
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .app import build_demo
 from .errors import DataError, TransferkitError
 from .features import to_device
 from .predict import Predictor
@@ -85,8 +87,10 @@ class Batcher:
         return pred.task.per_item(outputs)
 
 
-def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, max_bytes: int = 10 * 2**20):
-    """The FastAPI app for a run folder (``uvicorn`` serves it; tests call it over real HTTP)."""
+def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, max_bytes: int = 10 * 2**20,
+               ui: bool | None = None):
+    """The FastAPI app for a run folder (``uvicorn`` serves it; tests call it over real HTTP). ``ui``: the Gradio
+    demo page at ``/`` (None: when gradio is installed; else the plain upload page)."""
     from fastapi import FastAPI, HTTPException, Request  # optional (serve extra)
     from fastapi.responses import HTMLResponse, Response
 
@@ -119,7 +123,10 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
     def labels() -> list[str]:
         return predictor.labels
 
-    @app.get("/", response_class=HTMLResponse)
+    if ui is None:
+        ui = importlib.util.find_spec("gradio") is not None
+
+    @app.get("/upload" if ui else "/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
         esc = html.escape
         page = UPLOAD_PAGE.format(name=esc(name), n=len(predictor.labels),
@@ -187,6 +194,22 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
             log.exception("prediction failed for one request")
             raise HTTPException(500, f"The model failed on this input ({type(exc).__name__}); see the server log") \
                 from None
+
+    async def demo_predict(value) -> dict:
+        """The demo page's input through the same checks, decoding, batching and model as /predict."""
+        loop = asyncio.get_running_loop()
+        payload = await loop.run_in_executor(None, modality.app_payload, value, max_bytes)
+        x = await loop.run_in_executor(None, decode, payload)
+        try:
+            out = await batcher.submit(x)
+        except asyncio.QueueFull:
+            raise DataError("The server is busy", "a retry shortly") from None
+        return predictor.task.decode([out], predictor.labels, 5)[0]
+
+    if ui:
+        import gradio as gr  # optional (app extra)
+
+        app = gr.mount_gradio_app(app, build_demo(predictor, Path(run), demo_predict), path="/")
 
     def decode(payload):
         """Decode one request and check it fits the model (a clip longer than its window …): one request's

@@ -92,6 +92,19 @@ class Modality:
         """One served request → one model input (as the dataset would give it); DataError if bad."""
         raise NotImplementedError
 
+    def app_input(self, gr):
+        """The demo page's input component (``gr`` is the gradio module): a file upload by default."""
+        return gr.File(label=self.inputs_help or "input")
+
+    def app_payload(self, value, max_bytes: int):
+        """A demo page input (a file path by default) → what :meth:`decode_request` reads, within ``max_bytes``."""
+        path = Path(value) if value else None
+        if path is None or not path.is_file():
+            raise DataError("Nothing to predict", self.inputs_help or "an input")
+        if path.stat().st_size > max_bytes:
+            raise DataError(f"The file is larger than {max_bytes // 2**20} MiB", "a smaller file")
+        return path.read_bytes()
+
     def collate(self, backbone, xs: list) -> Any:
         """Served inputs (as ``decode_request`` returned them) → one batch."""
         return torch.stack(xs)

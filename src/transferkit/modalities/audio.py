@@ -104,6 +104,9 @@ class AudioModality(Modality):
     def expand_inputs(self, inputs):
         return expand_files(inputs, AUDIO_EXTENSIONS, check_audio, "audio")
 
+    def app_input(self, gr):
+        return gr.Audio(type="filepath", sources=["upload", "microphone"], label="audio clip")
+
     def decode_request(self, payload: bytes, transform) -> torch.Tensor:
         import soundfile as sf  # optional (audio extra)
 

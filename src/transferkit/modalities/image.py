@@ -86,6 +86,9 @@ class ImageModality(Modality):
     def expand_inputs(self, inputs):
         return expand_files(inputs, IMAGE_EXTENSIONS, check_image, "image")
 
+    def app_input(self, gr):
+        return gr.Image(type="filepath", label="photo")
+
     def decode_request(self, payload: bytes, transform) -> torch.Tensor:
         try:
             rgb = decode_checked(io.BytesIO(payload))  # the same safety policy as training and predict

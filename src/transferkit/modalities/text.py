@@ -62,6 +62,12 @@ class TextModality(Modality):
     def eval_transform(self, meta, backbone):
         return None
 
+    def app_input(self, gr):
+        return gr.Textbox(lines=4, label="text")
+
+    def app_payload(self, value, max_bytes: int):
+        return {"text": value or ""}
+
     def decode_request(self, payload, transform) -> str:
         text = payload.get("text") if isinstance(payload, dict) else None
         if not isinstance(text, str) or not text.strip():

@@ -199,6 +199,14 @@ class Task:
         """Model outputs over ``dataset`` in its order (classification: logits (N, C))."""
         return infer_logits(model, dataset, batch_size, device, progress=progress, **options)
 
+    def app_output(self, gr, labels: list[str]):
+        """The demo page's output component (``gr`` is the gradio module): label bars by default."""
+        return gr.Label(num_top_classes=min(5, len(labels)), label="prediction")
+
+    def app_value(self, prediction: dict, given) -> Any:
+        """One decoded prediction → the output component's value (``given``: the page's input)."""
+        return {lab: p for lab, p in prediction.get("topk", [])}
+
     def check_request(self, x, data_config: dict) -> None:
         """Raise :class:`~transferkit.errors.DataError` when one decoded served input cannot go through this
         run's model (``serve`` answers that request alone with the reason, before batching)."""

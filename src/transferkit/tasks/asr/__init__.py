@@ -265,6 +265,12 @@ class SpeechRecognition(Task):
     def collate(self, backbone, xs):
         return collate_speech([(x, []) for x in xs])[0]
 
+    def app_output(self, gr, labels):
+        return gr.Textbox(label="transcript")
+
+    def app_value(self, prediction, given):
+        return prediction["transcript"] or "(nothing heard)"
+
     def check_request(self, x, data_config) -> None:
         """A served clip longer than the encoder's window is refused with its length (not a failure in its batch)."""
         limit = data_config.get("max_seconds")

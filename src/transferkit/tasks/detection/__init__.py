@@ -226,6 +226,13 @@ class Detection(Task):
     def draw(self, predictions, out_dir):
         return save_drawn(predictions, Path(out_dir))
 
+    def app_output(self, gr, labels):
+        return gr.AnnotatedImage(label="boxes")
+
+    def app_value(self, prediction, given):
+        return (given, [(tuple(int(round(v)) for v in b["box"]), f"{b['label']} {b['score']:.2f}")
+                        for b in prediction["boxes"]])
+
     def report_sections(self, run_dir, m, meta, modality):
         return sections(run_dir, m, read_detections(run_dir), meta["labels"])
 

@@ -249,6 +249,17 @@ class Segmentation(Task):
     def rows(self, predictions):
         return [{"input": p["input"], "confidence": p["confidence"], **p["fractions"]} for p in predictions]
 
+    def app_output(self, gr, labels):
+        return gr.AnnotatedImage(label="mask")
+
+    def app_value(self, prediction, given):
+        """The photo with each present class's pixels as a layer, named with its share of the image."""
+        mask = mask_of(prediction)
+        present = [(i, lab) for i, lab in enumerate(prediction["fractions"]) if prediction["fractions"][lab] > 0]
+        if len(present) > 1:  # a background layer would hide the photo: it shows through instead
+            present = [(i, lab) for i, lab in present if lab.lower() != "background"]
+        return (given, [((mask == i).astype(float), f"{lab} {prediction['fractions'][lab]:.0%}") for i, lab in present])
+
     def draw(self, predictions, out_dir):
         return write_masks(predictions, Path(out_dir), True, self.classes)
 
