@@ -54,3 +54,23 @@ def test_unknown_tracker_is_refused():
         from transferkit.training._tracking import Tracking
 
         Tracking(resolve_config({"data": data, "track": "tensorbored"}), ".")
+
+
+def test_mlflow_local_store_groups_a_comparison(tmp_path, monkeypatch):
+    """MLflow where installed: a local store beside the comparison, the comparison as the experiment, each run's
+    epochs, final metrics and files."""
+    mlflow = pytest.importorskip("mlflow")
+    from transferkit.compare import compare
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    data = make_folder(tmp_path / "d", classes=2, per_class=10)
+    compare(str(data), ["scratch", "finetune"], seeds=1, output=str(tmp_path / "cmp"), name="c", track="mlflow",
+            **dict(FAST, epochs=2))
+    assert (tmp_path / "cmp" / "mlflow.db").is_file()
+    mlflow.set_tracking_uri(f"sqlite:///{(tmp_path / 'cmp' / 'mlflow.db').resolve()}")
+    runs = mlflow.search_runs(experiment_names=["c"])
+    assert sorted(runs["tags.mlflow.runName"]) == ["finetune-seed0", "scratch-seed0"]
+    client = mlflow.MlflowClient()
+    rid = runs["run_id"][0]
+    assert len(client.get_metric_history(rid, "train_loss")) == 2
+    assert {"report.html", "metrics.json"} <= {a.path for a in client.list_artifacts(rid)}

@@ -74,8 +74,9 @@ class Tracking:
             if cfg.track_uri:
                 os.environ["MLFLOW_TRACKING_URI"] = cfg.track_uri
             elif not os.environ.get("MLFLOW_TRACKING_URI"):  # a local store beside the runs, no server needed
-                os.environ["MLFLOW_TRACKING_URI"] = (Path(cfg.output).resolve() / "mlruns").as_uri()
-            tracker = cls(experiment_name=Path(group).name if group else "transferkit", run_name=run_dir.name)
+                os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_beside(cfg, group) / 'mlflow.db'}"
+            tracker = cls(experiment_name=Path(group).name if group else "transferkit", run_name=run_dir.name,
+                          logging_dir=(_beside(cfg, group) / "mlartifacts").as_uri())
         else:
             tracker = cls(run_dir.name)
         tracker.start()
@@ -110,12 +111,22 @@ class Tracking:
                 self.trackers.remove(t)
 
 
+def _beside(cfg, group: str | None) -> Path:
+    """Where the local MLflow store goes: beside the comparison or search, else beside the run folders."""
+    where = Path(group).parent if group else Path(cfg.output)
+    where.mkdir(parents=True, exist_ok=True)
+    return where.resolve()
+
+
 def _artifacts(tracker, run_dir: Path) -> None:
     files = [run_dir / f for f in (rf.REPORT, rf.METRICS, rf.WEIGHTS, rf.MODEL_META, rf.CONFIG)
              if (run_dir / f).is_file()]
     if tracker.name == "mlflow":
+        import mlflow  # optional (installed with the tracker)
+
+        client, run_id = mlflow.MlflowClient(), tracker.active_run.info.run_id
         for f in files:
-            tracker.tracker.log_artifact(str(f))
+            client.log_artifact(run_id, str(f))
     elif tracker.name == "wandb":
         for f in files:
             tracker.tracker.save(str(f), base_path=str(run_dir))
