@@ -4,6 +4,7 @@ the page; the JSON API answers beside it."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -20,6 +21,13 @@ from conftest import AUDIO_FAST, DETECT, FAST, SEG_CLASSES, SEGMENT, BOX_CLASSES
 pytest.importorskip("gradio")
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _screenshot(page, kind: str) -> None:
+    """With TRANSFERKIT_SCREENSHOTS=DIR, the page as the test left it (for a person to look at)."""
+    folder = os.environ.get("TRANSFERKIT_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=os.path.join(folder, f"app-{kind}.png"), full_page=True)
 
 
 def _tiny_ctc_corpus(tmp):
@@ -92,6 +100,7 @@ def test_demo_page_predicts_in_a_browser(tmp_path, kind):
                 page.wait_for_function(f"new RegExp({expected!r}).test(document.querySelector('#tk-output').innerText)",
                                        timeout=60_000)
             assert "Error" not in output.inner_text()
+            _screenshot(page, kind)
             browser.close()
     finally:
         server.should_exit = True
@@ -123,6 +132,7 @@ def test_text_demo_page_predicts_in_a_browser(tmp_path, tiny_bert, texts):
             page.locator("#tk-input textarea").fill("win free prize cash now claim")
             page.get_by_role("button", name="Predict").click()
             page.wait_for_function("/spam|ham/.test(document.querySelector('#tk-output').innerText)", timeout=60_000)
+            _screenshot(page, "text")
             browser.close()
     finally:
         server.should_exit = True
