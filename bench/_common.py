@@ -79,3 +79,35 @@ def bare_train_steps(model, loader, steps: int, lr: float = 3e-4, bn_eval: bool 
             if done >= steps:
                 break
     return n, time.perf_counter() - t0
+
+
+def warm_seconds(infer) -> float:
+    """Seconds of a second pass over the evaluation inputs: the first pass pays one-off costs (kernel selection per
+    input shape, allocator growth) that depend on what ran before, not on the inference path."""
+    import time
+
+    infer()
+    t0 = time.perf_counter()
+    infer()
+    return time.perf_counter() - t0
+
+
+def run_speeds(run, batch: int) -> tuple[float, float]:
+    """A finished one-epoch run's training images/s (its epoch, full batches) and inference images/s on its test
+    split (a warm pass through ``predict``'s path)."""
+    import json
+
+    import transferkit as tk
+
+    n_train = run.metrics["n_train"] // batch * batch
+    pred = tk.load(run.path)
+    test = json.loads((run.path / "splits.json").read_text())["test"]["inputs"]
+    return n_train / run.history[0]["seconds"], len(test) / warm_seconds(lambda: pred.outputs(test, batch_size=batch))
+
+
+def print_speeds(title: str, bare_name: str, bare: tuple[float, float], ours: tuple[float, float]) -> None:
+    print(title)
+    print(f"{'':28}{'train img/s':>12}{'infer img/s':>12}")
+    print(f"{bare_name:28}{bare[0]:12.2f}{bare[1]:12.2f}")
+    print(f"{'transferkit':28}{ours[0]:12.2f}{ours[1]:12.2f}")
+    print(f"{'ratio (transferkit/bare)':28}{ours[0] / bare[0]:12.2f}{ours[1] / bare[1]:12.2f}")

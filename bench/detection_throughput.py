@@ -17,11 +17,15 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import print_speeds, run_speeds, warm_seconds  # noqa: E402
 
 os.environ.setdefault("TRANSFERKIT_QUIET", "1")
 RACCOON = Path(__file__).resolve().parents[2] / "shared" / "data" / "raccoon"
@@ -129,26 +133,10 @@ def run_bare(table: Path, size: int) -> tuple[float, float]:
 
 
 def run_transferkit(table: Path, size: int, out: Path) -> tuple[float, float]:
-    import json
-
     import transferkit as tk
 
-    run = tk.fit(str(table), task="detect", strategy="finetune", epochs=1, batch_size=BATCH, image_size=size,
-                 val_fraction=0.0, output=str(out), workers=0)
-    n_train = run.metrics["n_train"] // BATCH * BATCH
-    train = n_train / run.history[0]["seconds"]
-    pred = tk.load(run.path)
-    test = json.loads((run.path / "splits.json").read_text())["test"]["inputs"]
-    return train, len(test) / warm_seconds(lambda: pred.outputs(test, batch_size=BATCH))
-
-
-def warm_seconds(infer) -> float:
-    """Seconds of a second pass over the evaluation images: the first pass pays one-off costs (kernel selection per
-    input shape, allocator growth) that depend on what ran before, not on the inference path."""
-    infer()
-    t0 = time.perf_counter()
-    infer()
-    return time.perf_counter() - t0
+    return run_speeds(tk.fit(str(table), task="detect", strategy="finetune", epochs=1, batch_size=BATCH,
+                             image_size=size, val_fraction=0.0, output=str(out), workers=0), BATCH)
 
 
 def main() -> None:
@@ -162,13 +150,9 @@ def main() -> None:
         table = subset_csv(RACCOON, a.images, a.eval, Path(tmp) / "boxes.csv")
         bare_train, bare_infer = run_bare(table, a.size)
         tk_train, tk_infer = run_transferkit(table, a.size, Path(tmp) / "runs")
-    print(f"raccoon, {a.images} training / {a.eval} evaluation images, shorter side {a.size}, batch {BATCH}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"{'':24}{'train img/s':>12}{'infer img/s':>12}")
-    print(f"{'bare torchvision loop':24}{bare_train:12.2f}{bare_infer:12.2f}")
-    print(f"{'transferkit':24}{tk_train:12.2f}{tk_infer:12.2f}")
-    print(f"{'ratio (transferkit/bare)':24}{tk_train / bare_train:12.2f}{tk_infer / bare_infer:12.2f}")
-
+    print_speeds(f"raccoon, {a.images} training / {a.eval} evaluation images, shorter side {a.size}, batch {BATCH}, "
+                 f"{torch.get_num_threads()} threads", "bare torchvision loop", (bare_train, bare_infer),
+                 (tk_train, tk_infer))
 
 if __name__ == "__main__":
     main()

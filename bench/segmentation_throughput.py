@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import print_speeds, run_speeds, warm_seconds  # noqa: E402
 
 os.environ.setdefault("TRANSFERKIT_QUIET", "1")
 AERIAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "dubai_aerial_seg"
@@ -116,23 +120,10 @@ def run_bare(train, test, size: int) -> tuple[float, float]:
 
 
 def run_transferkit(path: Path, size: int, out: Path) -> tuple[float, float]:
-    import json
-
     import transferkit as tk
 
-    run = tk.fit(str(path), task="segment", strategy="finetune", epochs=1, batch_size=BATCH, image_size=size,
-                 val_fraction=0.0, output=str(out), workers=0)
-    n_train = run.metrics["n_train"] // BATCH * BATCH
-    pred = tk.load(run.path)
-    test = json.loads((run.path / "splits.json").read_text())["test"]["inputs"]
-    return n_train / run.history[0]["seconds"], len(test) / warm_seconds(lambda: pred.outputs(test, batch_size=BATCH))
-
-
-def warm_seconds(infer) -> float:
-    infer()
-    t0 = time.perf_counter()
-    infer()
-    return time.perf_counter() - t0
+    return run_speeds(tk.fit(str(path), task="segment", strategy="finetune", epochs=1, batch_size=BATCH,
+                             image_size=size, val_fraction=0.0, output=str(out), workers=0), BATCH)
 
 
 def main() -> None:
@@ -147,13 +138,9 @@ def main() -> None:
         path = table(train, test, Path(tmp) / "pairs.csv")
         bare_train, bare_infer = run_bare(train, test, a.size)
         tk_train, tk_infer = run_transferkit(path, a.size, Path(tmp) / "runs")
-    print(f"dubai_aerial_seg, {a.images} training / {a.eval} evaluation images, {a.size} px, batch {BATCH}, "
-          f"{torch.get_num_threads()} threads, U-Net on EfficientNet-Lite0")
-    print(f"{'':28}{'train img/s':>12}{'infer img/s':>12}")
-    print(f"{'bare smp loop':28}{bare_train:12.2f}{bare_infer:12.2f}")
-    print(f"{'transferkit':28}{tk_train:12.2f}{tk_infer:12.2f}")
-    print(f"{'ratio (transferkit/bare)':28}{tk_train / bare_train:12.2f}{tk_infer / bare_infer:12.2f}")
-
+    print_speeds(f"dubai_aerial_seg, {a.images} training / {a.eval} evaluation images, {a.size} px, batch {BATCH}, "
+                 f"{torch.get_num_threads()} threads, U-Net on EfficientNet-Lite0", "bare smp loop",
+                 (bare_train, bare_infer), (tk_train, tk_infer))
 
 if __name__ == "__main__":
     main()

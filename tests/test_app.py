@@ -4,6 +4,7 @@ the page; the JSON API answers beside it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -21,6 +22,29 @@ from conftest import AUDIO_FAST, DETECT, FAST, SEG_CLASSES, SEGMENT, BOX_CLASSES
 pytest.importorskip("gradio")
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@contextlib.contextmanager
+def _served(run):
+    """``serve``'s app for ``run`` on a free local port (uvicorn in a thread); yields its URL."""
+    import uvicorn
+
+    from transferkit.serve import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = uvicorn.Server(uvicorn.Config(create_app(run), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def _screenshot(page, kind: str) -> None:
@@ -65,75 +89,41 @@ def _run(kind: str, tmp):
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (CI installs Debian's chromium)")
 @pytest.mark.parametrize("kind", ["image", "audio", "detect", "segment", "asr"])
 def test_demo_page_predicts_in_a_browser(tmp_path, kind):
-    import uvicorn
-
-    from transferkit.serve import create_app
-
     run, expected = _run(kind, tmp_path)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(create_app(run.path), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.locator("button.gallery-item").first.click(timeout=60_000)
-            page.wait_for_timeout(1500)  # the example is loaded into the input
-            page.get_by_role("button", name="Predict").click()
-            output = page.locator("#tk-output")
-            if kind == "asr":  # a transcript in a text box: its value, once written
-                page.wait_for_function("document.querySelector('#tk-output textarea').value.length > 0",
-                                       timeout=60_000)
-                assert re.fullmatch(r"[a-z ]+|\(nothing heard\)", output.locator("textarea").input_value())
-            elif kind == "detect":  # the photo drawn back, with its boxes' labels where any scored high enough
-                page.wait_for_selector("#tk-output img", timeout=60_000)
-                labels = output.inner_text()
-                assert not re.search(r"\d\.\d\d", labels) or re.search("|".join(BOX_CLASSES), labels)
-            else:
-                page.wait_for_function(f"new RegExp({expected!r}).test(document.querySelector('#tk-output').innerText)",
-                                       timeout=60_000)
-            assert "Error" not in output.inner_text()
-            _screenshot(page, kind)
-            browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with _served(run.path) as url, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(url)
+        page.locator("button.gallery-item").first.click(timeout=60_000)
+        page.wait_for_timeout(1500)  # the example is loaded into the input
+        page.get_by_role("button", name="Predict").click()
+        output = page.locator("#tk-output")
+        if kind == "asr":  # a transcript in a text box: its value, once written
+            page.wait_for_function("document.querySelector('#tk-output textarea').value.length > 0",
+                                   timeout=60_000)
+            assert re.fullmatch(r"[a-z ]+|\(nothing heard\)", output.locator("textarea").input_value())
+        elif kind == "detect":  # the photo drawn back, with its boxes' labels where any scored high enough
+            page.wait_for_selector("#tk-output img", timeout=60_000)
+            labels = output.inner_text()
+            assert not re.search(r"\d\.\d\d", labels) or re.search("|".join(BOX_CLASSES), labels)
+        else:
+            page.wait_for_function(f"new RegExp({expected!r}).test(document.querySelector('#tk-output').innerText)",
+                                   timeout=60_000)
+        assert "Error" not in output.inner_text()
+        _screenshot(page, kind)
+        browser.close()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (CI installs Debian's chromium)")
 def test_text_demo_page_predicts_in_a_browser(tmp_path, tiny_bert, texts):
-    import uvicorn
-
-    from transferkit.serve import create_app
-
     run = tk.fit(str(texts), backbone=f"hf:{tiny_bert}", strategy="linear-probe",
                  workers=0, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "c"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(create_app(run.path), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.locator("#tk-input textarea").fill("win free prize cash now claim")
-            page.get_by_role("button", name="Predict").click()
-            page.wait_for_function("/spam|ham/.test(document.querySelector('#tk-output').innerText)", timeout=60_000)
-            _screenshot(page, "text")
-            browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with _served(run.path) as url, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(url)
+        page.locator("#tk-input textarea").fill("win free prize cash now claim")
+        page.get_by_role("button", name="Predict").click()
+        page.wait_for_function("/spam|ham/.test(document.querySelector('#tk-output').innerText)", timeout=60_000)
+        _screenshot(page, "text")
+        browser.close()

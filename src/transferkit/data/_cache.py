@@ -134,6 +134,17 @@ def cache_for(cfg) -> ImageCache | None:
     return shared_cache(None if cfg.image_cache_mb is None else cfg.image_cache_mb << 20)
 
 
+def held_inputs(cfg, paths: list[str], presize, fill: bool = False, progress=None) -> list | None:
+    """The decoded inputs the run's cache holds for ``paths`` (decoding the missing ones with ``fill``); None
+    without a cache (each item is then decoded when read)."""
+    cache = cache_for(cfg)
+    if cache is None:
+        if progress:
+            progress(len(paths))
+        return None
+    return cache.take(list(paths), presize, fill=fill, progress=progress)
+
+
 def shared_cache(max_bytes: int | None = None) -> ImageCache:
     """The process-wide cache, bounded by ``max_bytes`` (default: ``default_cache_bytes()``) from now on."""
     global _SHARED

@@ -71,6 +71,9 @@ class Task:
     #: input methods — ``pipeline``, ``dataset``, ``eval_transform``, ``collate``, ``example_input``, ``contract``,
     #: with the modality's signatures — and :func:`~transferkit.tasks.inputs_of` hands them out.
     reads_inputs = False
+    #: the head is a dense network only the loop trains (detector heads, segmentation decoders): never fitted on
+    #: cached features, never left frozen
+    loop_trained_head = False
     #: the task in messages ("speech recognition"; default: its name), why a strategy it refuses cannot work, the fix
     title = ""
     unsupported = "the new head must be trained"
@@ -142,13 +145,18 @@ class Task:
 
     @classmethod
     def default_strategy(cls, modality, items) -> str:
-        """``--strategy auto``: the modality's choice for these training items by default."""
-        return modality.default_strategy(items)
+        """``--strategy auto``: fine-tuning for a head only the loop trains, else the modality's choice for these
+        training items."""
+        return "finetune" if cls.loop_trained_head else modality.default_strategy(items)
 
     @classmethod
     def supports(cls, strategy) -> bool:
-        """Whether ``strategy`` (a strategy class or object) can train this task's head: by default, any that trains
-        something."""
+        """Whether ``strategy`` (a strategy class or object) can train this task's head: any that trains something;
+        for a head only the loop trains, one whose loop trains the backbone or the head beside it (no probe, no
+        adapters alone)."""
+        if cls.loop_trained_head:
+            return bool(strategy.trains_backbone and not (strategy.probe_first or strategy.probe_after
+                                                          or strategy.adapters_only))
         return bool(strategy.trains_backbone or strategy.probe_first or strategy.probe_after)
 
     @classmethod

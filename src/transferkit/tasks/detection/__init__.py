@@ -12,7 +12,7 @@ import torch
 
 from ... import _runfolder as rf
 from ...config import Option
-from ...data import cache_for, split_settings
+from ...data import held_inputs, split_settings
 from ...errors import ConfigError
 from ...features import infer_each
 from .._base import Task, register_task
@@ -37,6 +37,7 @@ class Detection(Task):
     )
     compare_metrics = ("map", "map_50")
     modalities = ("image",)
+    loop_trained_head = True
     reads_inputs = True  # images with boxes: read, augmented and batched by the task
     #: AdamW at 3e-4 for the new FPN / RPN / RoI heads, the backbone at a tenth, batch 4 and about 270 optimiser
     #: steps: the recipe measured on raccoon (8 epochs of 136 images at batch 4: mAP@.5 0.941), as steps, so a
@@ -70,15 +71,6 @@ class Detection(Task):
     unsupported_fix = "Use --strategy frozen for a frozen backbone (FPN, RPN and heads train)"
 
     @classmethod
-    def supports(cls, strategy) -> bool:
-        return bool(strategy.trains_backbone and not (strategy.probe_first or strategy.probe_after
-                                                      or strategy.adapters_only))
-
-    @classmethod
-    def default_strategy(cls, modality, items) -> str:
-        return "finetune"
-
-    @classmethod
     def for_run(cls, cfg, data, backbone=None, data_config=None) -> "Detection":
         return cls(data.records_, list(data.classes_), cfg.score_threshold)
 
@@ -96,11 +88,7 @@ class Detection(Task):
         return DetTransform(DetPresize(dc["min_size"], dc["max_size"]))
 
     def dataset(self, backbone, items, transform, cfg=None, fill=False, progress=None):
-        cache, held = cache_for(cfg), None
-        if cache is not None:
-            held = cache.take(list(items.inputs), transform.presize, fill=fill, progress=progress)
-        elif progress:
-            progress(len(items))
+        held = held_inputs(cfg, items.inputs, transform.presize, fill, progress)
         return DetectionDataset(items, self.records, transform, self.classes, transform.train, held)
 
     # -- model and loop ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from ... import _runfolder as rf
-from ...data import cache_for, split_settings
+from ...data import held_inputs, split_settings
 from ...errors import ConfigError
 from ...features import make_loader
 from .._base import Task, register_task
@@ -45,6 +45,7 @@ class Segmentation(Task):
     description = "a class for every pixel (images + masks, Pascal VOC, COCO, a CSV of image,mask pairs)"
     compare_metrics = ("miou", "pixel_accuracy")
     modalities = ("image",)
+    loop_trained_head = True
     reads_inputs = True  # images with masks: read, augmented and batched by the task
     #: AdamW, decoder 1e-3 and backbone at a tenth, batch 8, about 240 steps (a plain smp U-Net recipe on 210
     #: aerial crops: docs/segmentation.md)
@@ -82,15 +83,6 @@ class Segmentation(Task):
                                                 [str(i) for i in range(spec["num_classes"])]})
 
     @classmethod
-    def supports(cls, strategy) -> bool:
-        return bool(strategy.trains_backbone and not (strategy.probe_first or strategy.probe_after
-                                                      or strategy.adapters_only))
-
-    @classmethod
-    def default_strategy(cls, modality, items) -> str:
-        return "finetune"
-
-    @classmethod
     def for_run(cls, cfg, data, backbone=None, data_config=None) -> "Segmentation":
         return cls(data.records_, data.spec_, list(data.classes_))
 
@@ -123,11 +115,7 @@ class Segmentation(Task):
         return SegTransform(SegPresize(meta["data_config"]["input_size"][-1]))
 
     def dataset(self, backbone, items, transform, cfg=None, fill=False, progress=None):
-        cache, held = cache_for(cfg), None
-        if cache is not None:
-            held = cache.take(list(items.inputs), transform.presize, fill=fill, progress=progress)
-        elif progress:
-            progress(len(items))
+        held = held_inputs(cfg, items.inputs, transform.presize, fill, progress)
         return SegmentationDataset(items, self.records, self.spec, transform, held)
 
     def collate(self, backbone, xs):
