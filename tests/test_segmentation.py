@@ -143,7 +143,7 @@ def test_segment_run_end_to_end(tmp_path):
     assert 0 <= m["miou"] <= 1 and m["n"] == len(run.config and json.loads((run.path / "splits.json").read_text())["test"]["inputs"])
     assert (run.path / "masks").is_dir() and (run.path / "confusions.npz").is_file()
     report = (run.path / "report.html").read_text()
-    assert "Per-class IoU" in report and "Worst test images" in report
+    assert "Per-class IoU" in report and "Worst test images" in report and "<img" in report.split("Worst")[1]
     # predict: fractions sum to 1, the mask has the image's size, --out writes masks and never over an input
     pred = tk.load(run.path)
     img = root / "images" / "scene0.png"

@@ -59,13 +59,23 @@ def confusion_heatmap(cm: list[list[int]], labels: list[str]) -> str:
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(j, i, _count(cm[i, j], cm.max()), ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black")
     ax.set_xticks(range(n), labels, rotation=45, ha="right")
     ax.set_yticks(range(n), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("confusion matrix (colour: row share)")
     return to_png64(fig)
+
+
+def _count(v, top) -> str:
+    """A cell's count, short enough for its cell: thousands or millions where counts are pixels."""
+    if top >= 10**7:
+        return f"{v / 1e6:.1f}M"
+    if top >= 10**5:
+        return f"{v / 1e3:.0f}k"
+    return str(v)
 
 
 def per_class_f1(per_class: dict[str, dict]) -> str:

@@ -86,7 +86,8 @@ def sections(m: dict, labels: list[str], worst: list[tuple[str, np.ndarray, np.n
             cells.append(f"<div class=row><small>{html.escape(Path(path).name[:60])}: mIoU {miou:.3f}</small><br>"
                          f"{_img(image, 'image')}{_img(overlay(image, truth), 'truth')}"
                          f"{_img(overlay(image, pred), 'prediction')}{_img(errors(pred, truth), 'errors')}</div>")
-        out += ["<h2>Worst test images</h2><p>image · truth · prediction · errors (red: wrong, grey: ignored)</p>",
+        out += [f"<h2>Worst {html.escape(str(m.get('split', 'test')))} images</h2><p>image · truth · prediction · "
+                "errors (red: wrong, grey: ignored), lowest mIoU first</p>",
                 legend(labels), "".join(cells)]
     return out
 
