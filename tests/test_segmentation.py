@@ -199,3 +199,20 @@ def test_shared_aerial_set_reads_as_given():
     assert data.classes_ == ["building", "land", "road", "vegetation", "water"]
     assert {k: len(v) for k, v in data.splits_.items()} == {"train": 210, "val": 60, "test": 0}
     assert not data.bad_files_
+
+
+def test_pretrained_batchnorm_keeps_its_statistics_and_the_decoders_learns():
+    """--bn auto on a pretrained backbone: its BatchNorm layers normalise with their running statistics while the
+    new decoder's BatchNorm layers use (and learn) batch statistics."""
+    from transferkit.backbones import create_backbone
+    from transferkit.config import resolve_config
+    from transferkit.strategies import get_strategy
+    from transferkit.tasks.segmentation._model import Segmenter
+
+    model = Segmenter(create_backbone("random:test_efficientnet"), 3)
+    strategy = get_strategy(resolve_config({"strategy": "finetune"}))
+    strategy.prepare(model)
+    strategy.train_mode(model)
+    bns = lambda m: [x for x in m.modules() if isinstance(x, torch.nn.modules.batchnorm._BatchNorm)]  # noqa: E731
+    assert bns(model.backbone) and not any(b.training for b in bns(model.backbone))
+    assert bns(model.head) and all(b.training for b in bns(model.head))

@@ -44,13 +44,16 @@ def apply_bn_policy(model: nn.Module, bn: str) -> None:
     drift. With ``bn="eval"`` every BatchNorm layer also keeps its pretrained running statistics
     while its scale and shift train (the Keras fine-tuning recipe): small batches give noisy batch
     statistics that differ from the pretrained ones, which measurably hurts fine-tuning on small
-    data. With ``bn="train"`` trainable BatchNorm layers use and update batch statistics.
+    data. With ``bn="train"`` trainable BatchNorm layers use and update batch statistics. The policy is about
+    pretrained statistics: the new layers of a head (a segmentation decoder's BatchNorm) have none worth keeping and
+    always learn theirs unless frozen.
     """
+    pretrained = {id(m) for m in getattr(model, "backbone", model).modules()}
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             params = list(m.parameters(recurse=False))
             frozen = bool(params) and not any(p.requires_grad for p in params)
-            if frozen or bn == "eval":
+            if frozen or (bn == "eval" and id(m) in pretrained):
                 m.eval()
 
 
