@@ -84,7 +84,7 @@ class Tracking:
         return tracker
 
     def epoch(self, epoch: int, row: dict) -> None:
-        self._each("log", _flat(row), step=epoch + 1)
+        self._each("log", _flat({k: v for k, v in row.items() if k != "epoch"}), step=epoch + 1)  # the step is it
 
     def finish(self, run_dir: Path, metrics: dict) -> None:
         """The final metrics, the run folder's report, metrics.json and model as artifacts; then close."""
