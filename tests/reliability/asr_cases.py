@@ -114,7 +114,7 @@ def _predict_text_file(tmp: Path, run: Path) -> list[str]:
 def cases(Case) -> list:
     return [
         Case("asr_unseen_characters", "test transcripts with characters no training transcript has", "warn",
-             "never seen in the training transcripts", _with([("c6.wav", "abz q", "test")])),
+             "never seen in the training transcripts", _with([("c8.wav", "abz q", "test")], lambda d: _tone(d / "c8.wav"))),
         Case("asr_empty_transcript", "a row with an empty transcript", "skip", "empty transcript",
              _with([("c1.wav", "", "train")])),
         Case("asr_punctuation_only_transcript", "a transcript of only punctuation ('?!': no words to score)", "skip",
