@@ -121,7 +121,8 @@ def test_compare_shots_sweeps_counts_on_one_split(tiny_bert, texts, tmp_path):
     assert set(sweep["lines"]) == {"linear-probe", "contrastive", "tfidf + logreg (no transfer)"}
     for points in sweep["lines"].values():
         assert [p["shots"] for p in points] == [4, 8]
-        assert all(p["low"] <= p["mean"] <= p["high"] for p in points)
+        # a handful of evaluation texts: no interval, and said so (evaluation.crossed_interval's MIN_ITEMS)
+        assert all(p["low"] <= p["mean"] <= p["high"] if p["low"] is not None else "too_few" in p for p in points)
     saved = json.loads((tmp_path / "cmp" / sweep["path"].split("/")[-1] / "sweep.json").read_text())
     assert saved["lines"] == sweep["lines"]
     one = json.loads((tmp_path / "cmp" / sweep["path"].split("/")[-1] / "shots-8" / "compare.json").read_text())
@@ -133,7 +134,7 @@ def test_contrastive_trains_at_least_15_steps_and_15_passes_at_half_the_peak_bey
     from transferkit.config import RunConfig
     from transferkit.strategies import get_strategy
 
-    s = get_strategy(RunConfig(strategy="contrastive"))
+    s = get_strategy(RunConfig(strategy="contrastive", batch_size=16, epochs=5))  # as a run resolves them
     assert s.epoch_samples(16, 16, 5) == 48  # 16 texts: 3 steps an epoch, 15 in all
     assert s.epoch_samples(32, 16, 5) == 96  # 32 texts: 15 passes, 30 steps (not stretched)
     assert s.epoch_samples(64, 16, 5) == 384  # 64 texts: 15 passes would be 60 steps: 30 passes, 120 steps
@@ -144,7 +145,7 @@ def test_contrastive_trains_at_least_15_steps_and_15_passes_at_half_the_peak_bey
     for n in (64, 128, 5000):  # the stretch the passes get is the one the peak is divided by
         steps = s.steps_per_epoch(n) * 5
         assert s.peak_scale(steps) == pytest.approx(0.5 / s.stretch(-(-15 * n // 16)), rel=0.01)
-    finetune = get_strategy(RunConfig(strategy="finetune"))
+    finetune = get_strategy(RunConfig(strategy="finetune", batch_size=16, epochs=5))
     assert finetune.epoch_samples(128, 16, 5) == 128 and finetune.peak_scale(1000) == 1.0
 
 

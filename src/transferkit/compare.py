@@ -277,7 +277,8 @@ def compare_shots(data: str | Path | LabelledData, strategies: list[str], shots:
             iv = r.get("interval") or {}
             lines.setdefault(r["strategy"], []).append(
                 {"shots": n, "mean": r[f"{result['metrics'][0]}_mean"], "std": r[f"{result['metrics'][0]}_std"],
-                 "low": iv.get("low"), "high": iv.get("high"), "seconds": r["seconds_mean"]})
+                 "low": iv.get("low"), "high": iv.get("high"), "seconds": r["seconds_mean"],
+                 **({"too_few": iv["too_few"]} if iv.get("too_few") else {})})
     sweep = {"data": str(path), "backbone": first["backbone"], "seeds": seeds, "split": first["split"],
              "n_eval": first["n_eval"], "metric": first["metrics"][0], "shots": sorted(results), "lines": lines,
              "comparisons": {n: r["path"] for n, r in results.items()}, "path": str(base)}
