@@ -185,9 +185,13 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
 
 def _sync_batchnorm(model, strategy: Strategy, device) -> None:
     """Batch statistics over the global batch where BatchNorm layers use them (SyncBatchNorm, GPUs only)."""
-    if _dist.world() == 1 or strategy.bn_policy() != "train":
+    if _dist.world() == 1:
+        return
+    # the layers that learn batch statistics: all with --bn train, else a head's own (a segmentation decoder's)
+    learning = model if strategy.bn_policy() == "train" else getattr(model, "head", None)
+    if learning is None or not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in learning.modules()):
         return
     if device.type == "cuda":
-        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    elif any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(learning)
+    else:
         log.warning("BatchNorm layers use each process's own batch statistics (SyncBatchNorm needs GPUs)")
