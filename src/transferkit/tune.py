@@ -300,7 +300,7 @@ def _test_score(run: str | None, data) -> dict | None:
 def _report(study, folder: Path, out: dict) -> None:
     body = [f"<h1>{html.escape(folder.name)}</h1><p>{out['complete']} complete, {out['pruned']} pruned, "
             f"{out['failed']} failed trial(s); {html.escape(out['metric'])}, {out['direction']}d; "
-            f"{out['seconds']:.0f} s this session.</p>"]
+            f"{out['seconds']:.0f} s in this call.</p>"]
     if out["best"]:
         b = out["best"]
         test = b.get("test") or {}
