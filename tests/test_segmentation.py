@@ -216,3 +216,12 @@ def test_pretrained_batchnorm_keeps_its_statistics_and_the_decoders_learns():
     bns = lambda m: [x for x in m.modules() if isinstance(x, torch.nn.modules.batchnorm._BatchNorm)]  # noqa: E731
     assert bns(model.backbone) and not any(b.training for b in bns(model.backbone))
     assert bns(model.head) and all(b.training for b in bns(model.head))
+
+
+def test_an_undecodable_image_stays_listed_beside_the_mask_problems(tmp_path):
+    root = make_masks(tmp_path / "d", "folders", n=10)
+    (root / "images" / "scene0.png").write_bytes(b"not an image")
+    (root / "masks" / "scene1.png").unlink()
+    data = SegmentationData(root).setup()
+    listed = {p.rsplit("/", 1)[-1] for p, _ in data.bad_files_}
+    assert {"scene0.png", "scene1.png"} <= listed

@@ -267,6 +267,23 @@ class LabelledData:
         raise DataError(f"{self.describe()} has no val or test split to evaluate on",
                         "--val-fraction or --test-fraction above 0", "Set one of them (e.g. --test-fraction 0.15)")
 
+    def _list_problems(self, problems: list[tuple[str, str]]) -> None:
+        """Add what a reader could not use to ``bad_files_`` (the run's bad_files.txt), saying the first few."""
+        self.bad_files_ = getattr(self, "bad_files_", []) + list(problems)
+        for where, reason in problems[:5]:
+            log.warning("skipped %s: %s", where, reason)
+        if len(problems) > 5:
+            log.warning("skipped %d more (listed in the run's bad_files.txt)", len(problems) - 5)
+
+    def _carve_val(self, parts: dict[str, list]) -> dict[str, list]:
+        """A given split without val: ``val_fraction`` of train, seeded, becomes val (never any of test)."""
+        if parts["val"] or self.val_fraction <= 0 or len(parts["train"]) < 2:
+            return parts
+        order = np.random.default_rng(self.seed).permutation(len(parts["train"]))
+        n_val = max(1, round(self.val_fraction * len(order)))
+        return {**parts, "val": [parts["train"][i] for i in sorted(order[:n_val])],
+                "train": [parts["train"][i] for i in sorted(order[n_val:])]}
+
     def _filter_bad(self, paths: list[Path]) -> list[Path]:
         """Decode every file once; list and drop bad ones (or stop, with on_bad_file=error). The same pass
         hashes each file's bytes for the leakage check."""

@@ -45,6 +45,17 @@ def open_image(source) -> Image.Image:
     return Image.open(source, formats=[f for f in ALLOWED_FORMATS if f in Image.OPEN])
 
 
+def upright_size(source) -> tuple[int, int]:
+    """(width, height) of an image as the decoder shows it — its EXIF orientation applied — from the header alone:
+    the one frame for boxes, masks and drawing. An image over Pillow's pixel limit raises OSError."""
+    try:
+        with open_image(source) as im:
+            w, h = im.size
+            return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+    except Image.DecompressionBombError as exc:
+        raise OSError(str(exc)) from None
+
+
 def load_rgb(path) -> Image.Image:
     """Open, decode fully and convert an image file (or file object) to RGB."""
     with open_image(path) as img:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from PIL import Image
+from ...data import upright_size
 
 
 def record(path: Path, size: tuple[int, int] | None) -> dict:
@@ -15,15 +15,8 @@ def record(path: Path, size: tuple[int, int] | None) -> dict:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of the image upright — its EXIF orientation applied, as the decoder, drawing and export see
-    it: boxes are read in that frame. From the header only; an image over Pillow's pixel limit raises OSError (the
-    decode check lists it)."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
-    except Image.DecompressionBombError as exc:
-        raise OSError(str(exc)) from None
+    """(width, height) upright: boxes are read in the frame the decoder, drawing and export see."""
+    return upright_size(path)
 
 
 def add_box(rec: dict, box, label: str, ignore: bool, problems: list, where: str) -> None:

@@ -41,11 +41,7 @@ class DetectionData(LabelledData):
             pre, flat, self.val_fraction = self.saved, [], 0.0
         else:
             pre, flat = read_any(self.path, self.annotations, self.images, self.quoting, problems)
-        self.bad_files_ = problems
-        for where, reason in problems[:5]:
-            log.warning("skipped %s: %s", where, reason)
-        if len(problems) > 5:
-            log.warning("skipped %d more (listed in the run's bad_files.txt)", len(problems) - 5)
+        self._list_problems(problems)
         every = flat + [r for part in (pre or {}).values() for r in part]
         good = {str(p) for p in self._filter_bad([Path(r["path"]) for r in every])}
         parts = self._split(pre, [r for r in flat if r["path"] in good], good)
@@ -74,14 +70,8 @@ class DetectionData(LabelledData):
         """The given split (val carved from train when only train and test are given), else a seeded split by image."""
         rng = np.random.default_rng(self.seed)
         if pre is not None:
-            parts = {k: [r for r in pre.get(k, []) if r["path"] in good] for k in SPLITS}
             self.presplit_ = True
-            if not parts["val"] and self.val_fraction > 0 and len(parts["train"]) > 1:
-                order = rng.permutation(len(parts["train"]))
-                n_val = max(1, round(self.val_fraction * len(order)))
-                parts["val"] = [parts["train"][i] for i in sorted(order[:n_val])]
-                parts["train"] = [parts["train"][i] for i in sorted(order[n_val:])]
-            return parts
+            return self._carve_val({k: [r for r in pre.get(k, []) if r["path"] in good] for k in SPLITS})
         self.presplit_ = False
         order = rng.permutation(len(flat))
         n_test, n_val = round(self.test_fraction * len(flat)), round(self.val_fraction * len(flat))

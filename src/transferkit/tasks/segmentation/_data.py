@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ...data import SPLITS, Items, LabelledData, load_rgb, open_image
+from ...data import SPLITS, Items, LabelledData, load_rgb, upright_size
 from ...errors import DataError
 from ._formats import VOC_CLASSES, coco_classes, read_class_table, read_layout
 from ._masks import IGNORE, load_mask, scan
@@ -41,11 +41,7 @@ class SegmentationData(LabelledData):
             self.presplit_, self.pixels_ = True, {}
         else:
             parts = self._read(problems)
-        self.bad_files_ = problems
-        for where, reason in problems[:5]:
-            log.warning("skipped %s: %s", where, reason)
-        if len(problems) > 5:
-            log.warning("skipped %d more (listed in the run's bad_files.txt)", len(problems) - 5)
+        self._list_problems(problems)  # beside the undecodable images _filter_bad listed
         if not parts["train"]:
             raise DataError(f"{self.describe()} has no usable training images with masks", "images with class masks",
                             "Check the listed problems")
@@ -74,13 +70,7 @@ class SegmentationData(LabelledData):
             idx = self.split_indices([r["path"] for r in flat], [0] * len(flat), ["all"])
             return {k: [flat[i] for i in sorted(idx[k])] for k in SPLITS}
         self.presplit_ = True
-        parts = {k: [r for r in pre.get(k, []) if r["path"] in kept] for k in SPLITS}
-        if not parts["val"] and self.val_fraction > 0 and len(parts["train"]) > 1:
-            order = np.random.default_rng(self.seed).permutation(len(parts["train"]))
-            n_val = max(1, round(self.val_fraction * len(order)))
-            parts["val"] = [parts["train"][i] for i in sorted(order[:n_val])]
-            parts["train"] = [parts["train"][i] for i in sorted(order[n_val:])]
-        return parts
+        return self._carve_val({k: [r for r in pre.get(k, []) if r["path"] in kept] for k in SPLITS})
 
     def _default_names(self, records: list[dict]) -> list[str]:
         n = self.spec_["num_classes"]
@@ -158,12 +148,6 @@ def seg_ops(augment: str, size: int):
     return v2.Compose(ops)
 
 
-def image_size(path: str) -> tuple[int, int]:
-    """(height, width) of an image upright (EXIF orientation applied), from its header."""
-    with open_image(path) as im:
-        w, h = im.size
-        return (w, h) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (h, w)
-
 
 class SegmentationDataset(torch.utils.data.Dataset):
     """Image ``i`` → (uint8 image at the training size, its mask at that size; 255 where it has none)."""
@@ -182,7 +166,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def orig_size(self, i: int) -> tuple[int, int]:
-        return image_size(self.items.inputs[i])
+        w, h = upright_size(self.items.inputs[i])
+        return h, w
 
     def __getitem__(self, i: int):
         from torchvision import tv_tensors  # heavy: loaded on first use

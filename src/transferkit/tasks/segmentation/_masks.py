@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ...data import open_image
+from ...data import open_image, upright_size
 
 log = logging.getLogger("transferkit")
 IGNORE = 255
@@ -101,15 +101,11 @@ def _colors(spec: dict) -> dict | None:
     return {tuple(c[:3]): c[3] for c in spec["colors"]} if spec.get("colors") else None
 
 
-def _image_size(path: str) -> tuple[int, int]:
-    with open_image(path) as im:
-        return ImageOps.exif_transpose(im).size if im.getexif().get(0x0112, 1) != 1 else im.size
-
 
 def _inspect(rec: dict, colors: dict | None):
     try:
         a = raw_mask(rec, colors)
-        size = _image_size(rec["path"])
+        size = upright_size(rec["path"])
     except MaskError as exc:
         return rec, None, str(exc)
     except (OSError, ValueError) as exc:
