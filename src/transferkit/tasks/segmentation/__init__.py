@@ -61,6 +61,7 @@ class Segmentation(Task):
         self.records = records or {}
         self.spec = spec
         self.classes = classes or []
+        self._scored: tuple = (None, [])  # (which outputs, their confusion matrices): this run's, never shared
 
     # -- data ------------------------------------------------------------------------------------------------
     @classmethod
@@ -189,9 +190,14 @@ class Segmentation(Task):
 
     # -- scoring -------------------------------------------------------------------------------------------
     def _confusions(self, outputs, items) -> list[np.ndarray]:
-        n = len(self.classes)
-        return [confusion(o["mask"], load_mask(self.records[p], {**self.spec, "num_classes": n}), n)
-                for p, o in zip(items.inputs, outputs)]
+        """Each image's confusion matrix against its mask, read once per set of outputs (metrics, rows and the saved
+        file of one scoring all use them)."""
+        key = (id(outputs), tuple(items.inputs))
+        if self._scored[0] != key:
+            n = len(self.classes)
+            self._scored = (key, [confusion(o["mask"], load_mask(self.records[p], {**self.spec, "num_classes": n}), n)
+                                  for p, o in zip(items.inputs, outputs)])
+        return self._scored[1]
 
     def metrics(self, outputs, items, labels) -> dict[str, Any]:
         return segmentation_metrics(self._confusions(outputs, items), labels)
