@@ -100,6 +100,11 @@ class Task:
         """Higher is better: the loop keeps the epoch that maximises it."""
         raise NotImplementedError
 
+    def beats(self, row: dict, best: dict) -> bool:
+        """Whether the validation ``row`` of an epoch should replace the ``best`` kept so far (rows may carry
+        per-item values under ``_`` keys that :meth:`evaluate` adds for a paired test; they are never logged)."""
+        return self.selection_score(row) > self.selection_score(best)
+
     def metrics(self, outputs, items, labels: list[str]) -> dict[str, Any]:
         """Metrics of the model's ``outputs`` on ``items`` (the run's evaluation split, or ``evaluate RUN DATA``)."""
         raise NotImplementedError

@@ -26,14 +26,20 @@ class BestEpoch:
         self.improved = False  # in the last update
 
     def update(self, epoch: int, row: dict, model: torch.nn.Module) -> bool:
-        """Record ``row`` of ``epoch`` (0-based); True when training should stop."""
+        """Record ``row`` of ``epoch`` (0-based; -1: the model as loaded); True when training should stop. The
+        row's per-item values (``_`` keys, for the task's paired test) are taken out of it here."""
         self.improved = False
+        full = dict(row)
+        for key in [k for k in row if k.startswith("_")]:
+            del row[key]  # never logged nor written to history.csv
         if not self.active:
             return False
-        score = self.task.selection_score(row)
-        if self.best is None or score > tuple(self.best["score"]):
+        full["epoch"] = epoch + 1
+        if self.best is None or (self.task.beats(full, self.best["row"]) if "row" in self.best  # older checkpoints
+                                 else self.task.selection_score(full) > tuple(self.best["score"])):
             self.improved = True
-            self.best, self.bad_epochs = {"score": list(score), "epoch": epoch + 1}, 0
+            self.best = {"score": list(self.task.selection_score(full)), "epoch": epoch + 1, "row": full}
+            self.bad_epochs = 0
             if _dist.is_main():  # the others get the weights back from it (sync_module) at the end
                 state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 atomic_write(self.path, lambda p: torch.save(state, p))
