@@ -31,6 +31,12 @@ def print_metrics(out, m: dict) -> None:
         t.add_row("[bold]macro[/]", *[f"{m[f'macro_{c}']:.3f}" if f"macro_{c}" in m else str(m["n"]) for c in cols])
     if per:
         out.print(t)
+    auto = m.get("auto")
+    if auto:  # --strategy auto: what was tried, and why one was kept
+        out.print(f"strategy auto kept {auto['kept']}: " + "; ".join(
+            f"{c['strategy']} {c['status']}" + (f" ({auto['metric']} {c['val']:.4f}, {c['seconds']:.0f} s)"
+                                                 if c.get("val") is not None else f" ({c.get('why', '')})")
+            for c in auto["candidates"]))
     out.print(get_task(m.get("task", "classify"))().summary(m) + (f"  ({m['seconds']:.1f} s)" if "seconds" in m else ""))
 
 

@@ -227,7 +227,8 @@ def _check_plan(strategies: list[str], seeds: int, settings: dict) -> None:
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"seeds={seeds} is too small", "at least 1 seed (3 or more to see seed-to-seed variation)")
     for s in strategies:
-        get_strategy(resolve_config({**settings, **plan_settings(s)}))
+        if plan_settings(s)["strategy"] != "auto":  # auto: the candidates the data calls for, chosen on val
+            get_strategy(resolve_config({**settings, **plan_settings(s)}))
 
 
 def plan_settings(name: str) -> dict:

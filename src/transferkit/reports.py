@@ -50,6 +50,7 @@ def write_run_report(run_dir: str | Path) -> Path:
             f"{len(meta['labels'])} {task.labels_are} · {m.get('n_train', '?')} training items · evaluated on "
             f"<b>{html.escape(m['split'])}</b> ({m['n']} items)</p>",
             ]
+    body += _auto_section(m.get("auto"))
     body += adaptation_sections(run_dir, m, meta["labels"])  # the target first: what the run was adapted for
     body += task.report_sections(run_dir, m, meta, modality)
     if history:
@@ -60,6 +61,22 @@ def write_run_report(run_dir: str | Path) -> Path:
     out = run_dir / rf.REPORT
     rf.atomic_write(out, lambda p: p.write_text(_page(run_dir.name, "".join(body)), encoding="utf-8"))
     return out
+
+
+def _auto_section(auto: dict | None) -> list[str]:
+    """``--strategy auto``: every candidate with its validation score and time, and which was kept and why."""
+    if not auto:
+        return []
+
+    def cell(value, fmt: str) -> str:
+        return "" if value is None else fmt.format(value)
+
+    rows = "".join(f"<tr><td>{html.escape(c['strategy'])}</td><td>{html.escape(c['status'])}</td>"
+                   f"<td>{cell(c.get('val'), '{:.4f}')}</td><td>{cell(c.get('seconds'), '{:.0f} s')}</td>"
+                   f"<td>{html.escape(c.get('why', ''))}</td></tr>" for c in auto["candidates"])
+    return [f"<h2>Strategy auto: {html.escape(auto['kept'])} kept</h2><p class=note>{html.escape(auto['why'])}. "
+            f"{html.escape(auto['selection'])}; budget {auto['budget']:.0f} s.</p><table><tr><th>candidate</th>"
+            f"<th>status</th><th>{html.escape(auto['metric'])}</th><th>time</th><th></th></tr>{rows}</table>"]
 
 
 def write_compare_report(out_dir: str | Path, result: dict) -> Path:

@@ -36,7 +36,7 @@ STUDY_FILE = "study.log"
 DEFAULT_STRATEGIES = ("linear-probe", "lp-ft", "finetune", "gradual", "frozen")
 PRUNERS = ("median", "hyperband", "none")
 #: settings never searched: where the run goes and what it reads
-NOT_SEARCHED = {"data", "output", "name", "cache_dir", "extra", "task", "modality", "target", "annotations", "images"}
+NOT_SEARCHED = {"data", "output", "name", "cache_dir", "extra", "budget", "task", "modality", "target", "annotations", "images"}
 
 
 def _spec(name: str, value, where: str) -> tuple:

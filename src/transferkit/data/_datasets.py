@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -266,6 +267,27 @@ class LabelledData:
                             "Add one; --val-fraction and --test-fraction only split data that comes unsplit")
         raise DataError(f"{self.describe()} has no val or test split to evaluate on",
                         "--val-fraction or --test-fraction above 0", "Set one of them (e.g. --test-fraction 0.15)")
+
+    def for_choosing(self, fraction: float = 0.2) -> tuple["LabelledData", "LabelledData", str]:
+        """Data for choices made before the one final score: (what candidates train and are scored on — train and
+        val, no test —, what the kept one is scored on, how). With a test split both keep train and val as given.
+        Without one, the evaluation split (val) becomes the test split and ``fraction`` of train, seeded (grouped
+        where groups are known, else stratified), becomes val: the reported score stays one no choice saw."""
+        self.setup()
+        final = copy.copy(self)
+        how = "val chooses; test scores the kept model once"
+        if not len(self.splits_["test"]):
+            train = self.splits_["train"]
+            groups = self._groups(train.inputs)
+            parts = stratified_split(train.labels, fraction, 0.0, self.seed, self.classes_) if groups is None \
+                else grouped_split(train.labels, groups, fraction, 0.0, self.seed)
+            final.splits_ = {"train": train.subset(parts["train"]), "val": train.subset(parts["val"]),
+                             "test": self.splits_["val"]}
+            how = (f"{len(parts['val'])} items of train ({fraction:.0%}) choose; the given val ({len(self.splits_['val'])}) "
+                   "is held out and scores the kept model once")
+        choosing = copy.copy(final)
+        choosing.splits_ = {**final.splits_, "test": Items([], [])}
+        return choosing, final, how
 
     def _list_problems(self, problems: list[tuple[str, str]]) -> None:
         """Add what a reader could not use to ``bad_files_`` (the run's bad_files.txt), saying the first few."""

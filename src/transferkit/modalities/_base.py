@@ -67,6 +67,11 @@ class Modality:
         """The strategy ``--strategy auto`` (the default) picks for these training items."""
         return "linear-probe"
 
+    def auto_candidates(self, train) -> tuple[str, ...]:
+        """``--strategy auto``'s candidates for classifying these training items, cheapest first: the default, then
+        the fine-tuning most likely to gain over it."""
+        return (self.default_strategy(train), "lp-ft")
+
     def channels_last(self, cfg) -> bool:
         """Whether 4-d batches run channels-last (as ``--channels-last`` says; other batches are left as they are)."""
         return bool(cfg is None or cfg.channels_last)

@@ -40,6 +40,9 @@ class TextModality(Modality):
         per_class = len(train) / max(1, len(set(train.labels)))
         return "contrastive" if per_class <= FEW_SHOT_PER_CLASS else "linear-probe"
 
+    def auto_candidates(self, train) -> tuple[str, ...]:
+        return (self.default_strategy(train), "finetune")  # then the whole encoder, end to end
+
     def pipeline(self, backbone, cfg, data=None):
         cfg.max_length = backbone.max_length  # resolved (the model's declared length where none was given): saved
         return None, None, {"max_length": backbone.max_length}

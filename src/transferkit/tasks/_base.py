@@ -155,6 +155,12 @@ class Task:
         return "finetune" if cls.loop_trained_head else modality.default_strategy(items)
 
     @classmethod
+    def auto_candidates(cls, modality, items) -> tuple[str, ...]:
+        """The strategies ``--strategy auto`` tries on these training items, cheapest first, chosen on val within
+        ``--budget`` (one: it is used, nothing to choose)."""
+        return (cls.default_strategy(modality, items),)
+
+    @classmethod
     def supports(cls, strategy) -> bool:
         """Whether ``strategy`` (a strategy class or object) can train this task's head: any that trains something;
         for a head only the loop trains, one whose loop trains the backbone or the head beside it (no probe, no

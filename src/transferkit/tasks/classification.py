@@ -39,6 +39,10 @@ class Classification(Task):
         self.label_smoothing = label_smoothing
 
     @classmethod
+    def auto_candidates(cls, modality, items) -> tuple[str, ...]:
+        return modality.auto_candidates(items)  # which strategy wins depends on the data: tried, chosen on val
+
+    @classmethod
     def for_run(cls, cfg, data, backbone=None, data_config=None) -> "Classification":
         weight = None
         if cfg.class_weights == "auto":  # inverse class frequency, mean 1

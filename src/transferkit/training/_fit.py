@@ -17,13 +17,12 @@ import torch
 
 from .. import _dist
 from .. import _runfolder as rf
-from .._launch import across_processes, announce_run_dir, join_process_group
-from ..config import RunConfig, load_config_file, options, resolve_config
+from .._launch import announce_run_dir, join_process_group
+from ..config import RunConfig, load_config_file, resolve_config
 from ..data import LabelledData
 from ..errors import ConfigError, RunFolderError
-from ..modalities import get_modality
 from ..reports import write_run_report
-from ..tasks import get_task, inputs_of, read_data
+from ..tasks import inputs_of
 from ._loop import train_loop
 from ._plan import Plan, epoch_dataset, plan_run
 from ._progress import progress_bar
@@ -48,7 +47,7 @@ class Run:
 
 def _run_name(cfg: RunConfig) -> str:
     stem = Path(cfg.data.rstrip("/")).stem or "data"
-    bb = cfg.backbone.split(":", 1)[-1].split("/")[-1]
+    bb = (cfg.backbone or "default").split(":", 1)[-1].split("/")[-1]
     return f"{stem}-{cfg.strategy.replace(':', '')}-{bb}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
@@ -78,64 +77,15 @@ def _attach_log(run_dir: Path) -> logging.Handler:
     return handler
 
 
-@across_processes
-def fit(data: LabelledData | str | None = None, *, config_file: str | Path | None = None,
-        resume: str | Path | None = None, on_epoch_end=None, target_data=None, **settings) -> Run:
-    """Train a model on ``data`` with a pretrained backbone and a strategy; write a run folder.
-
-    Args:
-        data: a dataset object or a path (a folder of images or audio clips, a CSV/TSV/JSONL).
-        config_file: YAML of settings; keyword ``settings`` override it (see :class:`RunConfig`).
-        resume: a run folder to continue from its last checkpoint (with any number of processes).
-        target_data: the ``--target`` inputs already read (a comparison reads them once for all its runs).
-        processes: worker processes sharing each batch (DDP; default: one per GPU, else 1). Under
-            ``torchrun`` or ``accelerate launch`` the processes are theirs and this is not needed.
-
-    Example:
-        >>> run = fit("photos/", backbone="packaged:efficientnet_lite0", strategy="lp-ft", epochs=5)
-        >>> run.metrics["accuracy"]
-    """
-    if resume is not None:
-        return _resume(Path(resume), on_epoch_end)
-    if isinstance(data, (str, Path)):
-        settings["data"] = str(Path(data).resolve())  # absolute: --resume and evaluate work from any folder
-        data = None
-    for key, option in options().items():
-        if option.path and key != "data" and settings.get(key):
-            settings[key] = str(Path(settings[key]).resolve())
-    cfg = resolve_config(settings, config_file)
-    if data is None:
-        data = read_data(cfg)
-    else:
-        cfg.data = cfg.data or data.location
-    return _run(cfg, data, run_dir=None, resume_state=None, on_epoch_end=on_epoch_end, target=target_data)
-
-
-def _resume(run_dir: Path, on_epoch_end) -> Run:
-    rf.check_run_dir(run_dir)
-    if (run_dir / rf.METRICS).is_file():
-        raise RunFolderError(f"Run {run_dir} already finished (it has {rf.METRICS})", "an interrupted run",
-                             "Start a new run instead; a finished run is never overwritten")
-    if not (run_dir / rf.CHECKPOINT).is_file():
-        raise RunFolderError(f"Run {run_dir} has no {rf.CHECKPOINT} to resume from", "a run interrupted after its first checkpoint "
-                             "(--checkpoint-every seconds of training; 60 by default)", "Start the run again")
-    cfg = resolve_config(load_config_file(run_dir / rf.CONFIG))
-    try:
-        state = torch.load(run_dir / rf.CHECKPOINT, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or not a checkpoint: torch raises many types
-        raise RunFolderError(f"{run_dir / rf.CHECKPOINT} is damaged ({type(exc).__name__})", "a checkpoint written "
-                             "by an interrupted run", "Start the run again (the damaged checkpoint cannot be resumed)") from None
-    modality = get_modality(cfg.modality or "image")
-    data = get_task(cfg.task).saved_data(run_dir, modality)  # the split as saved, never re-made
-    return _run(cfg, data, run_dir=run_dir, resume_state=state, on_epoch_end=on_epoch_end)
-
-
-def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state, on_epoch_end, target=None) -> Run:
-    t_start = time.time()
+def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state, on_epoch_end, target=None,
+         adopted: dict | None = None) -> Run:
+    """One run into ``run_dir`` (a new folder when None). ``adopted``: a model already trained (auto's kept
+    candidate: its ``state``, ``history`` and ``probe``), scored and saved here with nothing trained again."""
+    t_start = (adopted or {}).get("since") or time.time()  # auto's run counts its candidates' time
     join_process_group(cfg.cpu)
     tracker_names(cfg)  # a misspelt tracker fails before anything is written
     plan = plan_run(cfg, data, target)
-    fresh = run_dir is None
+    fresh, created = resume_state is None, run_dir is None
     run_dir = run_dir or _dist.broadcast(_new_run_dir(cfg) if _dist.is_main() else None)  # one folder, the main's
     announce_run_dir(run_dir)
     handler = _attach_log(run_dir) if _dist.is_main() else None
@@ -153,14 +103,12 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         _check_input_size(model, inputs_of(plan.task, plan.modality).example_input(plan.data_config), cfg)
         plan.adapt.before_training(plan)
         probe_info: dict[str, Any] = {}
-        eval_out = None
-        if plan.strategy.probe_first and resume_state is None:
-            eval_out = _probe(plan, model, probe_info, final=not plan.strategy.trains_backbone)
-        history = _train(plan, model, run_dir, resume_state, on_epoch_end) if plan.strategy.trains_backbone else []
-        if plan.strategy.probe_after:
-            eval_out = _probe(plan, model, probe_info, final=True, trained=True)
-        elif eval_out is None:  # trained by the loop, or used as loaded (zero-shot)
-            eval_out = _infer_eval(plan, model)
+        if adopted is None:
+            eval_out, history = _trained(plan, model, run_dir, resume_state, on_epoch_end, probe_info)
+        else:
+            model.load_state_dict(adopted["state"])
+            history, probe_info = adopted["history"], dict(adopted.get("probe") or {})
+            eval_out = _infer_eval(plan, model.to(plan.device))
         plan.adapt.after_training(plan, model)
         if not _dist.is_main():  # the main process writes the run folder; the others return what it measured
             return Run(run_dir, cfg, _dist.broadcast(None), history)
@@ -168,7 +116,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         tracking.finish(run_dir, run.metrics)
         return run
     except BaseException:
-        if fresh and _dist.is_main() and not (run_dir / rf.CHECKPOINT).exists():
+        if created and _dist.is_main() and not (run_dir / rf.CHECKPOINT).exists():
             handler.close()  # release train.log before the folder goes
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
         raise
@@ -177,6 +125,19 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         if handler is not None:
             handler.close()
             log.removeHandler(handler)
+
+
+def _trained(plan: Plan, model, run_dir: Path, resume_state, on_epoch_end, probe_info: dict):
+    """The strategy's steps (probe first, the loop, probe after); the evaluation split's outputs and the history."""
+    eval_out = None
+    if plan.strategy.probe_first and resume_state is None:
+        eval_out = _probe(plan, model, probe_info, final=not plan.strategy.trains_backbone)
+    history = _train(plan, model, run_dir, resume_state, on_epoch_end) if plan.strategy.trains_backbone else []
+    if plan.strategy.probe_after:
+        eval_out = _probe(plan, model, probe_info, final=True, trained=True)
+    elif eval_out is None:  # trained by the loop, or used as loaded (zero-shot)
+        eval_out = _infer_eval(plan, model)
+    return eval_out, history
 
 
 def _both(first, second):
@@ -262,6 +223,8 @@ def _finish(plan: Plan, model, run_dir: Path, eval_out, history: list[dict], pro
                    selection=_selection(strategy, plan.select_on_val, cfg.select),
                    seconds=round(time.time() - t_start, 2), kept_epoch=_kept_epoch(history),
                    probe=probe_info or None, n_train=len(data.splits_["train"]), leakage=getattr(data, "leakage_", None))
+    if "auto" in cfg.extra:  # --strategy auto: every candidate with its val score and time, and why one was kept
+        metrics["auto"] = cfg.extra["auto"]
     model.cpu()
     meta = {"task": task.name, "modality": plan.modality.name, "backbone": plan.backbone.spec,
             "backbone_name": cfg.backbone, "pretrained_cfg": plan.backbone.pretrained_cfg,

@@ -1,0 +1,101 @@
+"""``--strategy auto`` where the task and data have several candidates: each candidate is an ordinary run on
+train and val (never test), the cheapest first, while ``--budget`` seconds allow; the best validation score is
+kept, and only the kept model is scored on the held-out split — once, in the run folder the user asked for, with
+every candidate listed in its metrics.json and report (the candidates' own folders under ``candidates/``)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+
+from .. import _dist
+from .. import _runfolder as rf
+from ..config import RunConfig
+from ..data import LabelledData
+from ..modalities import modality_of
+from ..tasks import get_task
+from ._fit import Run, _both, _new_run_dir, _run
+
+log = logging.getLogger("transferkit")
+DEFAULT_BUDGET = 1800.0
+CANDIDATES = "candidates"
+
+
+class OverBudget(Exception):
+    """A candidate stopped because, at its pace, it would end after the budget."""
+
+
+def auto_candidates(cfg: RunConfig, data: LabelledData) -> tuple[str, ...]:
+    """The strategies ``--strategy auto`` tries for this task and data, cheapest first (one: nothing to choose)."""
+    if cfg.strategy != "auto" or cfg.target:  # adaptation runs its method on the single default strategy
+        return ()
+    data.setup()
+    return tuple(get_task(cfg.task).auto_candidates(modality_of(data), data.splits_["train"]))
+
+
+def run_auto(cfg: RunConfig, data: LabelledData, candidates: tuple[str, ...], on_epoch_end=None) -> Run:
+    t0 = time.time()
+    budget = cfg.budget or DEFAULT_BUDGET
+    choosing, final, how = data.for_choosing()
+    task = get_task(cfg.task)
+    metric = task.compare_metrics[0] if task.compare_metrics else "accuracy"
+    sign = -1.0 if metric in task.lower_is_better else 1.0
+    top = _dist.broadcast(_new_run_dir(cfg) if _dist.is_main() else None)
+    log.info("strategy auto: candidates %s, chosen by val %s within a budget of %.0f s (--budget); %s",
+             ", ".join(candidates), metric, budget, how)
+    tried, runs = [], {}
+    for i, name in enumerate(candidates):
+        row = {"strategy": name}
+        tried.append(row)
+        if i and time.time() - t0 >= budget:
+            row.update(status="skipped", why=f"the budget of {budget:.0f} s was spent")
+            continue
+        c_cfg = copy.deepcopy(cfg)
+        c_cfg.strategy, c_cfg.output, c_cfg.name = name, str(top / CANDIDATES), name.replace(":", "")
+        c_cfg.track_group = c_cfg.track_group or str(top)
+        watch = _Watch(c_cfg, t0, budget, first=i == 0)
+        try:
+            run = _run(c_cfg, copy.copy(choosing), None, None, _both(watch, on_epoch_end) if on_epoch_end else watch)
+        except OverBudget as exc:
+            row.update(status="stopped", why=str(exc), seconds=round(time.time() - watch.start, 1))
+            log.info("auto: %s %s", name, exc)
+            continue
+        runs[name] = run
+        row.update(status="done", val=run.metrics.get(metric), seconds=run.metrics.get("seconds"), run=str(run.path))
+        log.info("auto: %s scored val %s %.4f in %.0f s", name, metric, row["val"], row["seconds"])
+    kept = None
+    for row in tried:  # strictly better to replace an earlier (cheaper) candidate
+        if row["status"] == "done" and (kept is None or sign * row["val"] > sign * kept["val"]):
+            kept = row
+    kept["status"] = "kept"
+    why = (f"the best val {metric} ({kept['val']:.4f}) of {sum(r['status'] in ('done', 'kept') for r in tried)} "
+           f"candidate(s); ties go to the cheaper")
+    chosen = runs[kept["strategy"]]
+    f_cfg = copy.deepcopy(cfg)
+    f_cfg.strategy = kept["strategy"]
+    f_cfg.backbone = chosen.config.backbone
+    f_cfg.extra["auto"] = {"metric": f"val {metric}", "budget": budget, "selection": how, "candidates": tried,
+                           "kept": kept["strategy"], "why": why}
+    log.info("auto: kept %s (%s); scoring it on the held-out split", kept["strategy"], why)
+    state = rf.read_model(chosen.path)[1]
+    return _run(f_cfg, final, top, None, None, adopted={"state": state, "history": chosen.history, "since": t0,
+                                                        "probe": chosen.metrics.get("probe")})
+
+
+class _Watch:
+    """After each epoch of a candidate: stop it (``OverBudget``) when, at its pace so far, it would end after the
+    budget. The first candidate always finishes: it is the one the run falls back to."""
+
+    def __init__(self, cfg: RunConfig, t0: float, budget: float, first: bool):
+        self.cfg, self.t0, self.budget, self.first, self.start = cfg, t0, budget, first, time.time()
+
+    def __call__(self, epoch: int, row: dict) -> None:
+        now = time.time()
+        ends = now + (now - self.start) / (epoch + 1) * (self.cfg.epochs - epoch - 1) - self.t0
+        if _dist.broadcast(not self.first and ends > self.budget):  # decided once, by the main process
+            raise OverBudget(f"stopped after epoch {epoch + 1}/{self.cfg.epochs}: at its pace it would end at "
+                             f"{ends:.0f} s of the {self.budget:.0f} s budget")
+
+
+__all__ = ["auto_candidates", "run_auto"]

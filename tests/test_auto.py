@@ -1,0 +1,63 @@
+"""--strategy auto with several candidates: each an ordinary run on train and val, chosen on val within the
+budget; the held-out split is scored once, for the kept model alone."""
+
+from __future__ import annotations
+
+import json
+
+import transferkit as tk
+from conftest import make_folder
+
+
+def _splits(path):
+    return json.loads((path / "splits.json").read_text())
+
+
+def test_auto_tries_the_candidates_on_val_and_scores_only_the_kept_one_on_test(image_folder, run_kwargs):
+    run = tk.fit(str(image_folder), **run_kwargs)  # no --strategy: auto
+    auto = run.metrics["auto"]
+    tried = {c["strategy"]: c for c in auto["candidates"]}
+    assert list(tried) == ["linear-probe", "lp-ft"]  # the cheap candidate first
+    kept = [c for c in auto["candidates"] if c["status"] == "kept"]
+    assert len(kept) == 1 and kept[0]["strategy"] == auto["kept"] == run.metrics["strategy"]
+    done = [c for c in auto["candidates"] if c["val"] is not None]
+    assert kept[0]["val"] == max(c["val"] for c in done)
+    assert kept[0]["val"] > max(c["val"] for c in done if c is not kept[0]) or kept[0] is done[0]  # ties: cheaper
+    assert run.metrics["split"] == "test"
+    test_inputs = set(_splits(run.path)["test"]["inputs"])
+    for c in auto["candidates"]:  # every candidate is a run folder scored on val, never on test
+        cand = tk.load_run(c["run"])
+        assert cand.metrics["split"] == "val" and cand.metrics["accuracy"] == c["val"]
+        assert not test_inputs & {i for s in _splits(cand.path).values() for i in s["inputs"]}
+        assert cand.path.parent == run.path / "candidates"
+    assert run.metrics["seconds"] >= sum(c["seconds"] for c in auto["candidates"])  # the whole choice counted
+    pred = tk.load(run.path).predict([test_inputs.pop()])
+    assert pred[0]["topk"]
+    page = (run.path / "report.html").read_text()
+    assert "Strategy auto" in page and "lp-ft" in page and "linear-probe" in page
+
+
+def test_without_a_test_split_the_given_val_is_held_out_and_part_of_train_chooses(tmp_path, run_kwargs):
+    data = make_folder(tmp_path / "given", classes=2, per_class=18, split=True)  # train/ and val/ folders
+    given_val = sorted(str(p.resolve()) for p in (data / "val").rglob("*.png"))
+    run = tk.fit(str(data), **run_kwargs)
+    splits = _splits(run.path)
+    assert run.metrics["split"] == "test" and sorted(splits["test"]["inputs"]) == given_val
+    assert run.metrics["n"] == len(given_val)
+    assert splits["val"]["inputs"] and not set(splits["val"]["inputs"]) & set(given_val)  # carved from train
+    assert "held out" in run.metrics["auto"]["selection"]
+    for c in run.metrics["auto"]["candidates"]:
+        seen = {i for s in _splits(tk.load_run(c["run"]).path).values() for i in s["inputs"]}
+        assert not seen & set(given_val)
+
+
+def test_a_budget_spent_by_the_first_candidate_skips_or_stops_the_rest(image_folder, run_kwargs):
+    run = tk.fit(str(image_folder), budget=1, **run_kwargs)
+    first, second = run.metrics["auto"]["candidates"]
+    assert first["status"] == "kept" and run.metrics["strategy"] == "linear-probe"
+    assert second["status"] in ("skipped", "stopped") and "budget" in second["why"]
+
+
+def test_a_named_strategy_runs_alone(image_folder, run_kwargs):
+    run = tk.fit(str(image_folder), strategy="linear-probe", **run_kwargs)
+    assert "auto" not in run.metrics and not (run.path / "candidates").exists()
