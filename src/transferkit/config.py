@@ -105,7 +105,7 @@ declare(
     _O("strategy", default="auto", help="auto: the task's and modality's candidates for the data, chosen on val "
        "within --budget"),
     _O("budget", float, None, "seconds --strategy auto may spend on its candidates (default 1800); the cheapest "
-       "runs first, a candidate that would overrun is stopped", low=1.0, high=10**7, wanted="seconds > 0"),
+       "runs first, a candidate that would overrun is stopped", low=1.0, high=10**7, wanted="seconds ≥ 1"),
     _O("head", default="linear", help="linear | mlp:<width>; asr: ctc | whisper"),
     _O("task", default="classify"),
     _O("modality", help="image | text | audio (default: detected from the data: file types, table columns)"),

@@ -41,5 +41,12 @@ def cases(Case) -> list:
              "the run goes on", lambda tmp, run: ["train", str(make_folder(tmp / "data", classes=2, per_class=8)),
                                                   *FLAGS, "--epochs", "1", "--strategy", "finetune", "--track",
                                                   "wandb", "--output", str(tmp / "runs")]),
+        Case("auto_budget_zero", "train --budget 0 (no time for any candidate)", "error", "seconds ≥ 1",
+             lambda tmp, run: ["train", str(make_folder(tmp / "data", classes=2, per_class=8)), *FLAGS, "--budget",
+                               "0", "--output", str(tmp / "runs")]),
+        Case("auto_too_few_to_choose", "train with auto on a given split with 1 training item per class (none can "
+             "be held out to choose)", "warn", "too few training items to hold some out",
+             lambda tmp, run: ["train", str(make_folder(tmp / "data", classes=2, per_class=2, split=True)), *FLAGS,
+                               "--epochs", "1", "--output", str(tmp / "runs")]),
         Case("tune_unknown_pruner", "--pruner sometimes", "error", "Unknown --pruner", _tune(None, "--pruner", "sometimes")),
     ]

@@ -279,8 +279,11 @@ class LabelledData:
         if not len(self.splits_["test"]):
             train = self.splits_["train"]
             groups = self._groups(train.inputs)
-            parts = stratified_split(train.labels, fraction, 0.0, self.seed, self.classes_) if groups is None \
-                else grouped_split(train.labels, groups, fraction, 0.0, self.seed)
+            try:
+                parts = stratified_split(train.labels, fraction, 0.0, self.seed, self.classes_) if groups is None \
+                    else grouped_split(train.labels, groups, fraction, 0.0, self.seed)
+            except DataError:  # too few items per class (or groups) to hold any out: nothing to choose on
+                parts = {"train": np.arange(len(train)), "val": np.arange(0)}
             final.splits_ = {"train": train.subset(parts["train"]), "val": train.subset(parts["val"]),
                              "test": self.splits_["val"]}
             how = (f"{len(parts['val'])} items of train ({fraction:.0%}) choose; the given val ({len(self.splits_['val'])}) "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import time
 
 from .. import _dist
@@ -38,6 +39,11 @@ def run_auto(cfg: RunConfig, data: LabelledData, candidates: tuple[str, ...], on
     t0 = time.time()
     budget = cfg.budget or DEFAULT_BUDGET
     choosing, final, how = data.for_choosing()
+    if not len(choosing.splits_["val"]) or not len(choosing.splits_["train"]):
+        log.warning("strategy auto: too few training items to hold some out for choosing; %s runs alone",
+                    candidates[0])
+        cfg.strategy = candidates[0]
+        return _run(cfg, data, None, None, on_epoch_end)
     task = get_task(cfg.task)
     metric = task.compare_metrics[0] if task.compare_metrics else "accuracy"
     sign = -1.0 if metric in task.lower_is_better else 1.0
@@ -45,25 +51,14 @@ def run_auto(cfg: RunConfig, data: LabelledData, candidates: tuple[str, ...], on
     log.info("strategy auto: candidates %s, chosen by val %s within a budget of %.0f s (--budget); %s",
              ", ".join(candidates), metric, budget, how)
     tried, runs = [], {}
-    for i, name in enumerate(candidates):
-        row = {"strategy": name}
-        tried.append(row)
-        if i and time.time() - t0 >= budget:
-            row.update(status="skipped", why=f"the budget of {budget:.0f} s was spent")
-            continue
-        c_cfg = copy.deepcopy(cfg)
-        c_cfg.strategy, c_cfg.output, c_cfg.name = name, str(top / CANDIDATES), name.replace(":", "")
-        c_cfg.track_group = c_cfg.track_group or str(top)
-        watch = _Watch(c_cfg, t0, budget, first=i == 0)
-        try:
-            run = _run(c_cfg, copy.copy(choosing), None, None, _both(watch, on_epoch_end) if on_epoch_end else watch)
-        except OverBudget as exc:
-            row.update(status="stopped", why=str(exc), seconds=round(time.time() - watch.start, 1))
-            log.info("auto: %s %s", name, exc)
-            continue
-        runs[name] = run
-        row.update(status="done", val=run.metrics.get(metric), seconds=run.metrics.get("seconds"), run=str(run.path))
-        log.info("auto: %s scored val %s %.4f in %.0f s", name, metric, row["val"], row["seconds"])
+    try:
+        for i, name in enumerate(candidates):
+            tried.append(_candidate(cfg, choosing, name, top, t0, budget, first=i == 0, runs=runs, metric=metric,
+                                    on_epoch_end=on_epoch_end))
+    except BaseException:
+        if _dist.is_main() and not runs:  # nothing finished: no folder left behind (a bad setting, Ctrl-C)
+            shutil.rmtree(top, ignore_errors=True)
+        raise
     kept = None
     for row in tried:  # strictly better to replace an earlier (cheaper) candidate
         if row["status"] == "done" and (kept is None or sign * row["val"] > sign * kept["val"]):
@@ -81,6 +76,33 @@ def run_auto(cfg: RunConfig, data: LabelledData, candidates: tuple[str, ...], on
     state = rf.read_model(chosen.path)[1]
     return _run(f_cfg, final, top, None, None, adopted={"state": state, "history": chosen.history, "since": t0,
                                                         "probe": chosen.metrics.get("probe")})
+
+
+def _candidate(cfg: RunConfig, choosing: LabelledData, name: str, top, t0: float, budget: float, first: bool,
+               runs: dict, metric: str, on_epoch_end) -> dict:
+    """One candidate as an ordinary run under ``top/candidates`` (skipped when the budget is spent, stopped when it
+    would overrun it); its row for metrics.json."""
+    row = {"strategy": name}
+    if not first and time.time() - t0 >= budget:
+        return {**row, "status": "skipped", "why": f"the budget of {budget:.0f} s was spent"}
+    c_cfg = copy.deepcopy(cfg)
+    c_cfg.strategy, c_cfg.output, c_cfg.name = name, str(top / CANDIDATES), name.replace(":", "")
+    c_cfg.track_group = c_cfg.track_group or str(top)
+    watch = _Watch(c_cfg, t0, budget, first)
+    try:
+        run = _run(c_cfg, copy.copy(choosing), None, None, _both(watch, on_epoch_end) if on_epoch_end else watch)
+    except OverBudget as exc:
+        log.info("auto: %s %s", name, exc)
+        return {**row, "status": "stopped", "why": str(exc), "seconds": round(time.time() - watch.start, 1)}
+    except Exception as exc:  # noqa: BLE001 - a later candidate's failure loses nothing the earlier ones made
+        if first:
+            raise
+        log.warning("auto: candidate %s failed (%s: %s); choosing among the others", name, type(exc).__name__, exc)
+        return {**row, "status": "failed", "why": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    runs[name] = run
+    log.info("auto: %s scored val %s %.4f in %.0f s", name, metric, run.metrics[metric], run.metrics["seconds"])
+    return {**row, "status": "done", "val": run.metrics.get(metric), "seconds": run.metrics.get("seconds"),
+            "run": str(run.path)}
 
 
 class _Watch:
