@@ -107,3 +107,16 @@ def test_ctrl_c_keeps_the_finished_trials(tmp_path, data):
     result = json.loads((tmp_path / "c" / "tune.json").read_text())
     assert result["complete"] >= 1 and result["best"] is not None, output  # the one interrupted may be lost
     assert "finished trial(s) kept" in output and "--resume" in output
+
+
+def test_without_a_test_split_the_given_val_is_held_out_for_the_best_trial(tmp_path):
+    """train/ and val/ folders: trials choose on part of train, and the best is scored once on the given val."""
+    given = make_folder(tmp_path / "given", classes=2, per_class=15, split=True)
+    out = tk.tune(str(given), trials=2, output=str(tmp_path), name="t", candidates=["linear-probe"], pruner="none",
+                  space=None, **{**FLAGS, "cache_dir": str(tmp_path / "c"), "strategy": "finetune", "epochs": 1})
+    val = {str(p.resolve()) for p in (given / "val").rglob("*.png")}
+    assert out["best"]["test"]["split"] == "test" and out["best"]["test"]["n"] == len(val)
+    for r in out["trials"]:
+        if r["run"]:
+            seen = json.loads((Path(r["run"]) / "splits.json").read_text())
+            assert not val & {i for s in seen.values() for i in s["inputs"]}

@@ -21,7 +21,6 @@ import yaml
 
 from . import _runfolder as rf
 from .config import load_config_file, options, resolve_config
-from .data import Items
 from .errors import ConfigError, TransferkitError
 from .evaluation import plots
 from .predict import load
@@ -202,8 +201,9 @@ def tune(data: str, trials: int | None = None, timeout: float | None = None, out
     study = optuna.create_study(study_name=folder.name, storage=shared or _storage(None, folder), direction=direction,
                                 sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner_,
                                 load_if_exists=True)
-    trial_data = copy.copy(full)  # trials see train and val only: the test split is scored once, for the best
-    trial_data.splits_ = {**full.splits_, "test": Items([], [])}
+    # trials see train and val only; the held-out split (test, else the given val) is scored once, for the best
+    trial_data, full, how = full.for_choosing()
+    log.info("tune: %s", how)
     objective = _objective(trial_data, task, space_, fixed, folder, metric)
     log.info("tune: %s on val, %s; space %s", metric, direction, ", ".join(f"{k} {v}" for k, v in space_.items()))
     t0 = time.time()
