@@ -109,6 +109,18 @@ def test_mcc_is_zero_for_confident_distinct_classes_and_high_for_confusion():
     assert mcc(None, None, None, flat).item() == pytest.approx(2 / 3, abs=1e-4)
 
 
+def test_soft_neighbourhood_density_is_the_mean_entropy_of_soft_neighbours():
+    """Two tight clusters of n/2 predictions: each input's neighbours are the n/2 - 1 others of its cluster, equally
+    near, so SND = log(n/2 - 1); predictions spread out have fewer close neighbours and score lower."""
+    from transferkit.evaluation import soft_neighbourhood_density
+
+    two = np.r_[np.tile([0.99, 0.01], (10, 1)), np.tile([0.01, 0.99], (10, 1))]
+    assert soft_neighbourhood_density(two) == pytest.approx(np.log(9), abs=1e-3)
+    spread = np.stack([np.linspace(0.01, 0.99, 20), 1 - np.linspace(0.01, 0.99, 20)], 1)
+    assert soft_neighbourhood_density(spread) < soft_neighbourhood_density(two)
+    assert np.isnan(soft_neighbourhood_density(two[:1]))
+
+
 def test_self_training_uses_only_confident_target_predictions():
     st = _losses.make_term("self-train", 4, 3, total_steps=1)
     st.step.fill_(1)  # the ramp at its end
@@ -214,6 +226,9 @@ def test_compare_adaptation_gains_over_source_only_and_an_oracle(tmp_path):
     assert rows["linear-probe oracle"]["source_accuracy"] == []
     saved = json.loads((tmp_path / "cmp" / "c" / "compare.json").read_text())
     assert saved["n_eval"] == 24 and saved["oracle"]
+    label_free = [r for r in saved["rows"] if "target_snd_mean" in r]  # every line but the oracle
+    assert len(label_free) == 2 and saved["recommended"]["strategy"] == max(
+        label_free, key=lambda r: r["target_snd_mean"])["strategy"]
     with pytest.raises(TransferkitError, match="can run --adapt dann"):
         compare_adaptation(str(source), str(target), ["linear-probe"], ["dann"], output=str(tmp_path / "cmp"))
 

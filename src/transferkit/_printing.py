@@ -78,6 +78,9 @@ def print_comparison(out, result: dict) -> None:
         t.add_row(r["strategy"], *[mean_std(r, m) for m in metrics],
                   f"{r['seconds_mean']:.0f} s", *[gain_text(gains.get(m)) for m in gained], mcnemar_text(r.get("gain")))
     out.print(t)
+    if result.get("recommended"):
+        rec = result["recommended"]
+        out.print(f"without target labels: [bold]{rec['strategy']}[/] (by {rec['criterion']})")
     if result.get("oracle"):
         out.print(f"oracle: {result['oracle']}")
     for w in result["warnings"]:

@@ -24,6 +24,7 @@ from .strategies import get_strategy
 
 log = logging.getLogger("transferkit")
 ORACLE = "oracle"
+CRITERION = "soft neighbourhood density of the target predictions (Saito et al., ICCV 2021; higher is better)"
 ORACLE_NOTE = "trained on the target's labels (2-fold cross-fitting): not achievable without them"
 
 
@@ -83,6 +84,9 @@ def compare_adaptation(data, target: str, strategies: list[str], methods: list[s
                                "seconds_mean": float(np.mean([t for _, t in runs])),
                                "runs": sorted({str(r.path) for r, _ in runs}),
                                "interval": crossed_interval(np.stack(outcomes[v]))}
+        if not v.endswith(ORACLE):  # the label-free criterion, from each run's target predictions
+            snd = [r.metrics["adaptation"]["snd"] for r, _ in runs]
+            row.update(target_snd=snd, target_snd_mean=float(np.mean(snd)), target_snd_std=float(np.std(snd)))
         base = f"{strategy_of[v]} + none"
         row["baseline"] = v == base
         if v != base and base in outcomes:
@@ -93,9 +97,19 @@ def compare_adaptation(data, target: str, strategies: list[str], methods: list[s
     first = next(iter(results.values()))[0][0]
     result = {"title": "Domain adaptation comparison", "data": data.location, "target": settings["target"], "backbone": first.config.backbone,
               "seeds": seeds, "split": "target", "n_eval": n_scored, "rows": rows,
-              "metrics": ["target_accuracy", "source_accuracy"], "baseline": "source only (same strategy)",
+              "metrics": ["target_accuracy", "source_accuracy", "target_snd"], "baseline": "source only (same strategy)",
+              "recommended": _recommend(rows),
               "warnings": transfer_warnings(rows, "target accuracy", "source only"), "oracle": ORACLE_NOTE if ORACLE in methods else None}
     return close_comparison(out_dir, result)
+
+
+def _recommend(rows: list[dict]) -> dict[str, Any] | None:
+    """The line a user without target labels would pick: the highest mean SND on the unlabelled target."""
+    able = [r for r in rows if "target_snd_mean" in r and np.isfinite(r["target_snd_mean"])]
+    if not able:
+        return None
+    best = max(able, key=lambda r: r["target_snd_mean"])
+    return {"strategy": best["strategy"], "criterion": CRITERION, "target_snd": best["target_snd_mean"]}
 
 
 def _gain(runs: list[np.ndarray], base: list[np.ndarray]) -> dict[str, Any]:

@@ -101,6 +101,8 @@ def write_compare_report(out_dir: str | Path, result: dict) -> Path:
             f"evaluated on <b>{html.escape(result['split'])}</b> ({result['n_eval']} items)</p>", warnings,
             f"<p class=note>Target: {html.escape(result['target'])}. Oracle: {html.escape(result['oracle'])}.</p>"
             if result.get("oracle") else "",
+            f"<p class=note>Without target labels: <b>{html.escape(result['recommended']['strategy'])}</b>, by "
+            f"{html.escape(result['recommended']['criterion'])}.</p>" if result.get("recommended") else "",
             f"<h2>Results</h2><table><tr><th>strategy</th>{head}<th>time / run</th>{gains_head}"
             f"<th>McNemar p</th></tr>{''.join(tr)}</table>",
             "<p class=note>Gains are paired by seed and by evaluation item. The 95% interval accounts for both "

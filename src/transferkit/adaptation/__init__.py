@@ -20,7 +20,7 @@ import torch
 from .. import _runfolder as rf
 from ..config import Option, declare
 from ..errors import ConfigError
-from ..evaluation import classification_metrics
+from ..evaluation import classification_metrics, soft_neighbourhood_density
 from ..strategies import Strategy, strategies
 from ._feature_level import fit_adapted_probe
 from ._losses import PairModel, PairObjective, make_term
@@ -237,7 +237,8 @@ class Adaptation(NoAdaptation):
             "method": self.method, "target": self.target.location, "n_target": len(items),
             "n_scored": int(scored.sum()), "unknown_classes": self.target.unknown,
             "shared_with_source": self.target.shared_with_source, "bad_files": len(self.target.bad_files),
-            "selection": self.selection, **self.info}
+            "selection": self.selection, **self.info,
+            "snd": soft_neighbourhood_density(probs, seed=self.cfg.seed)}  # label-free: every input, labelled or not
         if scored.any():
             m = classification_metrics(truth[scored], pred[scored], classes)
             out.update(accuracy=m["accuracy"], macro_f1=m["macro_f1"],
