@@ -80,6 +80,7 @@ def main() -> None:
     if a.costs_only:
         return print_costs(a.backbone)
     table: dict[str, dict[str, str]] = {}
+    picks: list[dict] = []  # per pair and strategy: the label-free choice against the target-label oracle's
     phases = [("linear-probe", PROBE_METHODS, a.seeds, {}, a.pairs)]  # every pair's cheap rows first
     if not a.skip_e2e:
         phases.append(("finetune", E2E_METHODS, a.e2e_seeds, {"epochs": a.epochs}, a.e2e_pairs))
@@ -94,6 +95,7 @@ def main() -> None:
                 table.setdefault(r["strategy"], {})[f"{s}→{t}"] = cell
             print(json.dumps({"pair": pair, "strategy": strategy, "rows": {r["strategy"]: round(r["target_accuracy_mean"], 4)
                                                                          for r in res["rows"]}}), flush=True)
+            picks.append(label_free_pick(pair, strategy, res))
     cols = [p.replace(":", "→") for p in a.pairs.split(",")]
     print(f"\ntarget accuracy, mean ± std over seeds (wall time per run); {a.backbone}; "
           f"probe rows {a.seeds} seed(s), fine-tune rows {a.e2e_seeds} seed(s), {a.epochs} epochs")
@@ -101,7 +103,37 @@ def main() -> None:
     print("| --- |" + " --- |" * len(cols))
     for name, cells in table.items():
         print(f"| {name} | " + " | ".join(cells.get(c, "—") for c in cols) + " |")
+    print_picks(picks)
     print_costs(a.backbone)
+
+
+def label_free_pick(pair: str, strategy: str, res: dict) -> dict:
+    """The line the label-free criterion recommends beside the one the target labels say is best (the oracle's
+    choice among the same lines), and what the recommendation costs in target accuracy."""
+    rows = [r for r in res["rows"] if "target_snd_mean" in r]
+    acc = {r["strategy"]: r["target_accuracy_mean"] for r in rows}
+    best = max(acc.values())
+    rec = (res.get("recommended") or {}).get("strategy")
+    return {"pair": pair, "strategy": strategy, "recommended": rec, "best": [k for k, v in acc.items() if v == best],
+            "regret": best - acc.get(rec, float("nan")),
+            "gain": acc.get(rec, float("nan")) - acc.get(f"{strategy} + none", float("nan"))}
+
+
+def print_picks(picks: list[dict]) -> None:
+    if not picks:
+        return
+    print("\nlabel-free choice (SND of the target predictions) against the target-label oracle's choice:")
+    print("| pair | strategy | SND picks | best by target labels | accuracy below the best | gain over none |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for p in picks:
+        print(f"| {p['pair'].replace(':', '→')} | {p['strategy']} | {p['recommended']} | {', '.join(p['best'])} | "
+              f"{p['regret']:.3f} | {p['gain']:+.3f} |")
+    for strategy in dict.fromkeys(p["strategy"] for p in picks):
+        own = [p for p in picks if p["strategy"] == strategy]
+        hits = sum(p["recommended"] in p["best"] for p in own)
+        print(f"{strategy}: SND's choice is the oracle's on {hits}/{len(own)} pairs; mean gain over none "
+              f"{sum(p['gain'] for p in own) / len(own):+.3f}, mean shortfall from the best "
+              f"{sum(p['regret'] for p in own) / len(own):.3f}")
 
 
 def print_costs(backbone: str) -> None:
