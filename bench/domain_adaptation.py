@@ -23,7 +23,7 @@ OFFICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "office_calte
 DOMAINS = {"A": "amazon", "W": "webcam", "D": "dslr"}
 PAIRS = "A:W,A:D,W:A,W:D,D:A,D:W"
 E2E_PAIRS = "D:W,W:D,D:A,W:A,A:W,A:D"
-PROBE_METHODS = ["none", "coral", "sa", "ot", "adabn", "oracle"]
+PROBE_METHODS = ["none", "coral", "sa", "ot", "adabn", "auto", "oracle"]
 E2E_METHODS = ["none", "dann", "cdan", "mcc", "self-train"]
 
 
@@ -110,7 +110,7 @@ def main() -> None:
 def label_free_pick(pair: str, strategy: str, res: dict) -> dict:
     """The line the label-free criterion recommends beside the one the target labels say is best (the oracle's
     choice among the same lines), and what the recommendation costs in target accuracy."""
-    rows = [r for r in res["rows"] if "target_snd_mean" in r]
+    rows = [r for r in res["rows"] if "target_snd_mean" in r and not r["chooses_itself"]]
     acc = {r["strategy"]: r["target_accuracy_mean"] for r in rows}
     best = max(acc.values())
     rec = (res.get("recommended") or {}).get("strategy")

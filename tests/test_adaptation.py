@@ -193,6 +193,28 @@ def test_feature_level_run_writes_a_head_that_reads_raw_target_features(tmp_path
     assert run.metrics["probe"]["adapter"] == "SubspaceAlignmentAdapter"
 
 
+def test_adapt_auto_keeps_the_head_with_the_densest_target_predictions_without_reading_target_labels(tmp_path):
+    source, target = domains(tmp_path)
+    kw = dict(FAST, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"), strategy="linear-probe")
+    run = tk.fit(source, target=str(target), adapt="auto", **kw)
+    a = run.metrics["adaptation"]
+    snd = a["candidates_snd"]
+    assert set(snd) <= {"none", "coral", "sa", "ot"} and "none" in snd
+    assert a["chosen"] == max(snd, key=snd.get) and a["snd"] == pytest.approx(snd[a["chosen"]], abs=1e-6)
+    with open(run.path / "target_predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    preds = tk.load(run.path).predict([r["input"] for r in rows])
+    assert [p["label"] for p in preds] == [r["pred"] for r in rows]  # the kept head is the saved model's
+    unlabelled = tmp_path / "unlabelled"  # the same inputs without class folders: the same choice
+    unlabelled.mkdir()
+    for i, p in enumerate(sorted(target.rglob("*.png"))):
+        (unlabelled / f"{i:03d}.png").write_bytes(p.read_bytes())
+    again = tk.fit(source, target=str(unlabelled), adapt="auto", **kw).metrics["adaptation"]
+    assert again["chosen"] == a["chosen"] and again["candidates_snd"] == pytest.approx(snd)
+    with pytest.raises(TransferkitError, match="frozen features"):
+        tk.fit(source, target=str(target), adapt="auto", **{**kw, "strategy": "finetune"})
+
+
 def test_an_interrupted_adapted_run_resumes_to_the_same_result(tmp_path):
     source, target = domains(tmp_path)
     kw = dict(FAST, epochs=3, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"), target=str(target),

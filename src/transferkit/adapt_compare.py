@@ -86,7 +86,8 @@ def compare_adaptation(data, target: str, strategies: list[str], methods: list[s
                                "interval": crossed_interval(np.stack(outcomes[v]))}
         if not v.endswith(ORACLE):  # the label-free criterion, from each run's target predictions
             snd = [r.metrics["adaptation"]["snd"] for r, _ in runs]
-            row.update(target_snd=snd, target_snd_mean=float(np.mean(snd)), target_snd_std=float(np.std(snd)))
+            row.update(target_snd=snd, target_snd_mean=float(np.mean(snd)), target_snd_std=float(np.std(snd)),
+                       chooses_itself=variants.get(v, {}).get("adapt") == "auto")  # --adapt auto: not a candidate
         base = f"{strategy_of[v]} + none"
         row["baseline"] = v == base
         if v != base and base in outcomes:
@@ -105,7 +106,7 @@ def compare_adaptation(data, target: str, strategies: list[str], methods: list[s
 
 def _recommend(rows: list[dict]) -> dict[str, Any] | None:
     """The line a user without target labels would pick: the highest mean SND on the unlabelled target."""
-    able = [r for r in rows if "target_snd_mean" in r and np.isfinite(r["target_snd_mean"])]
+    able = [r for r in rows if "target_snd_mean" in r and np.isfinite(r["target_snd_mean"]) and not r["chooses_itself"]]
     if not able:
         return None
     best = max(able, key=lambda r: r["target_snd_mean"])

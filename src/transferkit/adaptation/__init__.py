@@ -22,7 +22,7 @@ from ..config import Option, declare
 from ..errors import ConfigError
 from ..evaluation import classification_metrics, soft_neighbourhood_density
 from ..strategies import Strategy, strategies
-from ._feature_level import fit_adapted_probe
+from ._feature_level import choose_adapted_probe, fit_adapted_probe
 from ._losses import PairModel, PairObjective, make_term
 from ._report import MAP_FILE
 from ._report import sections as report_sections
@@ -33,6 +33,8 @@ log = logging.getLogger("transferkit")
 
 METHODS = {
     "none": "source only: the baseline every method is measured against (the target is still scored)",
+    "auto": "with linear-probe: the plain probe, CORAL, SA and OT fitted on the cached features, the one whose "
+            "target predictions have the highest soft neighbourhood density kept (no target label read)",
     "coral": "feature level, with linear-probe: CORAL, source features re-coloured with the target's covariance",
     "sa": "feature level, with linear-probe: subspace alignment of the domains' principal directions",
     "ot": "feature level, with linear-probe: entropic optimal-transport map of the source onto the target",
@@ -49,6 +51,7 @@ declare(
     Option("adapt", default="none", help="method: " + " | ".join(METHODS), choices=tuple(METHODS)),
 )
 FEATURE_LEVEL = ("coral", "sa", "ot")
+AUTO_CANDIDATES = ("none", *FEATURE_LEVEL)  # --adapt auto: every one a head fit on the same cached features
 END_TO_END = ("dann", "cdan", "mcc", "self-train")
 TARGET_PREDICTIONS = "target_predictions.csv"
 MAP_POINTS = 300  # per domain, in the report's feature map
@@ -71,9 +74,10 @@ def check(cfg, strategy, task, backbone) -> None:
         raise ConfigError(f"Domain adaptation (--target) is not available for task {task.name}",
                           "a classification run", "Leave --target and --adapt out")
     if not compatible(strategy, method):
-        doing = "works on frozen features, not" if method in FEATURE_LEVEL else "adapts while training, which"
+        frozen = method in FEATURE_LEVEL or method == "auto"
+        doing = "works on frozen features, not" if frozen else "adapts while training, which"
         raise ConfigError(f"--adapt {method} {doing} with --strategy {strategy.name}"
-                          + ("" if method in FEATURE_LEVEL else " does not do"),
+                          + ("" if frozen else " does not do"),
                           pairings())
     if method == "adabn" and not batchnorm_layers(backbone):
         raise ConfigError(f"--adapt adabn re-estimates BatchNorm statistics; {cfg.backbone} has no BatchNorm layers",
@@ -91,7 +95,7 @@ def pairings() -> str:
 
 def compatible(strategy, method: str) -> bool:
     """Whether ``method`` can run with ``strategy`` (a strategy class or object)."""
-    if method in FEATURE_LEVEL:  # they adapt the probe's features
+    if method in FEATURE_LEVEL or method == "auto":  # they adapt the probe's features
         return bool(strategy.probe_first and not strategy.trains_backbone)
     if method in END_TO_END:
         return strategy.trains_backbone and not strategy.probe_after
@@ -193,11 +197,15 @@ class Adaptation(NoAdaptation):
     def probe(self, task, model, fs: np.ndarray, ys: np.ndarray, cfg) -> dict:
         """The probe head: on adapted source features (feature-level methods), else the task's own fit."""
         si, ti = self.samples
-        if self.method not in FEATURE_LEVEL:
+        if self.method == "auto":
+            out = choose_adapted_probe(AUTO_CANDIDATES, task, model, fs, ys, self.pretrained_target, cfg)
+            self.info.update(chosen=out["method"], chosen_by="highest soft neighbourhood density of the target "
+                             "predictions (Saito et al., ICCV 2021); no target label read", candidates_snd=out["snd"])
+        elif self.method not in FEATURE_LEVEL:
             self.after_source = fs[si]
             return super().probe(task, model, fs, ys, cfg)
-
-        out = fit_adapted_probe(self.method, task, model, fs, ys, self.pretrained_target, cfg)
+        else:
+            out = fit_adapted_probe(self.method, task, model, fs, ys, self.pretrained_target, cfg)
         self.after_source, self.after_target = out["mapped"][0][si], out["mapped"][1][ti]
         return out["info"]
 

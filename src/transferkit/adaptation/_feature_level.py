@@ -80,3 +80,34 @@ def affine_map(fn, dim: int, check: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     if err > 1e-6:
         raise RuntimeError(f"the target-side map is not affine (relative error {err:.2g}); it cannot be folded")
     return A, c
+
+
+def choose_adapted_probe(methods: tuple[str, ...], task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray,
+                         cfg) -> dict:
+    """``--adapt auto`` on the probe: fit the head with each of ``methods`` ("none": the plain probe) on the cached
+    features and keep the one whose predictions on the unlabelled target have the highest soft neighbourhood
+    density (no target label is read). Returns the kept method's probe info and maps, the method and every SND."""
+    import copy
+
+    from ..evaluation import soft_neighbourhood_density
+
+    start, scores, best = copy.deepcopy(model.head), {}, None
+    for method in methods:
+        model.head = copy.deepcopy(start)
+        if method == "none":
+            out = {"info": task.fit_probe(model, fs, ys, cfg) or {}, "mapped": (fs, ft)}
+        else:
+            try:
+                out = fit_adapted_probe(method, task, model, fs, ys, ft, cfg)
+            except (TrainingError, RuntimeError) as exc:  # a method that cannot map these features is passed over
+                log.warning("--adapt auto: %s passed over (%s)", method, exc)
+                continue
+        with torch.no_grad():
+            probs = model.head(torch.from_numpy(ft).float()).softmax(1).numpy()
+        scores[method] = soft_neighbourhood_density(probs, seed=cfg.seed)
+        if best is None or scores[method] > scores[best[0]]:
+            best = (method, model.head, out)
+    method, model.head, out = best
+    log.info("--adapt auto: %s kept (soft neighbourhood density on the target: %s)", method,
+             ", ".join(f"{m} {v:.4f}" for m, v in scores.items()))
+    return {**out, "method": method, "snd": scores}
