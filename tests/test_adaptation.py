@@ -199,7 +199,7 @@ def test_adapt_auto_keeps_the_head_with_the_densest_target_predictions_without_r
     run = tk.fit(source, target=str(target), adapt="auto", **kw)
     a = run.metrics["adaptation"]
     snd = a["candidates_snd"]
-    assert set(snd) <= {"none", "coral", "sa", "ot"} and "none" in snd
+    assert set(snd) <= {"none", "coral", "sa", "ot", "mcc"} and "none" in snd
     assert a["chosen"] == max(snd, key=snd.get) and a["snd"] == pytest.approx(snd[a["chosen"]], abs=1e-6)
     with open(run.path / "target_predictions.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -275,3 +275,36 @@ def test_audio_adapts_at_feature_level(tmp_path):
     run = tk.fit(source, target=str(target), adapt="coral", strategy="linear-probe",
                  **dict(AUDIO_FAST, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache")))
     assert run.metrics["modality"] == "audio" and run.metrics["adaptation"]["n_scored"] == 10
+
+
+def test_mcc_on_the_probe_moves_the_boundary_into_the_targets_gap_deterministically():
+    """The target is the source moved along the class axis: the source-only boundary cuts through a target class;
+    MCC on the target predictions (the head refined on cached features) moves it towards the gap between them."""
+    from transferkit.adaptation._feature_level import fit_mcc_probe
+
+    rng = np.random.default_rng(0)
+    y, yt = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
+    xs, xt = rng.normal(size=(300, 8)), rng.normal(size=(300, 8))
+    xs[:, 0] += 4 * y - 2
+    xt[:, 0] += 4 * yt - 0.5
+    xs, xt = xs.astype(np.float32), xt.astype(np.float32)
+    none, _ = probe_accuracy("none", xs, y, xt, yt)
+    task, cfg = get_task("classify").for_run(resolve_config({}), None), resolve_config({})
+    heads = []
+    for _ in range(2):
+        model = TransferModel(_Features(8), build_head("linear", 8, 2))
+        info = fit_mcc_probe(task, model, xs, y, xt, cfg)["info"]
+        heads.append(model.head[0].weight.detach().clone())
+    with torch.no_grad():
+        mcc = float((model.head(torch.from_numpy(xt)).argmax(1).numpy() == yt).mean())
+    assert mcc >= none + 0.01, (none, mcc)
+    assert torch.equal(heads[0], heads[1]) and "MCC" in info["head"]
+
+
+def test_a_chosen_feature_level_method_is_checked_against_the_plain_probe_without_labels(tmp_path):
+    source, target = domains(tmp_path)
+    kw = dict(FAST, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"), strategy="linear-probe")
+    a = tk.fit(source, target=str(target), adapt="coral", **kw).metrics["adaptation"]
+    none = tk.fit(source, target=str(target), adapt="none", **kw).metrics["adaptation"]
+    assert a["snd_source_only"] == pytest.approx(none["snd"], abs=1e-6)  # the same plain probe, fitted aside
+    assert a["criterion_predicts_loss"] == (a["snd"] < none["snd"])

@@ -22,7 +22,12 @@ from ..config import Option, declare
 from ..errors import ConfigError
 from ..evaluation import classification_metrics, soft_neighbourhood_density
 from ..strategies import Strategy, strategies
-from ._feature_level import choose_adapted_probe, fit_adapted_probe
+from ._feature_level import (
+    choose_adapted_probe,
+    fit_adapted_probe,
+    fit_mcc_probe,
+    guard,
+)
 from ._losses import PairModel, PairObjective, make_term
 from ._report import MAP_FILE
 from ._report import sections as report_sections
@@ -33,7 +38,7 @@ log = logging.getLogger("transferkit")
 
 METHODS = {
     "none": "source only: the baseline every method is measured against (the target is still scored)",
-    "auto": "with linear-probe: the plain probe, CORAL, SA and OT fitted on the cached features, the one whose "
+    "auto": "with linear-probe: the plain probe, CORAL, SA, OT and MCC fitted on the cached features, the one whose "
             "target predictions have the highest soft neighbourhood density kept (no target label read)",
     "coral": "feature level, with linear-probe: CORAL, source features re-coloured with the target's covariance",
     "sa": "feature level, with linear-probe: subspace alignment of the domains' principal directions",
@@ -41,7 +46,8 @@ METHODS = {
     "adabn": "BatchNorm statistics re-estimated on the target (any strategy; backbones with BatchNorm)",
     "dann": "end-to-end while training: domain discriminator behind gradient reversal",
     "cdan": "end-to-end while training: CDAN+E, discriminator conditioned on the predictions, entropy-weighted",
-    "mcc": "end-to-end while training: minimum class confusion on target predictions",
+    "mcc": "minimum class confusion on target predictions: end-to-end while fine-tuning; with linear-probe, the "
+           "logistic head refined on the cached features",
     "self-train": "end-to-end while training: cross-entropy on confident (≥ 0.9) target pseudo-labels",
 }
 declare(
@@ -51,7 +57,8 @@ declare(
     Option("adapt", default="none", help="method: " + " | ".join(METHODS), choices=tuple(METHODS)),
 )
 FEATURE_LEVEL = ("coral", "sa", "ot")
-AUTO_CANDIDATES = ("none", *FEATURE_LEVEL)  # --adapt auto: every one a head fit on the same cached features
+BOTH_WAYS = ("mcc",)  # on the probe's cached features, or end to end while fine-tuning
+AUTO_CANDIDATES = ("none", *FEATURE_LEVEL, *BOTH_WAYS)  # --adapt auto: every one a head fit on the same cached features
 END_TO_END = ("dann", "cdan", "mcc", "self-train")
 TARGET_PREDICTIONS = "target_predictions.csv"
 MAP_POINTS = 300  # per domain, in the report's feature map
@@ -95,10 +102,11 @@ def pairings() -> str:
 
 def compatible(strategy, method: str) -> bool:
     """Whether ``method`` can run with ``strategy`` (a strategy class or object)."""
+    probe = bool(strategy.probe_first and not strategy.trains_backbone)
     if method in FEATURE_LEVEL or method == "auto":  # they adapt the probe's features
-        return bool(strategy.probe_first and not strategy.trains_backbone)
+        return probe
     if method in END_TO_END:
-        return strategy.trains_backbone and not strategy.probe_after
+        return strategy.trains_backbone and not strategy.probe_after or method in BOTH_WAYS and probe
     return method in METHODS
 
 
@@ -171,7 +179,7 @@ class Adaptation(NoAdaptation):
 
     # -- training ---------------------------------------------------------------------------------------------
     def wrap(self, strategy, n_train: int, num_features: int, num_classes: int):
-        if self.method not in END_TO_END:
+        if self.method not in END_TO_END or not strategy.trains_backbone:  # MCC on a probe: at the head fit
             return strategy
         total = strategy.steps_per_epoch(n_train) * self.cfg.epochs  # the loop's steps: the schedule's length
         return Adapted(strategy, self.method, num_features, num_classes, total)
@@ -201,11 +209,15 @@ class Adaptation(NoAdaptation):
             out = choose_adapted_probe(AUTO_CANDIDATES, task, model, fs, ys, self.pretrained_target, cfg)
             self.info.update(chosen=out["method"], chosen_by="highest soft neighbourhood density of the target "
                              "predictions (Saito et al., ICCV 2021); no target label read", candidates_snd=out["snd"])
+        elif self.method in BOTH_WAYS and self.pretrained_target is not None:  # the probe's own run, not lp-ft's
+            out = fit_mcc_probe(task, model, fs, ys, self.pretrained_target, cfg)
         elif self.method not in FEATURE_LEVEL:
             self.after_source = fs[si]
             return super().probe(task, model, fs, ys, cfg)
         else:
             out = fit_adapted_probe(self.method, task, model, fs, ys, self.pretrained_target, cfg)
+        if self.method != "auto":  # a method the user chose: checked against the plain probe without labels
+            self.info.update(guard(self.method, task, model, fs, ys, self.pretrained_target, cfg))
         self.after_source, self.after_target = out["mapped"][0][si], out["mapped"][1][ti]
         return out["info"]
 

@@ -5,13 +5,16 @@ model is an ordinary backbone + linear head that reads raw target features."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import TrainingError
+from ..evaluation import soft_neighbourhood_density
 
 log = logging.getLogger("transferkit")
 
@@ -87,27 +90,84 @@ def choose_adapted_probe(methods: tuple[str, ...], task, model, fs: np.ndarray, 
     """``--adapt auto`` on the probe: fit the head with each of ``methods`` ("none": the plain probe) on the cached
     features and keep the one whose predictions on the unlabelled target have the highest soft neighbourhood
     density (no target label is read). Returns the kept method's probe info and maps, the method and every SND."""
-    import copy
-
-    from ..evaluation import soft_neighbourhood_density
-
     start, scores, best = copy.deepcopy(model.head), {}, None
     for method in methods:
         model.head = copy.deepcopy(start)
         if method == "none":
             out = {"info": task.fit_probe(model, fs, ys, cfg) or {}, "mapped": (fs, ft)}
+        elif method == "mcc":
+            out = fit_mcc_probe(task, model, fs, ys, ft, cfg)
         else:
             try:
                 out = fit_adapted_probe(method, task, model, fs, ys, ft, cfg)
             except (TrainingError, RuntimeError) as exc:  # a method that cannot map these features is passed over
                 log.warning("--adapt auto: %s passed over (%s)", method, exc)
                 continue
-        with torch.no_grad():
-            probs = model.head(torch.from_numpy(ft).float()).softmax(1).numpy()
-        scores[method] = soft_neighbourhood_density(probs, seed=cfg.seed)
+        scores[method] = target_snd(model.head, ft, cfg.seed)
         if best is None or scores[method] > scores[best[0]]:
             best = (method, model.head, out)
     method, model.head, out = best
     log.info("--adapt auto: %s kept (soft neighbourhood density on the target: %s)", method,
              ", ".join(f"{m} {v:.4f}" for m, v in scores.items()))
     return {**out, "method": method, "snd": scores}
+
+
+MCC_WEIGHT = 1.0  # the MCC term's weight beside the source loss (Jin et al.'s and TLlib's trade-off)
+
+
+def fit_mcc_probe(task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, cfg) -> dict:
+    """Minimum class confusion on the probe (Jin et al. 2020, at feature level): the logistic head is fitted on the
+    source as usual (C by cross-validation), then refined by L-BFGS on the same regularised source loss plus the
+    MCC of its predictions on the unlabelled target features. Deterministic; seconds on cached features."""
+    from ._losses import MinimumClassConfusion
+
+    info = task.fit_probe(model, fs, ys, cfg) or {}
+    first = model.head[0]
+    if len(model.head) != 1 or "C" not in info:
+        raise TrainingError("--adapt mcc on a probe refines a linear logistic head", "--head linear",
+                            "Use --head linear, or --strategy finetune for MCC while fine-tuning")
+    scale = float(np.linalg.norm(fs, axis=1).mean() / np.sqrt(fs.shape[1])) or 1.0
+    zs, zt = (torch.from_numpy(np.asarray(x, np.float32) / scale) for x in (fs, ft))
+    y = torch.from_numpy(np.asarray(ys)).long()
+    w = (first.weight.detach() * scale).clone().requires_grad_(True)
+    b = first.bias.detach().clone().requires_grad_(True)
+    keep = b.detach() > -1e3  # classes absent from the source stay impossible
+    mcc, ridge = MinimumClassConfusion(1), 1.0 / (2 * float(info["C"]) * len(zs))
+    opt = torch.optim.LBFGS([w, b], max_iter=100, line_search_fn="strong_wolfe")
+
+    def loss():
+        opt.zero_grad()
+        bias = torch.where(keep, b, b.detach())
+        value = (F.cross_entropy(zs @ w.T + bias, y) + ridge * (w ** 2).sum()
+                 + MCC_WEIGHT * mcc(None, None, None, zt @ w.T + bias))
+        value.backward()
+        return value
+
+    opt.step(loss)
+    with torch.no_grad():
+        first.weight.copy_(w / scale)
+        first.bias.copy_(torch.where(keep, b, first.bias))
+    info.update(head="logistic regression refined with target MCC (L-BFGS)", mcc_weight=MCC_WEIGHT)
+    return {"info": info, "mapped": (fs, ft)}
+
+
+def target_snd(head, ft: np.ndarray, seed: int) -> float:
+    """Soft neighbourhood density of ``head``'s predictions on the target features (higher: denser)."""
+    with torch.no_grad():
+        probs = head(torch.from_numpy(np.asarray(ft, np.float32))).softmax(1).numpy()
+    return soft_neighbourhood_density(probs, seed=seed)
+
+
+def guard(method: str, task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, cfg) -> dict:
+    """The label-free check of a method the user chose on the probe: SND of its target predictions against the
+    plain probe's (fitted on a copy, on the same features). A lower SND predicts a loss: said as a warning."""
+    plain = copy.deepcopy(model)
+    plain.head = copy.deepcopy(plain.head)
+    task.fit_probe(plain, fs, ys, cfg)
+    mine, base = target_snd(model.head, ft, cfg.seed), target_snd(plain.head, ft, cfg.seed)
+    predicts_loss = bool(mine < base)
+    if predicts_loss:
+        log.warning("--adapt %s: its target predictions are less dense than the source-only probe's (soft "
+                    "neighbourhood density %.4f < %.4f): the label-free criterion predicts it loses accuracy on the "
+                    "target; --adapt none or auto may do better", method, mine, base)
+    return {"snd_source_only": base, "criterion_predicts_loss": predicts_loss}
