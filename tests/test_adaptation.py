@@ -308,3 +308,43 @@ def test_a_chosen_feature_level_method_is_checked_against_the_plain_probe_withou
     none = tk.fit(source, target=str(target), adapt="none", **kw).metrics["adaptation"]
     assert a["snd_source_only"] == pytest.approx(none["snd"], abs=1e-6)  # the same plain probe, fitted aside
     assert a["criterion_predicts_loss"] == (a["snd"] < none["snd"])
+
+
+def test_fine_tuning_with_a_target_follows_the_published_recipe_for_every_method_and_source_only(tmp_path):
+    """TLlib's recipe by default (bottleneck, SGD, inverse decay, 32 + 32 per step, fixed steps) for an end-to-end
+    method and for the source-only fine-tune it is measured against; a probe keeps its own settings; flags win."""
+    from transferkit.config import load_config_file
+    from transferkit.training._loop import inverse_decay
+
+    source, target = domains(tmp_path)
+    kw = dict(backbone=FAST["backbone"], image_size=32, workers=0, epochs=1, output=str(tmp_path / "runs"),
+              cache_dir=str(tmp_path / "cache"), target=str(target), strategy="finetune")
+    for method in ("dann", "none"):
+        run = tk.fit(source, adapt=method, **kw)
+        cfg = load_config_file(run.path / "config.yaml")
+        assert {k: cfg[k] for k in ("head", "optimizer", "lr", "weight_decay", "batch_size", "schedule")} == {
+            "head": "bottleneck:256", "optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-3, "batch_size": 32,
+            "schedule": "inverse"}
+        head = tk.load(run.path).model.head
+        assert isinstance(head[1], torch.nn.BatchNorm1d) and head[-1].in_features == 256
+    probe = load_config_file(tk.fit(source, adapt="coral", **{**kw, "strategy": "linear-probe"}).path / "config.yaml")
+    assert probe["head"] == "linear" and probe["optimizer"] == "adamw"
+    mine = load_config_file(tk.fit(source, adapt="mcc", head="linear", lr=0.003, **kw).path / "config.yaml")
+    assert mine["head"] == "linear" and mine["lr"] == 0.003 and mine["optimizer"] == "sgd"
+    f = inverse_decay(300)
+    assert f(0) == 1.0 and f(300) == pytest.approx(21 ** -0.75) and f(150) > f(151)
+
+
+def test_the_adaptation_term_reads_the_bottleneck_of_both_domains_in_one_batch():
+    head = build_head("bottleneck:8", 4, 3)
+    model = TransferModel(_Features(4), head)
+    seen = {}
+
+    class Term(torch.nn.Module):
+        def forward(self, zs, zt, ls, lt):
+            seen.update(zs=zs.shape, zt=zt.shape, ls=ls.shape)
+            return zs.sum() * 0
+
+    model.adapter = Term()
+    out = _losses.PairModel(model)({"source": torch.randn(5, 4), "target": torch.randn(5, 4)})
+    assert seen == {"zs": (5, 8), "zt": (5, 8), "ls": (5, 3)} and out["logits"].shape == (5, 3)

@@ -106,7 +106,8 @@ declare(
        "within --budget"),
     _O("budget", float, None, "seconds --strategy auto may spend on its candidates (default 1800); the cheapest "
        "runs first, a candidate that would overrun is stopped", low=1.0, high=10**7, wanted="seconds ≥ 1"),
-    _O("head", default="linear", help="linear | mlp:<width>; asr: ctc | whisper"),
+    _O("head", help="linear (default) | mlp:<width> | bottleneck:<width> (Linear, BatchNorm, ReLU, Linear: the "
+       "domain-adaptation recipe's); asr: ctc | whisper; segment: unet | fpn | deeplabv3plus"),
     _O("task", default="classify"),
     _O("modality", help="image | text | audio (default: detected from the data: file types, table columns)"),
     _O("epochs", int, None, "passes over the training data (default 5, or what gives the task's number of steps)",
@@ -116,9 +117,12 @@ declare(
        low=1e-12, high=10.0, wanted="a learning rate such as 1e-3, in (0, 10]", search=("log", 1e-5, 3e-2)),
     _O("backbone_lr_mult", float, None, "backbone lr = lr × this (default 0.1 images, 0.05 text)", low=0.0,
        high=100.0, wanted="a multiplier ≥ 0 (0 freezes the backbone's learning rate)", search=("log", 0.01, 1.0)),
-    _O("optimizer", default="adamw", choices=("adamw", "sgd")),
-    _O("weight_decay", float, 0.01, low=0.0, high=10.0, wanted="a weight decay ≥ 0", search=("log", 1e-5, 0.1)),
-    _O("warmup_epochs", float, 0.5, low=0.0, high=100_000, wanted="epochs of warm-up ≥ 0"),
+    _O("optimizer", help="adamw (default) | sgd (Nesterov momentum 0.9)", choices=("adamw", "sgd")),
+    _O("weight_decay", float, None, "default 0.01", low=0.0, high=10.0, wanted="a weight decay ≥ 0",
+       search=("log", 1e-5, 0.1)),
+    _O("warmup_epochs", float, None, "default 0.5", low=0.0, high=100_000, wanted="epochs of warm-up ≥ 0"),
+    _O("schedule", help="learning rate over training: cosine (default, after the warm-up) | inverse: × (1 + 20 p)^-0.75 "
+       "at progress p (the domain-adaptation recipe's, Long et al. / TLlib)", choices=("cosine", "inverse")),
     _O("patience", int, 0, "early-stopping patience in epochs (0: off)", low=0, high=100_000,
        wanted="epochs of patience ≥ 0 (0: no early stopping)"),
     _O("checkpoint_every", float, 60.0, "seconds of training between resume checkpoints (0: every epoch)",

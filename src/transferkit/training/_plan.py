@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..adaptation import adaptation_for
+from ..adaptation import adaptation_defaults, adaptation_for
 from ..backbones import create_backbone, first_installed
 from ..config import RunConfig, fill_defaults, resolve_precision
 from ..data import LabelledData
@@ -101,7 +101,7 @@ def plan_run(cfg: RunConfig, data: LabelledData, target) -> Plan:
     strategy = get_strategy(cfg)
     check_supported(task, strategy)
     fill_run_defaults(cfg, {**modality.defaults, **backbone.train_defaults, **task.train_defaults(cfg, backbone),
-                            **strategy.defaults}, len(data.splits_["train"]))
+                            **strategy.defaults, **adaptation_defaults(cfg, strategy)}, len(data.splits_["train"]))
     adapt = adaptation_for(cfg, modality, task, data, backbone, strategy, target)
     strategy = adapt.wrap(strategy, len(data.splits_["train"]), backbone.num_features, len(data.classes_))
     if strategy.trains_backbone:
@@ -114,8 +114,10 @@ def plan_run(cfg: RunConfig, data: LabelledData, target) -> Plan:
     return Plan(cfg, data, task, modality, backbone, strategy, adapt, train_tf, eval_tf, data_config, device)
 
 
-#: what a run trains for when neither the user nor a plug-in says
+#: what a run trains with when neither the user nor a plug-in says
 BATCH_SIZE, EPOCHS = 16, 5
+RUN_DEFAULTS = {"batch_size": BATCH_SIZE, "head": "linear", "optimizer": "adamw", "weight_decay": 0.01,
+                "warmup_epochs": 0.5, "schedule": "cosine"}
 
 
 def fill_run_defaults(cfg: RunConfig, defaults: dict, n_train: int) -> None:
@@ -124,7 +126,7 @@ def fill_run_defaults(cfg: RunConfig, defaults: dict, n_train: int) -> None:
     this much training data (at least 1), so small and large data sets both get a schedule that fits."""
     defaults = dict(defaults)
     steps = defaults.pop("steps", None)
-    fill_defaults(cfg, {"batch_size": BATCH_SIZE, **defaults})
+    fill_defaults(cfg, {**RUN_DEFAULTS, **defaults})
     if cfg.epochs is None:
         per_epoch = max(1, -(-n_train // cfg.batch_size))
         cfg.epochs = max(1, round(steps / per_epoch)) if steps else EPOCHS
