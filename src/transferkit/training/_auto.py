@@ -36,6 +36,8 @@ def auto_candidates(cfg: RunConfig, data: LabelledData) -> tuple[str, ...]:
 
 
 def run_auto(cfg: RunConfig, data: LabelledData, candidates: tuple[str, ...], on_epoch_end=None) -> Run:
+    """Run the candidates on train and val (carved from train when there is no test split), keep the best
+    validation score, and score that model once on the held-out split in the run folder ``cfg`` names."""
     t0 = time.time()
     budget = cfg.budget or DEFAULT_BUDGET
     choosing, final, how = data.for_choosing()
