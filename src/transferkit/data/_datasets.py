@@ -273,10 +273,9 @@ class LabelledData:
         val, no test —, what the kept one is scored on, how). With a test split both keep train and val as given.
         Without one, the evaluation split (val) becomes the test split and ``fraction`` of train, seeded (grouped
         where groups are known, else stratified), becomes val: the reported score stays one no choice saw."""
-        self.setup()
         final = copy.copy(self)
         how = "val chooses; test scores the kept model once"
-        if not len(self.splits_["test"]):
+        if self.eval_split == "val":  # (set up; with neither val nor test to score, eval_split says so)
             train = self.splits_["train"]
             groups = self._groups(train.inputs)
             try:
