@@ -116,13 +116,14 @@ def macro_f1_values(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> n
     return n * full - (n - 1) * loo / present.sum()
 
 
-def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
-    """McNemar's exact test (two-sided binomial on the discordant pairs) for paired right/wrong outcomes."""
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray, alternative: str = "two-sided") -> dict[str, Any]:
+    """McNemar's exact test (binomial on the discordant pairs) for paired right/wrong outcomes; ``alternative``
+    ``greater``: the one-sided test that ``a`` is right more often than ``b``."""
     from scipy.stats import binomtest  # heavy: loaded on first use
 
     a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    p = binomtest(only_a, only_a + only_b, 0.5, alternative=alternative).pvalue if only_a + only_b else 1.0
     return {"only_a": only_a, "only_b": only_b, "p": float(p)}
 
 

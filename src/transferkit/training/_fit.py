@@ -78,10 +78,11 @@ def _attach_log(run_dir: Path) -> logging.Handler:
 
 
 def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state, on_epoch_end, target=None,
-         adopted: dict | None = None) -> Run:
+         adopted: dict | None = None, since: float | None = None) -> Run:
     """One run into ``run_dir`` (a new folder when None). ``adopted``: a model already trained (auto's kept
-    candidate: its ``state``, ``history`` and ``probe``), scored and saved here with nothing trained again."""
-    t_start = (adopted or {}).get("since") or time.time()  # auto's run counts its candidates' time
+    candidate: its ``state``, ``history`` and ``probe``), scored and saved here with nothing trained again.
+    ``since``: when the run's clock started (auto's run counts its candidates' time)."""
+    t_start = since or time.time()
     join_process_group(cfg.cpu)
     tracker_names(cfg)  # a misspelt tracker fails before anything is written
     plan = plan_run(cfg, data, target)
