@@ -169,6 +169,11 @@ declare(
 del _O
 
 
+#: what a run trains with when neither the user nor a plug-in (modality, backbone, task, strategy, adaptation) says
+RUN_DEFAULTS = {"batch_size": 16, "head": "linear", "optimizer": "adamw", "weight_decay": 0.01, "warmup_epochs": 0.5,
+                "schedule": "cosine"}
+
+
 def fill_defaults(cfg: RunConfig, defaults: dict[str, Any]) -> RunConfig:
     """Fill the settings the user left unset (``None``) from ``defaults`` (a modality's)."""
     for key, value in defaults.items():

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..errors import TrainingError
 from ..evaluation import soft_neighbourhood_density
+from ._losses import MinimumClassConfusion
 
 log = logging.getLogger("transferkit")
 
@@ -119,8 +120,6 @@ def fit_mcc_probe(task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, c
     """Minimum class confusion on the probe (Jin et al. 2020, at feature level): the logistic head is fitted on the
     source as usual (C by cross-validation), then refined by L-BFGS on the same regularised source loss plus the
     MCC of its predictions on the unlabelled target features. Deterministic; seconds on cached features."""
-    from ._losses import MinimumClassConfusion
-
     info = task.fit_probe(model, fs, ys, cfg) or {}
     first = model.head[0]
     if len(model.head) != 1 or "C" not in info:

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Subset
 
 from .. import _dist
-from ..config import RunConfig, resolve_precision
+from ..config import RUN_DEFAULTS, RunConfig, fill_defaults, resolve_precision
 from ..errors import TrainingError
 from ..features import length_order, make_loader, to_device
 from ..strategies import Strategy
@@ -87,6 +87,8 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs  # heavy: loaded on first use
     from accelerate.state import AcceleratorState
+
+    cfg = fill_defaults(RunConfig(**cfg.to_dict()), RUN_DEFAULTS)  # a config made by hand: the run's defaults
 
     cpu = cfg.cpu or not torch.cuda.is_available()
     precision = resolve_precision(cfg.precision, "cpu" if cpu else "cuda")

@@ -12,7 +12,7 @@ import torch
 
 from ..adaptation import adaptation_defaults, adaptation_for
 from ..backbones import create_backbone, first_installed
-from ..config import RunConfig, fill_defaults, resolve_precision
+from ..config import RUN_DEFAULTS, RunConfig, fill_defaults, resolve_precision
 from ..data import LabelledData
 from ..errors import ConfigError
 from ..features import extract_features, make_loader, to_device
@@ -114,10 +114,8 @@ def plan_run(cfg: RunConfig, data: LabelledData, target) -> Plan:
     return Plan(cfg, data, task, modality, backbone, strategy, adapt, train_tf, eval_tf, data_config, device)
 
 
-#: what a run trains with when neither the user nor a plug-in says
-BATCH_SIZE, EPOCHS = 16, 5
-RUN_DEFAULTS = {"batch_size": BATCH_SIZE, "head": "linear", "optimizer": "adamw", "weight_decay": 0.01,
-                "warmup_epochs": 0.5, "schedule": "cosine"}
+#: the epochs a run trains for when neither the user nor a plug-in says (the rest: config.RUN_DEFAULTS)
+EPOCHS = 5
 
 
 def fill_run_defaults(cfg: RunConfig, defaults: dict, n_train: int) -> None:
