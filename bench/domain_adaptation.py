@@ -23,7 +23,7 @@ OFFICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "office_calte
 DOMAINS = {"A": "amazon", "W": "webcam", "D": "dslr"}
 PAIRS = "A:W,A:D,W:A,W:D,D:A,D:W"
 E2E_PAIRS = "D:W,W:D,D:A,W:A,A:W,A:D"
-PROBE_METHODS = ["none", "coral", "sa", "ot", "adabn", "auto", "oracle"]
+PROBE_METHODS = ["none", "coral", "sa", "ot", "adabn", "mcc", "auto", "oracle"]
 E2E_METHODS = ["none", "dann", "cdan", "mcc", "self-train"]
 
 
