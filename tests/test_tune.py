@@ -48,6 +48,8 @@ def test_trials_never_see_test_and_the_best_is_scored_once(tmp_path, data):
     again = tk.tune(str(data), trials=2, output=str(tmp_path), name="t", resume=True, pruner="none",
                     candidates=["finetune", "linear-probe"], **{**FLAGS, "cache_dir": str(tmp_path / "c")})
     assert len(again["trials"]) == 6
+    # a resumed search (or a second worker) samples afresh: it does not replay the settings the study began with
+    assert [t["params"] for t in again["trials"][4:]] != [t["params"] for t in again["trials"][:2]]
 
 
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path, data, monkeypatch):

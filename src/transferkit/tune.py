@@ -12,6 +12,7 @@ import html
 import json
 import logging
 import math
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -199,8 +200,8 @@ def tune(data: str, trials: int | None = None, timeout: float | None = None, out
     metric = task.compare_metrics[0] if task.compare_metrics else "accuracy"
     direction = "minimize" if metric in task.lower_is_better else "maximize"
     study = optuna.create_study(study_name=folder.name, storage=shared or _storage(None, folder), direction=direction,
-                                sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner_,
-                                load_if_exists=True)
+                                pruner=pruner_, load_if_exists=True)
+    study.sampler = optuna.samplers.TPESampler(seed=_sampler_seed(seed, len(study.trials)))
     # trials see train and val only; the held-out split (test, else the given val) is scored once, for the best
     trial_data, full, how = full.for_choosing()
     log.info("tune: %s", how)
@@ -217,6 +218,12 @@ def tune(data: str, trials: int | None = None, timeout: float | None = None, out
                     "--output %s --resume`", result["complete"], folder, data, folder.name, output)
         raise
     return summarise(study, folder, full, metric, time.time() - t0)
+
+
+def _sampler_seed(seed: int, existing: int) -> int:
+    """The sampler's seed: ``seed`` for a new study (reproducible); for one that has trials (``--resume``, another
+    worker) a seed of this process's own, or it would propose the very settings the study began with."""
+    return seed if not existing else (seed * 1_000_003 + existing * 7_919 + os.getpid()) % 2**31
 
 
 def _objective(data, task, space: dict, fixed: dict, folder: Path, metric: str):
