@@ -52,9 +52,10 @@ class SpeechRecognition(Task):
     default_backbones = ("packaged:whisper_base",)  # transcribes as loaded: the zero-shot line to beat
     baseline_strategy = "zero-shot"  # compare's reference line where the backbone can transcribe; else scratch
     labels_are = "CTC symbols"
-    #: CTC: a new layer at 1e-3 over an encoder at 5e-5; Whisper: decoder and encoder at 1e-5, the rate it is
-    #: usually fine-tuned at (a model that already transcribes: small steps; at 1e-4 a few clips undid it)
-    head_defaults = {"ctc": {"lr": 1e-3, "backbone_lr_mult": 0.05}, "whisper": {"lr": 1e-5, "backbone_lr_mult": 1.0}}
+    #: CTC: a new layer at 1e-3 over an encoder at 5e-5; Whisper: its decoder at 1e-4, the encoder at 1e-5 (on AN4
+    #: with speakers held out: test WER 6.4% against 16.7% for both at 1e-5 and 35.9% as loaded; the paired test
+    #: against the model as loaded, not a smaller rate, is what keeps a run that overshoots from being kept)
+    head_defaults = {"ctc": {"lr": 1e-3, "backbone_lr_mult": 0.05}, "whisper": {"lr": 1e-4, "backbone_lr_mult": 0.1}}
 
     def __init__(self, transcripts: dict | None = None, vocab: list[str] | None = None, head: str = "ctc",
                  mode: str = "basic", groups: dict | None = None, tokenizer=None, beam=None):
