@@ -55,7 +55,14 @@ def test_without_a_test_split_the_given_val_is_held_out_and_part_of_train_choose
         assert not seen & set(given_val)
 
 
-def test_a_budget_spent_by_the_first_candidate_skips_or_stops_the_rest(image_folder, run_kwargs):
+def test_a_budget_spent_by_the_first_candidate_skips_or_stops_the_rest(image_folder, run_kwargs, monkeypatch):
+    import itertools
+    import types
+
+    from transferkit.training import _auto
+
+    clock = itertools.count(0, 5)  # auto's clock moves 5 s a reading: a tiny probe on an idle machine spends it too
+    monkeypatch.setattr(_auto, "time", types.SimpleNamespace(time=lambda: float(next(clock))))
     run = tk.fit(str(image_folder), budget=1, **run_kwargs)
     first, second = run.metrics["auto"]["candidates"]
     assert first["status"] == "kept" and run.metrics["strategy"] == "linear-probe"

@@ -147,6 +147,12 @@ def _read_cache(path: Path, n: int) -> np.ndarray | None:
     return None
 
 
+def feature_scale(feats: np.ndarray) -> float:
+    """One global scale for features: their mean norm / sqrt(D) (1 where that is 0), so one grid of C, one
+    learning rate or one regulariser fits every backbone."""
+    return float(np.linalg.norm(feats, axis=1).mean() / np.sqrt(feats.shape[1])) or 1.0
+
+
 def fit_logistic(feats: np.ndarray, labels: np.ndarray, num_classes: int, class_weight: str | None = None,
                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
     """Multinomial logistic regression on standardised features, C by cross-validation on these data.
@@ -160,7 +166,7 @@ def fit_logistic(feats: np.ndarray, labels: np.ndarray, num_classes: int, class_
         (W of shape (num_classes, D), b of shape (num_classes,), chosen C)
     """
     labels = np.asarray(labels)
-    scale = float(np.linalg.norm(feats, axis=1).mean() / np.sqrt(feats.shape[1])) or 1.0
+    scale = feature_scale(feats)
     z = feats / scale
     min_count = np.bincount(labels, minlength=num_classes)[np.unique(labels)].min()
     cw = "balanced" if class_weight == "auto" else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 
 from ..errors import TrainingError
 from ..evaluation import soft_neighbourhood_density
+from ..features import feature_scale
 from ._losses import MinimumClassConfusion
 
 log = logging.getLogger("transferkit")
@@ -39,7 +41,7 @@ def adapter(method: str, n_source: int, n_target: int, dim: int):
 def fit_adapted_probe(method: str, task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, cfg) -> dict:
     """Map the source features towards the target, fit the task's probe head on them, fold the target-side map
     into the head. Returns the probe's info, plus the maps of a sample of both domains for the report."""
-    scale = float(np.linalg.norm(np.vstack([fs, ft]), axis=1).mean() / np.sqrt(fs.shape[1])) or 1.0
+    scale = feature_scale(np.vstack([fs, ft]))
     X = np.vstack([fs, ft]).astype(np.float64) / scale
     domain = np.r_[np.ones(len(fs), int), -np.ones(len(ft), int)]  # skada: positive source, negative target
     y = np.r_[ys, -np.ones(len(ft), int)]
@@ -123,7 +125,7 @@ def fit_mcc_probe(task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, c
     if len(model.head) != 1 or "C" not in info:
         raise TrainingError("--adapt mcc on a probe refines a linear logistic head", "--head linear",
                             "Use --head linear, or --strategy finetune for MCC while fine-tuning")
-    scale = float(np.linalg.norm(fs, axis=1).mean() / np.sqrt(fs.shape[1])) or 1.0
+    scale = feature_scale(fs)  # the logistic fit's own scale: its C carries over
     zs, zt = (torch.from_numpy(np.asarray(x, np.float32) / scale) for x in (fs, ft))
     y = torch.from_numpy(np.asarray(ys)).long()
     w = (first.weight.detach() * scale).clone().requires_grad_(True)
@@ -158,8 +160,7 @@ def target_snd(head, ft: np.ndarray, seed: int) -> float:
 def guard(method: str, task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, cfg) -> dict:
     """The label-free check of a method the user chose on the probe: SND of its target predictions against the
     plain probe's (fitted on a copy, on the same features). A lower SND predicts a loss: said as a warning."""
-    plain = copy.deepcopy(model)
-    plain.head = copy.deepcopy(plain.head)
+    plain = SimpleNamespace(head=copy.deepcopy(model.head))  # the probe fit reads the head alone: no backbone copy
     task.fit_probe(plain, fs, ys, cfg)
     mine, base = target_snd(model.head, ft, cfg.seed), target_snd(plain.head, ft, cfg.seed)
     predicts_loss = bool(mine < base)

@@ -85,7 +85,7 @@ def run_auto(cfg: RunConfig, data: LabelledData, candidates: tuple[str, ...], on
         refit = copy.copy(final)
         refit.splits_ = {"train": data.splits_["train"], "val": Items([], []), "test": final.splits_["test"]}
         f_cfg.extra["auto"]["refit"] = "the kept probe refitted on all of train (the part held out to choose too)"
-        return _run(f_cfg, refit, top, None, None, adopted=None, since=t0)
+        return _run(f_cfg, refit, top, None, None, since=t0)
     state = rf.read_model(chosen.path)[1]
     return _run(f_cfg, final, top, None, None, adopted={"state": state, "history": chosen.history,
                                                         "probe": chosen.metrics.get("probe")}, since=t0)
