@@ -6,7 +6,12 @@ Feature-level methods and AdaBN run on the linear probe, with the oracle (a prob
 2-fold cross-fitting); end-to-end methods fine-tune. Then the cost of each feature-level method's head fit
 against the plain probe's, on the same cached features, in this one run.
 
-    python bench/domain_adaptation.py [--seeds 3] [--e2e-seeds 1] [--epochs 2] [--pairs A:W,D:W] [--out DIR]
+Fine-tuning rows train with the adaptation recipe (adaptation.RECIPE: 10 epochs of 30 steps) unless ``--epochs``
+/ ``--epoch-steps`` say otherwise; each records, per epoch, the source val accuracy, the label-free target scores
+(DEV, SND) and the target accuracy, so the table of epoch choices says which criterion picks the epoch the target
+labels would.
+
+    python bench/domain_adaptation.py [--seeds 3] [--e2e-seeds 1] [--image-size 128] [--pairs A:W,D:W] [--out DIR]
     python bench/domain_adaptation.py --costs-only
 """
 
@@ -69,21 +74,27 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--e2e-seeds", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=None, help="fine-tuning rows (default: the recipe's)")
+    ap.add_argument("--epoch-steps", type=int, default=None, help="fine-tuning rows (default: the recipe's)")
+    ap.add_argument("--image-size", type=int, default=None, help="fine-tuning rows (default: the backbone's)")
     ap.add_argument("--pairs", default=PAIRS)
     ap.add_argument("--e2e-pairs", default=E2E_PAIRS, help="fine-tuning rows: cheapest sources first")
     ap.add_argument("--backbone", default="packaged:efficientnet_lite0")
     ap.add_argument("--out", default="runs/office-caltech10")
     ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--skip-probe", action="store_true")
+    ap.add_argument("--e2e-methods", default=",".join(E2E_METHODS))
     ap.add_argument("--costs-only", action="store_true", help="only the head-fit cost of each feature-level method")
     a = ap.parse_args()
     if a.costs_only:
         return print_costs(a.backbone)
     table: dict[str, dict[str, str]] = {}
     picks: list[dict] = []  # per pair and strategy: the label-free choice against the target-label oracle's
-    phases = [("linear-probe", PROBE_METHODS, a.seeds, {}, a.pairs)]  # every pair's cheap rows first
+    phases = [] if a.skip_probe else [("linear-probe", PROBE_METHODS, a.seeds, {}, a.pairs)]  # cheap rows first
     if not a.skip_e2e:
-        phases.append(("finetune", E2E_METHODS, a.e2e_seeds, {"epochs": a.epochs}, a.e2e_pairs))
+        extra = {k: v for k, v in (("epochs", a.epochs), ("epoch_steps", a.epoch_steps),
+                                   ("image_size", a.image_size)) if v is not None}
+        phases.append(("finetune", a.e2e_methods.split(","), a.e2e_seeds, extra, a.e2e_pairs))
     for strategy, methods, seeds, extra, pairs in phases:
         for pair in pairs.split(","):
             s, t = pair.split(":")
@@ -96,15 +107,19 @@ def main() -> None:
             print(json.dumps({"pair": pair, "strategy": strategy, "rows": {r["strategy"]: round(r["target_accuracy_mean"], 4)
                                                                          for r in res["rows"]}}), flush=True)
             picks.append(label_free_pick(pair, strategy, res))
-    cols = [p.replace(":", "→") for p in a.pairs.split(",")]
+    cols = [p.replace(":", "→") for p in dict.fromkeys(a.pairs.split(",") + a.e2e_pairs.split(","))]
     print(f"\ntarget accuracy, mean ± std over seeds (wall time per run); {a.backbone}; "
-          f"probe rows {a.seeds} seed(s), fine-tune rows {a.e2e_seeds} seed(s), {a.epochs} epochs")
+          f"probe rows {a.seeds} seed(s), fine-tune rows {a.e2e_seeds} seed(s), {extra if not a.skip_e2e else ''}")
     print("| method | " + " | ".join(cols) + " |")
     print("| --- |" + " --- |" * len(cols))
     for name, cells in table.items():
         print(f"| {name} | " + " | ".join(cells.get(c, "—") for c in cols) + " |")
     print_picks(picks)
-    print_costs(a.backbone)
+    if not a.skip_e2e:
+        print_epoch_choices(Path(a.out), a.e2e_pairs)
+        print_method_choices(Path(a.out), a.e2e_pairs)
+    if not a.skip_probe:
+        print_costs(a.backbone)
 
 
 def label_free_pick(pair: str, strategy: str, res: dict) -> dict:
@@ -134,6 +149,77 @@ def print_picks(picks: list[dict]) -> None:
         print(f"{strategy}: SND's choice is the oracle's on {hits}/{len(own)} pairs; mean gain over none "
               f"{sum(p['gain'] for p in own) / len(own):+.3f}, mean shortfall from the best "
               f"{sum(p['regret'] for p in own) / len(own):.3f}")
+
+
+def print_epoch_choices(out: Path, pairs: str) -> None:
+    """Per fine-tuning run: the target accuracy of the epoch each rule keeps (source val accuracy, the lowest DEV,
+    the highest SND, the last) against the best epoch by target labels (the oracle no user has)."""
+    import csv
+
+    rules = {"dev": ("target_dev", min), "snd": ("target_snd", max)}  # val: the epoch the run kept (its default)
+    hits = {r: 0 for r in ["val", *rules, "last"]}
+    loss = {r: 0.0 for r in hits}
+    n = 0
+    print("\nepoch choices on fine-tuning runs: target accuracy of the kept epoch (oracle: best epoch by target labels)")
+    print("| run | " + " | ".join(hits) + " | oracle |")
+    print("| --- |" + " --- |" * (len(hits) + 1))
+    for pair in pairs.split(","):
+        s, t = pair.split(":")
+        for path in sorted((out / f"{s}2{t}-finetune").glob("**/history.csv")):
+            rows = [r for r in csv.DictReader(open(path)) if r.get("target_acc")]
+            if not rows:
+                continue
+            acc = [float(r["target_acc"]) for r in rows]
+            picked = {name: acc[rows.index(pick(rows, key=lambda r, k=k: float(r[k])))]
+                      for name, (k, pick) in rules.items() if rows[0].get(k)}
+            picked["last"] = acc[-1]
+            picked["val"] = next((a_ for a_, r in zip(acc, rows) if r.get("kept") == "1"), acc[-1])
+            best = max(acc)
+            n += 1
+            for name, v in picked.items():
+                hits[name] += v == best
+                loss[name] += best - v
+            label = f"{s}→{t} {path.parent.relative_to(out / f'{s}2{t}-finetune')}"
+            print(f"| {label} | " + " | ".join(f"{picked.get(r, float('nan')):.3f}" for r in hits) + f" | {best:.3f} |")
+    if n:
+        print(" · ".join(f"{r}: the oracle's epoch on {hits[r]}/{n} runs, {loss[r] / n:.3f} below it on average"
+                         for r in hits))
+
+
+def print_method_choices(out: Path, pairs: str) -> None:
+    """Per pair of the fine-tuning rows: the method ``--adapt auto`` keeps (the lowest DEV of the kept epoch, mean
+    over seeds), the one the highest SND would keep, and the best by target accuracy (the oracle's)."""
+    import csv
+    from collections import defaultdict
+
+    print("\nmethod choices on fine-tuning rows (kept epoch's DEV and SND, mean over seeds) against the target labels:")
+    print("| pair | DEV keeps | SND keeps | best by target labels | DEV's shortfall | DEV's gain over none |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    hits, n = {"dev": 0, "snd": 0}, 0
+    for pair in pairs.split(","):
+        s, t = pair.split(":")
+        per = defaultdict(list)
+        for path in sorted((out / f"{s}2{t}-finetune").glob("**/finetune-*-seed*/history.csv")):
+            kept = next((r for r in csv.DictReader(open(path)) if r.get("kept") == "1"), None)
+            metrics = json.loads((path.parent / "metrics.json").read_text()) if (path.parent / "metrics.json").is_file() else None
+            if kept is None or metrics is None or not kept.get("target_dev"):
+                continue
+            per[metrics["adaptation"]["method"]].append(
+                (float(kept["target_dev"]), float(kept["target_snd"]), metrics["adaptation"]["accuracy"]))
+        if len(per) < 2:
+            continue
+        mean = {m: [sum(v[i] for v in vals) / len(vals) for i in range(3)] for m, vals in per.items()}
+        dev = min(mean, key=lambda m: mean[m][0])
+        snd = max(mean, key=lambda m: mean[m][1])
+        top = max(v[2] for v in mean.values())
+        best = [m for m, v in mean.items() if v[2] == top]
+        n += 1
+        hits["dev"] += dev in best
+        hits["snd"] += snd in best
+        base = mean.get("none", [0, 0, float("nan")])[2]
+        print(f"| {s}→{t} | {dev} | {snd} | {', '.join(best)} | {top - mean[dev][2]:.3f} | {mean[dev][2] - base:+.3f} |")
+    if n:
+        print(f"DEV's choice is the oracle's on {hits['dev']}/{n} pairs, SND's on {hits['snd']}/{n}")
 
 
 def print_costs(backbone: str) -> None:

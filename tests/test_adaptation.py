@@ -211,8 +211,6 @@ def test_adapt_auto_keeps_the_head_with_the_densest_target_predictions_without_r
         (unlabelled / f"{i:03d}.png").write_bytes(p.read_bytes())
     again = tk.fit(source, target=str(unlabelled), adapt="auto", **kw).metrics["adaptation"]
     assert again["chosen"] == a["chosen"] and again["candidates_snd"] == pytest.approx(snd)
-    with pytest.raises(TransferkitError, match="frozen features"):
-        tk.fit(source, target=str(target), adapt="auto", **{**kw, "strategy": "finetune"})
 
 
 def test_an_interrupted_adapted_run_resumes_to_the_same_result(tmp_path):
@@ -308,6 +306,9 @@ def test_a_chosen_feature_level_method_is_checked_against_the_plain_probe_withou
     none = tk.fit(source, target=str(target), adapt="none", **kw).metrics["adaptation"]
     assert a["snd_source_only"] == pytest.approx(none["snd"], abs=1e-6)  # the same plain probe, fitted aside
     assert a["criterion_predicts_loss"] == (a["snd"] < none["snd"])
+    bn = tk.fit(source, target=str(target), adapt="adabn", **kw).metrics["adaptation"]  # on re-estimated features
+    assert bn["snd_source_only"] == pytest.approx(none["snd"], abs=1e-6)
+    assert bn["criterion_predicts_loss"] == (bn["snd"] < none["snd"])
 
 
 def test_fine_tuning_with_a_target_follows_the_published_recipe_for_every_method_and_source_only(tmp_path):
@@ -317,7 +318,8 @@ def test_fine_tuning_with_a_target_follows_the_published_recipe_for_every_method
     from transferkit.training._loop import inverse_decay
 
     source, target = domains(tmp_path)
-    kw = dict(backbone=FAST["backbone"], image_size=32, workers=0, epochs=1, output=str(tmp_path / "runs"),
+    kw = dict(backbone=FAST["backbone"], image_size=32, workers=0, epochs=1, epoch_steps=2,
+              output=str(tmp_path / "runs"),
               cache_dir=str(tmp_path / "cache"), target=str(target), strategy="finetune")
     for method in ("dann", "none"):
         run = tk.fit(source, adapt=method, **kw)
@@ -348,3 +350,65 @@ def test_the_adaptation_term_reads_the_bottleneck_of_both_domains_in_one_batch()
     model.adapter = Term()
     out = _losses.PairModel(model)({"source": torch.randn(5, 4), "target": torch.randn(5, 4)})
     assert seen == {"zs": (5, 8), "zt": (5, 8), "ls": (5, 3)} and out["logits"].shape == (5, 3)
+
+
+def test_deep_embedded_validation_weighs_source_losses_toward_the_target():
+    """Val items that look like the target carry the loss: DEV estimates a high target loss where the plain mean is
+    low, and the plain mean where both domains are alike (You et al., ICML 2019)."""
+    from transferkit.evaluation import deep_embedded_validation
+
+    rng = np.random.default_rng(0)
+    fs = rng.normal(size=(400, 2))
+    loss = (fs[:, 0] > 1.0).astype(float) * 2.0  # wrong only where the source looks like the target
+    shifted = rng.normal(size=(400, 2)) + [2.5, 0]
+    alike = rng.normal(size=(400, 2))
+    assert deep_embedded_validation(fs, loss, shifted) > 3 * loss.mean()
+    assert deep_embedded_validation(fs, loss, alike) == pytest.approx(loss.mean(), rel=0.3)
+    assert np.isnan(deep_embedded_validation(fs[:3], loss[:3], shifted))
+
+
+def test_epoch_steps_fix_the_epoch_whatever_the_data_size():
+    from transferkit.strategies import get_strategy
+
+    strategy = get_strategy(resolve_config({"strategy": "finetune", "epoch_steps": 7, "batch_size": 4}))
+    assert strategy.epoch_samples(1000, 4, 3) == 28 and strategy.steps_per_epoch(1000) == 7
+    assert strategy.steps_per_epoch(10) == 7  # small data: more than one pass
+    assert get_strategy(resolve_config({"strategy": "finetune", "batch_size": 4})).steps_per_epoch(1000) == 250
+
+
+def test_every_adapted_epoch_is_scored_on_the_target_and_dev_picks_the_epoch_without_its_labels(tmp_path):
+    source, target = domains(tmp_path)
+    kw = dict(FAST, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"), target=str(target),
+              strategy="finetune", epochs=3, epoch_steps=2, val_fraction=0.3)
+    run = tk.fit(source, adapt="dann", select="dev", **kw)
+    rows = run.history
+    assert all({"target_snd", "target_dev", "target_acc"} <= set(r) for r in rows)
+    kept = min(rows, key=lambda r: r["target_dev"])["epoch"]
+    assert run.metrics["kept_epoch"] == kept and [r["kept"] for r in rows].count(1) == 1
+    assert "Deep Embedded Validation" in run.metrics["selection"]
+    assert run.metrics["adaptation"]["selection"].startswith("epoch with the lowest Deep Embedded")
+    # the target's labels are recorded per epoch, never read: relabelled targets keep the same choice
+    for d in (target / "class0", target / "class1"):
+        d.rename(d.with_name(d.name + "x"))
+    again = tk.fit(source, adapt="dann", select="dev", **{**kw, "output": str(tmp_path / "again")})
+    assert again.metrics["kept_epoch"] == kept
+    assert [r["target_dev"] for r in again.history] == pytest.approx([r["target_dev"] for r in rows])
+
+
+def test_adapt_auto_while_fine_tuning_trains_each_method_and_keeps_the_lowest_target_loss_estimate(tmp_path):
+    from transferkit.adaptation import TRAINED_AUTO
+
+    source, target = domains(tmp_path)
+    run = tk.fit(source, adapt="auto", **dict(FAST, output=str(tmp_path / "runs"), cache_dir=str(tmp_path / "c"),
+                                             target=str(target), strategy="finetune", epochs=2, epoch_steps=1,
+                                             val_fraction=0.3, name="auto"))
+    auto = run.metrics["auto"]
+    rows = {r["adapt"]: r for r in auto["candidates"]}
+    assert tuple(rows) == TRAINED_AUTO and all(r["status"] in ("done", "kept") for r in rows.values())
+    kept = min(rows.values(), key=lambda r: r["val"])
+    assert kept["status"] == "kept" and auto["kept"] == kept["adapt"] == run.metrics["adaptation"]["method"]
+    for name, r in rows.items():  # each candidate is an ordinary run, its DEV that of its kept epoch
+        cand = json.loads((run.path / "candidates" / name / "metrics.json").read_text())
+        assert cand["adaptation"]["dev"] == pytest.approx(r["val"])
+    assert run.path.name == "auto" and (run.path / "model.safetensors").is_file()
+    assert "Deep Embedded Validation" in auto["why"] and run.metrics["adaptation"]["accuracy"] >= 0

@@ -32,9 +32,10 @@ def print_metrics(out, m: dict) -> None:
     if per:
         out.print(t)
     auto = m.get("auto")
-    if auto:  # --strategy auto: what was tried, and why one was kept
-        out.print(f"strategy auto kept {auto['kept']}: " + "; ".join(
-            f"{c['strategy']} {c['status']}" + (f" ({auto['metric']} {c['val']:.4f}, {c['seconds']:.0f} s)"
+    if auto:  # --strategy auto or --adapt auto: what was tried, and why one was kept
+        key = auto.get("choosing", "strategy")
+        out.print(f"{key} auto kept {auto['kept']}: " + "; ".join(
+            f"{c[key]} {c['status']}" + (f" ({auto['metric']} {c['val']:.4f}, {c['seconds']:.0f} s)"
                                                  if c.get("val") is not None else f" ({c.get('why', '')})")
             for c in auto["candidates"]))
     out.print(get_task(m.get("task", "classify"))().summary(m) + (f"  ({m['seconds']:.1f} s)" if "seconds" in m else ""))

@@ -112,6 +112,8 @@ declare(
     _O("modality", help="image | text | audio (default: detected from the data: file types, table columns)"),
     _O("epochs", int, None, "passes over the training data (default 5, or what gives the task's number of steps)",
        low=1, high=100_000, wanted="a whole number of epochs ≥ 1", search=("int", 2, 12)),
+    _O("epoch_steps", int, None, "optimizer steps per epoch, whatever the data size (default: one pass over the "
+       "training data; the domain-adaptation recipe: 30)", low=1, high=10**7, wanted="steps per epoch ≥ 1"),
     _O("batch_size", int, None, "default 16 (segmentation 8)", low=1, high=65_536, wanted="a batch size ≥ 1"),
     _O("lr", float, None, "the head's learning rate (default: the modality's, task's or strategy's)",
        low=1e-12, high=10.0, wanted="a learning rate such as 1e-3, in (0, 10]", search=("log", 1e-5, 3e-2)),
@@ -128,7 +130,8 @@ declare(
     _O("checkpoint_every", float, 60.0, "seconds of training between resume checkpoints (0: every epoch)",
        low=0.0, high=10**7, wanted="seconds ≥ 0 (0: a checkpoint after every epoch)"),
     _O("select", default="val", help="the epoch kept: val (best val score, when val is not the reported split) | "
-       "last", choices=("val", "last")),
+       "last | dev (with --target: the lowest Deep Embedded Validation estimate of the target loss, no target label read)",
+       choices=("val", "last", "dev")),
     _O("augment", default="light", choices=("none", "light", "standard"), search=("choice", "none", "light", "standard")),
     _O("image_size", int, None, "override the backbone's input size", low=16, high=4096,
        wanted="an input size in pixels, 16–4096"),

@@ -64,17 +64,19 @@ def write_run_report(run_dir: str | Path) -> Path:
 
 
 def _auto_section(auto: dict | None) -> list[str]:
-    """``--strategy auto``: every candidate with its validation score and time, and which was kept and why."""
+    """``--strategy auto`` / ``--adapt auto``: every candidate with its score and time, and which was kept and why."""
     if not auto:
         return []
 
     def cell(value, fmt: str) -> str:
         return "" if value is None else fmt.format(value)
 
-    rows = "".join(f"<tr><td>{html.escape(c['strategy'])}</td><td>{html.escape(c['status'])}</td>"
+    key = auto.get("choosing", "strategy")
+    rows = "".join(f"<tr><td>{html.escape(c[key])}</td><td>{html.escape(c['status'])}</td>"
                    f"<td>{cell(c.get('val'), '{:.4f}')}</td><td>{cell(c.get('seconds'), '{:.0f} s')}</td>"
                    f"<td>{html.escape(c.get('why', ''))}</td></tr>" for c in auto["candidates"])
-    return [f"<h2>Strategy auto: {html.escape(auto['kept'])} kept</h2><p class=note>{html.escape(auto['why'])}. "
+    title = "Strategy auto" if key == "strategy" else "Adaptation auto"
+    return [f"<h2>{title}: {html.escape(auto['kept'])} kept</h2><p class=note>{html.escape(auto['why'])}. "
             f"{html.escape(auto['selection'])}; budget {auto['budget']:.0f} s.</p><table><tr><th>candidate</th>"
             f"<th>status</th><th>{html.escape(auto['metric'])}</th><th>time</th><th></th></tr>{rows}</table>"]
 

@@ -20,16 +20,16 @@ import torch
 from .. import _runfolder as rf
 from ..config import Option, declare
 from ..errors import ConfigError
-from ..evaluation import classification_metrics, soft_neighbourhood_density
-from ..strategies import Strategy, strategies
+from ..evaluation import classification_metrics, deep_embedded_validation, soft_neighbourhood_density
+from ..strategies import strategies
 from ._feature_level import (
     choose_adapted_probe,
     fit_adapted_probe,
     fit_mcc_probe,
     guard,
 )
-from ._losses import PairModel, PairObjective, make_term
-from ._report import MAP_FILE
+from ._adapted import Adapted, LowestTargetLoss
+from ._report import MAP_FILE, save_map
 from ._report import sections as report_sections
 from ._streams import PairedItems, batchnorm_layers, reestimate_batchnorm
 from ._target import UNLABELLED, Target, read_target
@@ -39,7 +39,9 @@ log = logging.getLogger("transferkit")
 METHODS = {
     "none": "source only: the baseline every method is measured against (the target is still scored)",
     "auto": "with linear-probe: the plain probe, CORAL, SA and OT fitted on the cached features, the one whose "
-            "target predictions have the highest soft neighbourhood density kept (no target label read)",
+            "target predictions have the highest soft neighbourhood density kept; while fine-tuning: source only, "
+            "DANN, CDAN and MCC each trained, the lowest Deep Embedded Validation estimate of the target loss kept "
+            "(no target label read either way)",
     "coral": "feature level, with linear-probe: CORAL, source features re-coloured with the target's covariance",
     "sa": "feature level, with linear-probe: subspace alignment of the domains' principal directions",
     "ot": "feature level, with linear-probe: entropic optimal-transport map of the source onto the target",
@@ -62,20 +64,27 @@ BOTH_WAYS = ("mcc",)  # on the probe's cached features, or end to end while fine
 #: so SND preferred it on 5 of the 6 Office-Caltech pairs where OT was better on 4 (bench/domain_adaptation.py)
 AUTO_CANDIDATES = ("none", *FEATURE_LEVEL)
 END_TO_END = ("dann", "cdan", "mcc", "self-train")
+#: --adapt auto with a strategy that trains the backbone: one run each, chosen by DEV (training/_auto.py)
+TRAINED_AUTO = ("none", "dann", "cdan", "mcc")
 TARGET_PREDICTIONS = "target_predictions.csv"
 MAP_POINTS = 300  # per domain, in the report's feature map
 SELECTION = {"val": "best source-val epoch (target labels are never read for a choice)",
              "last": "last epoch (--select last; target labels are never read for a choice)",
-             "probe": "C by cross-validation on source train (target labels are never read for a choice)"}
+             "probe": "C by cross-validation on source train (target labels are never read for a choice)",
+             "dev": "epoch with the lowest Deep Embedded Validation estimate of the target loss (--select dev; "
+                    "target labels are never read for a choice)"}
+#: per-epoch target scores (SND, and accuracy where the target has labels: recorded, never chosen on) read at most
+#: this many target inputs, a seeded sample
+EPOCH_TARGET = 500
 
 
 #: Transfer-Learning-Library's recipe for its domain adaptation examples (DANN, CDAN, MCC and their source-only
 #: line): a 256-d bottleneck (Linear, BatchNorm, ReLU) before the classifier, SGD with Nesterov momentum 0.9 at
 #: 0.01 (the backbone at a tenth), weight decay 1e-3, lr × (1 + γ i)^-0.75, 32 source + 32 target items per step,
-#: a fixed number of steps whatever the data size. TLlib runs 20,000 steps on a GPU; here 300, the same schedule
-#: curve compressed (``--epochs`` / ``--batch-size`` set others).
+#: epochs of a fixed number of steps whatever the data size. TLlib runs 20 epochs of 1,000 steps on a GPU; here 10
+#: of 30, the same schedule curve compressed (``--epochs``, ``--epoch-steps``, ``--batch-size`` set others).
 RECIPE = {"head": "bottleneck:256", "optimizer": "sgd", "lr": 0.01, "backbone_lr_mult": 0.1, "weight_decay": 1e-3,
-          "batch_size": 32, "schedule": "inverse", "warmup_epochs": 0.0, "steps": 300}
+          "batch_size": 32, "schedule": "inverse", "warmup_epochs": 0.0, "epochs": 10, "epoch_steps": 30}
 
 
 def adaptation_defaults(cfg, strategy) -> dict:
@@ -90,6 +99,9 @@ def adaptation_defaults(cfg, strategy) -> dict:
 def check(cfg, strategy, task, backbone) -> None:
     """Refuse combinations that cannot work, saying which do."""
     method = cfg.adapt
+    if cfg.select == "dev" and not cfg.target:
+        raise ConfigError("--select dev ranks epochs by their estimated loss on the target, and no --target was given",
+                          "--target FOLDER_OR_CSV", "Add --target, or use --select val")
     if method not in METHODS:
         raise ConfigError(f"Unknown --adapt '{method}'", f"one of {', '.join(METHODS)}")
     if method != "none" and not cfg.target:
@@ -100,8 +112,12 @@ def check(cfg, strategy, task, backbone) -> None:
     if not task.adaptable:
         raise ConfigError(f"Domain adaptation (--target) is not available for task {task.name}",
                           "a classification run", "Leave --target and --adapt out")
+    if method == "auto" and strategy.trains_backbone and not strategy.probe_after:
+        raise ConfigError(f"--adapt auto while fine-tuning trains one run per method, and --strategy was not named "
+                          f"(it resolved to {strategy.name} here)", "--strategy finetune (or another that trains) "
+                          "named with --adapt auto", "Name the strategy, or name one method (--adapt dann …)")
     if not compatible(strategy, method):
-        frozen = method in FEATURE_LEVEL or method == "auto"
+        frozen = method in FEATURE_LEVEL
         doing = "works on frozen features, not" if frozen else "adapts while training, which"
         raise ConfigError(f"--adapt {method} {doing} with --strategy {strategy.name}"
                           + ("" if frozen else " does not do"),
@@ -123,7 +139,9 @@ def pairings() -> str:
 def compatible(strategy, method: str) -> bool:
     """Whether ``method`` can run with ``strategy`` (a strategy class or object)."""
     probe = bool(strategy.probe_first and not strategy.trains_backbone)
-    if method in FEATURE_LEVEL or method == "auto":  # they adapt the probe's features
+    if method == "auto":  # heads on the probe's features, or one trained run per method
+        return probe or strategy.trains_backbone and not strategy.probe_after
+    if method in FEATURE_LEVEL:  # they adapt the probe's features
         return probe
     if method in END_TO_END:
         return strategy.trains_backbone and not strategy.probe_after or method in BOTH_WAYS and probe
@@ -159,6 +177,14 @@ class NoAdaptation:
     def after_training(self, run, model) -> None:
         """After the last epoch (and the probe), before the evaluation split is scored."""
 
+    def epoch_scores(self, run):
+        """``callable(model) -> dict`` of scores the loop adds to every epoch's row, or None."""
+        return None
+
+    def select_by(self):
+        """What ranks a training run's epochs in place of the task's val score (``--select dev``), or None."""
+        return None
+
     def score(self, model, run_dir: Path, classes: list[str]) -> dict[str, Any]:
         """What the run's metrics.json gains (``{"adaptation": …}``)."""
         return {}
@@ -186,8 +212,10 @@ class Adaptation(NoAdaptation):
         self.after_source: np.ndarray | None = None
         self.after_target: np.ndarray | None = None  # feature-level methods: the target in their own space
         self.pretrained_target: np.ndarray | None = None  # the probe's target features, as the backbone was loaded
+        self.pretrained_source: np.ndarray | None = None  # and its source training features
         self.target_feats: np.ndarray | None = None  # the final model's target features (scored)
         self.info: dict[str, Any] = {}
+        self._scorer = None  # epoch_scores' function, built once
 
     def start(self, source_labels) -> tuple[np.ndarray, np.ndarray]:
         """Draw the map's samples (up to MAP_POINTS source training and target inputs, by the seed)."""
@@ -214,7 +242,8 @@ class Adaptation(NoAdaptation):
                            run.features(run.backbone, self.target.items.subset(ti), "map target"))
         else:  # the probe reads every item anyway
             self.pretrained_target = run.features(run.backbone, self.target.items, "target")
-            self.before = (run.features(run.backbone, train, "train")[si], self.pretrained_target[ti])
+            self.pretrained_source = run.features(run.backbone, train, "train")
+            self.before = (self.pretrained_source[si], self.pretrained_target[ti])
             if self.method == "adabn":
                 self._reestimate(run, run.backbone, train, "source")
 
@@ -237,18 +266,78 @@ class Adaptation(NoAdaptation):
         else:
             out = fit_adapted_probe(self.method, task, model, fs, ys, self.pretrained_target, cfg)
         if self.method != "auto":  # a method the user chose: checked against the plain probe without labels
-            self.info.update(guard(self.method, task, model, fs, ys, self.pretrained_target, cfg))
+            self.info.update(guard(self.method, task, model.head, self.pretrained_target, fs, ys,
+                                   self.pretrained_target, cfg))
         self.after_source, self.after_target = out["mapped"][0][si], out["mapped"][1][ti]
         return out["info"]
 
+    def epoch_scores(self, run):
+        """Every trained epoch's label-free scores on a seeded sample of up to EPOCH_TARGET target inputs: the soft
+        neighbourhood density of their predictions (``target_snd``, higher is better) and Deep Embedded Validation
+        (``target_dev``, the source val loss weighted toward the target; lower is better); where the target has
+        labels, their accuracy (``target_acc``: history.csv and the report only; no choice reads it)."""
+        if not run.strategy.trains_backbone:
+            return None
+        if self._scorer is not None:
+            return self._scorer
+        items = self.target.items
+        rng = np.random.default_rng(self.cfg.seed)
+        sample = items.subset(np.sort(rng.permutation(len(items))[:EPOCH_TARGET]))
+        truth = np.asarray(sample.labels)
+        scored = truth != UNLABELLED
+        target = run.held_loader(sample, "target sample")
+        val = run.data.splits_["val"]
+        if self.cfg.select == "dev" and len(val) < 4:
+            raise ConfigError(f"--select dev weighs the source val split's losses toward the target, and it holds "
+                              f"{len(val)} item(s)", "a val split of at least 4 source items",
+                              "Raise --val-fraction (or give a val split), or use --select last")
+        val_loader = run.held_loader(val, "val") if len(val) else None
+
+        def outputs(model, loader):
+            feats, logits = [], []
+            for x, _ in loader:
+                f = model.backbone(run.move(x))
+                feats.append(f.float().cpu())
+                logits.append(model.head(f).float().cpu())
+            return torch.cat(feats).numpy(), torch.cat(logits)
+
+        def scores(model) -> dict[str, float]:
+            model.eval()
+            with torch.no_grad():
+                ft, logits = outputs(model, target)
+                probs = logits.softmax(1).numpy()
+                out = {"target_snd": soft_neighbourhood_density(probs, seed=self.cfg.seed)}
+                if val_loader is not None:
+                    fv, lv = outputs(model, val_loader)
+                    losses = torch.nn.functional.cross_entropy(lv, torch.as_tensor(val.labels), reduction="none")
+                    out["target_dev"] = deep_embedded_validation(fv, losses.numpy(), ft, seed=self.cfg.seed)
+            if scored.any():
+                out["target_acc"] = float((probs.argmax(1)[scored] == truth[scored]).mean())
+            return out
+
+        self._scorer = scores
+        return scores
+
+    def select_by(self):
+        return LowestTargetLoss() if self.cfg.select == "dev" else None
+
     def after_training(self, run, model) -> None:
-        """AdaBN's target statistics; the trained model's features of the map's source samples and of the target."""
+        """AdaBN's target statistics; the trained model's features of the map's source samples and of the target;
+        a trained model's label-free scores (its kept epoch's, or those of a model adopted from another run)."""
         if self.method == "adabn":
             self._reestimate(run, model.backbone, self.target.items, "target")
+        scores = self.epoch_scores(run) if run.strategy.trains_backbone and len(run.data.splits_["val"]) >= 4 \
+            else None
+        if scores is not None:
+            final = scores(model)
+            self.info.update(dev=final.get("target_dev"), snd_sample=final["target_snd"])
         if run.strategy.trains_backbone:
             self.after_source = run.features(model.backbone, run.data.splits_["train"].subset(self.samples[0]),
                                              "map source")
         self.target_feats = run.features(model.backbone, self.target.items, "target")
+        if self.method == "adabn" and self.pretrained_source is not None:  # the probe's: checked like CORAL's
+            self.info.update(guard("adabn", run.task, model.head, self.target_feats, self.pretrained_source,
+                                   np.asarray(run.data.splits_["train"].labels), self.pretrained_target, self.cfg))
 
     def _reestimate(self, run, backbone, items, domain: str) -> None:
         n = reestimate_batchnorm(backbone.to(run.device), run.loader(items), run.move)
@@ -272,7 +361,7 @@ class Adaptation(NoAdaptation):
         if self.before is not None and self.after_source is not None:
             si, ti = self.samples
             after = (self.after_source, target_feats[ti] if self.after_target is None else self.after_target)
-            _save_map(run_dir / MAP_FILE, self.before, after, self.source_labels[si], truth[ti], self.cfg.seed)
+            save_map(run_dir / MAP_FILE, self.before, after, self.source_labels[si], truth[ti], self.cfg.seed)
         out: dict[str, Any] = {
             "method": self.method, "target": self.target.location, "n_target": len(items),
             "n_scored": int(scored.sum()), "unknown_classes": self.target.unknown,
@@ -287,88 +376,5 @@ class Adaptation(NoAdaptation):
         return {"adaptation": out}
 
 
-class Adapted(Strategy):
-    """A strategy with an end-to-end adaptation term: the inner strategy decides what trains; this adds the
-    term (attached as ``model.adapter`` while training), the target stream and the combined objective. Every other
-    part of the strategy contract is the inner strategy's, passed on explicitly."""
-
-    def __init__(self, inner: Strategy, method: str, classes: int, total_steps: int):
-        super().__init__(inner.cfg)
-        self.inner, self.method, self.classes, self.total_steps = inner, method, classes, total_steps
-        for what in ("name", "probe_first", "probe_after", "trains_backbone", "uses_val", "adapters_only",
-                     "length_batches", "defaults"):  # what the inner strategy declares about itself
-            setattr(self, what, getattr(inner, what))
-
-    def prepare_backbone(self, backbone):
-        return self.inner.prepare_backbone(backbone)
-
-    def backbone_lr_mult(self) -> float:
-        return self.inner.backbone_lr_mult()
-
-    def head_lr(self) -> float:
-        return self.inner.head_lr()
-
-    def layer_decay(self) -> float | None:
-        return self.inner.layer_decay()
-
-    def on_epoch_start(self, model, epoch: int) -> None:
-        self.inner.on_epoch_start(model, epoch)
-
-    def epoch_samples(self, n: int, batch_size: int, epochs: int) -> int:
-        return self.inner.epoch_samples(n, batch_size, epochs)
-
-    def peak_scale(self, total_steps: int) -> float:
-        return self.inner.peak_scale(total_steps)
-
-    def steps_per_epoch(self, n: int) -> int:
-        return self.inner.steps_per_epoch(n)
-
-    def bn_policy(self) -> str:
-        return self.inner.bn_policy()
-
-    def train_mode(self, model) -> None:
-        self.inner.train_mode(model)
-
-    def prepare(self, model) -> None:
-        self.inner.prepare(model)
-        with torch.random.fork_rng():  # its initial weights depend on the seed alone, not on what ran before
-            torch.manual_seed(self.inner.cfg.seed)
-            # the term reads what the head's last layer reads (the bottleneck's output, or the backbone's)
-            model.adapter = make_term(self.method, model.head[-1].in_features, self.classes, self.total_steps)
-
-    def param_groups(self, model) -> list[dict]:
-        return self.inner.param_groups(model) + [
-            {"params": list(model.adapter.parameters()), "lr": self.inner.head_lr(), "name": "adapter"}]
-
-    def train_module(self, model):
-        return PairModel(self.inner.train_module(model))
-
-    def objective(self, task):
-        return PairObjective(self.inner.objective(task))
-
-    def finish(self, model) -> None:
-        self.inner.finish(model)
-        if hasattr(model, "adapter"):
-            del model.adapter
-
-
-def _save_map(path: Path, before, after, source_labels, target_labels, seed: int) -> None:
-    """The map's samples of both domains before and after adaptation, laid out in 2-D (t-SNE) for the report."""
-    out = {"domain": np.r_[np.zeros(len(source_labels), int), np.ones(len(target_labels), int)],
-           "label": np.r_[source_labels, target_labels],
-           "before": tsne(np.vstack(before), seed), "after": tsne(np.vstack(after), seed)}
-    np.savez_compressed(path, **out)
-
-
-def tsne(x: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.decomposition import PCA  # heavy: loaded on first use
-    from sklearn.manifold import TSNE
-
-    x = np.asarray(x, np.float64)
-    if x.shape[1] > 50 and len(x) > 50:
-        x = PCA(50, random_state=seed).fit_transform(x)
-    return TSNE(2, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3)), init="pca", random_state=seed).fit_transform(x).astype(np.float32)
-
-
-__all__ = ["RECIPE", "Adaptation", "NoAdaptation", "adaptation_defaults", "adaptation_for", "compatible", "pairings", "target_outcomes", "END_TO_END", "FEATURE_LEVEL", "MAP_FILE", "METHODS", "TARGET_PREDICTIONS", "check", "read_target",
+__all__ = ["RECIPE", "TRAINED_AUTO", "Adaptation", "NoAdaptation", "adaptation_defaults", "adaptation_for", "compatible", "pairings", "target_outcomes", "END_TO_END", "FEATURE_LEVEL", "MAP_FILE", "METHODS", "TARGET_PREDICTIONS", "check", "read_target",
            "report_sections"]

@@ -157,12 +157,15 @@ def target_snd(head, ft: np.ndarray, seed: int) -> float:
     return soft_neighbourhood_density(probs, seed=seed)
 
 
-def guard(method: str, task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, cfg) -> dict:
-    """The label-free check of a method the user chose on the probe: SND of its target predictions against the
-    plain probe's (fitted on a copy, on the same features). A lower SND predicts a loss: said as a warning."""
-    plain = SimpleNamespace(head=copy.deepcopy(model.head))  # the probe fit reads the head alone: no backbone copy
-    task.fit_probe(plain, fs, ys, cfg)
-    mine, base = target_snd(model.head, ft, cfg.seed), target_snd(plain.head, ft, cfg.seed)
+def guard(method: str, task, head, ft: np.ndarray, fs_plain: np.ndarray, ys: np.ndarray, ft_plain: np.ndarray,
+          cfg) -> dict:
+    """The label-free check of a method the user chose on the probe: SND of its ``head``'s predictions on its
+    target features ``ft`` against the plain probe's — fitted on a copy of the head, on the features as the
+    backbone was loaded (``fs_plain``, ``ft_plain``; the same arrays for a feature-level map folded into the head,
+    other arrays for AdaBN). A lower SND predicts a loss: said as a warning."""
+    plain = SimpleNamespace(head=copy.deepcopy(head))  # the probe fit reads the head alone: no backbone copy
+    task.fit_probe(plain, fs_plain, ys, cfg)
+    mine, base = target_snd(head, ft, cfg.seed), target_snd(plain.head, ft_plain, cfg.seed)
     predicts_loss = bool(mine < base)
     if predicts_loss:
         log.warning("--adapt %s: its target predictions are less dense than the source-only probe's (soft "

@@ -73,3 +73,21 @@ def feature_map(m: dict, labels: list[str]) -> str:
         ax.set_xticks([])
         ax.set_yticks([])
     return plots.to_png64(fig)
+
+
+def save_map(path: Path, before, after, source_labels, target_labels, seed: int) -> None:
+    """The map's samples of both domains before and after adaptation, laid out in 2-D (t-SNE) for the report."""
+    out = {"domain": np.r_[np.zeros(len(source_labels), int), np.ones(len(target_labels), int)],
+           "label": np.r_[source_labels, target_labels],
+           "before": tsne(np.vstack(before), seed), "after": tsne(np.vstack(after), seed)}
+    np.savez_compressed(path, **out)
+
+
+def tsne(x: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA  # heavy: loaded on first use
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(x, np.float64)
+    if x.shape[1] > 50 and len(x) > 50:
+        x = PCA(50, random_state=seed).fit_transform(x)
+    return TSNE(2, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3)), init="pca", random_state=seed).fit_transform(x).astype(np.float32)

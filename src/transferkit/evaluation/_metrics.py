@@ -41,6 +41,33 @@ def format_metrics(m: dict) -> str:
             f"weakest class '{worst[0]}' (F1 {worst[1]['f1']:.3f})")
 
 
+def deep_embedded_validation(source_feats, source_losses, target_feats, seed: int = 0) -> float:
+    """Deep Embedded Validation (You et al., ICML 2019): the source validation loss weighted by each item's density
+    ratio target/source in feature space, with the paper's control variate — an estimate of the target loss that
+    reads no target label. Lower is better. The ratio comes from a logistic domain classifier; here it is fitted on
+    the validation and target features themselves, 2-fold cross-fitted so no item is weighted by a classifier that
+    saw it (the paper fits it on the training features)."""
+    from sklearn.linear_model import LogisticRegression  # heavy: loaded on first use
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    fs, ft = np.asarray(source_feats, np.float64), np.asarray(target_feats, np.float64)
+    loss = np.asarray(source_losses, np.float64)
+    if len(fs) < 4 or len(ft) < 4:
+        return float("nan")
+    x = np.vstack([fs, ft])
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    d = np.r_[np.zeros(len(fs), int), np.ones(len(ft), int)]
+    folds = StratifiedKFold(2, shuffle=True, random_state=seed)
+    p = cross_val_predict(LogisticRegression(C=0.1, max_iter=1000), x, d, cv=folds, method="predict_proba")[:len(fs), 1]
+    p = np.clip(p, 1e-3, 1 - 1e-3)
+    w = p / (1 - p) * len(fs) / len(ft)
+    w = w / w.mean()  # weights of mean 1 over the validation items
+    weighted = w * loss
+    var = np.var(w, ddof=1)
+    eta = -np.cov(weighted, w, ddof=1)[0, 1] / var if var > 0 else 0.0
+    return float(weighted.mean() + eta * w.mean() - eta)
+
+
 def soft_neighbourhood_density(probs, temperature: float = 0.05, max_items: int = 4000, seed: int = 0) -> float:
     """Soft Neighbourhood Density (Saito et al., ICCV 2021): a label-free score of a model on unlabelled target
     data — the mean entropy of each input's softmax-weighted similarity to the others, computed on the L2-normalised

@@ -130,8 +130,8 @@ class Strategy:
         return task
 
     def epoch_samples(self, n: int, batch_size: int, epochs: int) -> int:
-        """Training items drawn per epoch (one pass by default)."""
-        return n
+        """Training items drawn per epoch: one pass, or ``--epoch-steps`` batches whatever the data size."""
+        return self.cfg.epoch_steps * batch_size if self.cfg.epoch_steps else n
 
     def peak_scale(self, total_steps: int) -> float:
         """Factor on every group's learning rate for a run of ``total_steps`` optimizer steps (1: as configured)."""

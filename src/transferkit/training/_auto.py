@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import _dist
+from .. import _dist, adaptation
 from .. import _runfolder as rf
 from ..config import RunConfig
 from ..data import Items, LabelledData
@@ -40,6 +40,47 @@ def auto_candidates(cfg: RunConfig, data: LabelledData) -> tuple[str, ...]:
     return tuple(get_task(cfg.task).auto_candidates(modality_of(data), data.splits_["train"]))
 
 
+def adapt_candidates(cfg: RunConfig) -> tuple[str, ...]:
+    """The methods ``--adapt auto`` trains, one run each, with a strategy that trains the backbone (with a probe,
+    auto chooses among heads inside one run: nothing here)."""
+    if cfg.adapt != "auto" or not cfg.target or cfg.strategy == "auto" or not get_strategy(cfg).trains_backbone:
+        return ()
+    return adaptation.TRAINED_AUTO
+
+
+def run_adapt_auto(cfg: RunConfig, data: LabelledData, methods: tuple[str, ...], on_epoch_end=None) -> Run:
+    """``--adapt auto`` while fine-tuning: each method (source only among them) an ordinary run with the target,
+    while ``--budget`` allows; the one whose kept model has the lowest Deep Embedded Validation estimate of the
+    target loss is kept — no target label is read — and scored again in the run folder ``cfg`` names."""
+    t0, budget = time.time(), cfg.budget or DEFAULT_BUDGET
+    top = _dist.broadcast(_new_run_dir(cfg) if _dist.is_main() else None)
+    log.info("adapt auto: candidates %s, chosen by Deep Embedded Validation on the target within %.0f s (--budget)",
+             ", ".join(methods), budget)
+    tried, runs = [], {}
+    try:
+        for i, name in enumerate(methods):
+            tried.append(_candidate(cfg, data, name, top, t0, budget, i == 0, runs, on_epoch_end, key="adapt",
+                                    score=lambda run: ("target DEV", run.metrics["adaptation"].get("dev"))))
+    except BaseException:
+        if _dist.is_main() and not runs:
+            shutil.rmtree(top, ignore_errors=True)
+        raise
+    done = [r for r in tried if r["status"] == "done" and r["val"] == r["val"]]  # NaN: no estimate
+    kept = min(done, key=lambda r: r["val"]) if done else next(r for r in tried if r["status"] == "done")
+    kept["status"] = "kept"
+    why = ("the lowest Deep Embedded Validation estimate of the target loss (You et al., ICML 2019): source val "
+           "losses weighted toward the target; no target label read")
+    f_cfg = copy.deepcopy(cfg)
+    f_cfg.adapt = kept["adapt"]
+    f_cfg.extra["auto"] = {"choosing": "adapt", "metric": "target DEV (lower is better)", "budget": budget,
+                           "selection": "each method trained on the source, with the target", "candidates": tried,
+                           "kept": kept["adapt"], "why": why}
+    log.info("adapt auto: kept %s (%s)", kept["adapt"], why)
+    chosen = runs[kept["adapt"]]
+    return _run(f_cfg, data, top, None, None, since=t0, adopted={
+        "state": rf.read_model(chosen.path)[1], "history": chosen.history, "probe": chosen.metrics.get("probe")})
+
+
 def run_auto(cfg: RunConfig, data: LabelledData, candidates: tuple[str, ...], on_epoch_end=None) -> Run:
     """Run the candidates on train and val (carved from train when there is no test split), keep the best
     validation score, and score that model once on the held-out split in the run folder ``cfg`` names."""
@@ -60,8 +101,8 @@ def run_auto(cfg: RunConfig, data: LabelledData, candidates: tuple[str, ...], on
     tried, runs = [], {}
     try:
         for i, name in enumerate(candidates):
-            tried.append(_candidate(cfg, choosing, name, top, t0, budget, first=i == 0, runs=runs, metric=metric,
-                                    on_epoch_end=on_epoch_end))
+            tried.append(_candidate(cfg, choosing, name, top, t0, budget, i == 0, runs, on_epoch_end,
+                                    score=lambda run: (f"val {metric}", run.metrics.get(metric))))
     except BaseException:
         if _dist.is_main() and not runs:  # nothing finished: no folder left behind (a bad setting, Ctrl-C)
             shutil.rmtree(top, ignore_errors=True)
@@ -77,7 +118,8 @@ def run_auto(cfg: RunConfig, data: LabelledData, candidates: tuple[str, ...], on
     f_cfg = copy.deepcopy(cfg)
     f_cfg.strategy = kept["strategy"]
     f_cfg.backbone = chosen.config.backbone
-    f_cfg.extra["auto"] = {"metric": f"val {metric}", "budget": budget, "selection": how, "candidates": tried,
+    f_cfg.extra["auto"] = {"choosing": "strategy", "metric": f"val {metric}", "budget": budget, "selection": how,
+                           "candidates": tried,
                            "kept": kept["strategy"], "why": why}
     log.info("auto: kept %s (%s); scoring it on the held-out split", kept["strategy"], why)
     carved = len(final.splits_["train"]) < len(data.splits_["train"])
@@ -92,14 +134,16 @@ def run_auto(cfg: RunConfig, data: LabelledData, candidates: tuple[str, ...], on
 
 
 def _candidate(cfg: RunConfig, choosing: LabelledData, name: str, top, t0: float, budget: float, first: bool,
-               runs: dict, metric: str, on_epoch_end) -> dict:
-    """One candidate as an ordinary run under ``top/candidates`` (skipped when the budget is spent, stopped when it
-    would overrun it); its row for metrics.json."""
-    row = {"strategy": name}
+               runs: dict, on_epoch_end, score, key: str = "strategy") -> dict:
+    """One candidate (``cfg`` with ``key`` set to ``name``) as an ordinary run under ``top/candidates`` (skipped
+    when the budget is spent, stopped when it would overrun it); its row for metrics.json, with ``score(run)``'s
+    (label, value) as ``val``."""
+    row = {key: name}
     if not first and time.time() - t0 >= budget:
         return {**row, "status": "skipped", "why": f"the budget of {budget:.0f} s was spent"}
     c_cfg = copy.deepcopy(cfg)
-    c_cfg.strategy, c_cfg.output, c_cfg.name = name, str(top / CANDIDATES), name.replace(":", "")
+    setattr(c_cfg, key, name)
+    c_cfg.output, c_cfg.name = str(top / CANDIDATES), name.replace(":", "")
     c_cfg.track_group = c_cfg.track_group or str(top)
     watch = _Watch(c_cfg, t0, budget, first)
     try:
@@ -113,9 +157,9 @@ def _candidate(cfg: RunConfig, choosing: LabelledData, name: str, top, t0: float
         log.warning("auto: candidate %s failed (%s: %s); choosing among the others", name, type(exc).__name__, exc)
         return {**row, "status": "failed", "why": f"{type(exc).__name__}: {str(exc)[:200]}"}
     runs[name] = run
-    log.info("auto: %s scored val %s %.4f in %.0f s", name, metric, run.metrics[metric], run.metrics["seconds"])
-    return {**row, "status": "done", "val": run.metrics.get(metric), "seconds": run.metrics.get("seconds"),
-            "run": str(run.path)}
+    label, value = score(run)
+    log.info("auto: %s scored %s %.4f in %.0f s", name, label, value, run.metrics["seconds"])
+    return {**row, "status": "done", "val": value, "seconds": run.metrics.get("seconds"), "run": str(run.path)}
 
 
 def _better(task, row: dict, leader: dict, sign: float, labels: list[str]) -> bool:
@@ -151,4 +195,4 @@ class _Watch:
                              f"{ends:.0f} s of the {self.budget:.0f} s budget")
 
 
-__all__ = ["auto_candidates", "run_auto"]
+__all__ = ["adapt_candidates", "auto_candidates", "run_adapt_auto", "run_auto"]

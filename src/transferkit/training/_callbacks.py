@@ -54,7 +54,7 @@ class BestEpoch:
     def restore(self, model: torch.nn.Module) -> None:
         if self.best is not None and _dist.is_main() and self.path.is_file():
             model.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
-            log.info("kept the best epoch by validation score: %d", self.best["epoch"])
+            log.info("kept the best epoch: %d", self.best["epoch"])
 
     def state(self) -> dict:
         return {"best": self.best, "bad_epochs": self.bad_epochs}

@@ -200,8 +200,10 @@ def _train(plan: Plan, model, run_dir: Path, resume_state, on_epoch_end) -> list
                                          lambda: epoch_dataset(plan, plan.adapt.target.items, plan.train_tf, "target"))
     val_ds = epoch_dataset(plan, data.splits_["val"], plan.eval_tf, "val") \
         if len(data.splits_["val"]) and strategy.uses_val else None
+    select_by = plan.adapt.select_by()  # None: the task's val score ranks the epochs
     history = train_loop(model, strategy, plan.task, train_ds, val_ds, plan.cfg, run_dir,
-                         plan.select_on_val and strategy.uses_val, plan.nhwc, resume_state, on_epoch_end)
+                         select_by is not None or plan.select_on_val and strategy.uses_val, plan.nhwc, resume_state,
+                         on_epoch_end, epoch_scores=plan.adapt.epoch_scores(plan), select_by=select_by)
     model.to(plan.device)
     return history
 
@@ -250,6 +252,8 @@ def _selection(strategy, select_on_val: bool, select: str) -> str:
         return "C by cross-validation on train" if strategy.probe_first else "the model as loaded (nothing trained)"
     if strategy.probe_after:
         return "final epoch; head C by cross-validation on train"
+    if select == "dev":
+        return "epoch with the lowest Deep Embedded Validation estimate of the target loss"
     if select_on_val:
         return "best val epoch"
     return "final epoch (--select last)" if select == "last" else "final epoch (val not used for selection)"

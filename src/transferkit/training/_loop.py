@@ -74,7 +74,7 @@ def epoch_sampler(cfg: RunConfig, labels: list[int], generator: torch.Generator,
 
 def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig, run_dir: Path,
                select_on_val: bool, channels_last: bool = False, resume: dict | None = None,
-               on_epoch_end=None) -> list[dict]:
+               on_epoch_end=None, epoch_scores=None, select_by=None) -> list[dict]:
     """Train ``model`` in place; return the per-epoch history.
 
     Args:
@@ -84,6 +84,9 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
         channels_last: run 4-d inputs and the model NHWC (the modality decides).
         resume: a checkpoint dict from ``checkpoint.pt`` to continue from.
         on_epoch_end: ``callable(epoch, row)`` hook (e.g. a live log or a test's kill switch).
+        epoch_scores: ``callable(model) -> dict`` of more scores for each epoch's row (a target's, say).
+        select_by: what ranks the epochs when ``select_on_val`` (``selection_score(row)``, ``beats(row, best)``);
+            default the task. Epochs may then be chosen without a val split, on ``epoch_scores``.
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs  # heavy: loaded on first use
     from accelerate.state import AcceleratorState
@@ -121,7 +124,8 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
         if val_ds is not None and len(val_ds) else None
     objective = strategy.objective(task)
     lengths = getattr(train_ds, "lengths", None) if strategy.length_batches else None
-    best = BestEpoch(task, run_dir, cfg.patience, active=select_on_val and val_loader is not None)
+    best = BestEpoch(select_by or task, run_dir, cfg.patience,
+                     active=select_on_val and (val_loader is not None or select_by is not None))
     checkpoint = Checkpoint(run_dir, cfg.checkpoint_every, best=best, l2sp=penalties[0] if penalties else None)
     history, start, wrapped = [], 0, None
     if resume:
@@ -134,7 +138,7 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
     def move(x, y):
         return to_device(x, device, channels_last), torch.as_tensor(y).to(device, non_blocking=True)
 
-    if best.active and resume is None and task.scores_untrained():  # the model as loaded is a candidate (epoch 0)
+    if best.active and val_loader is not None and resume is None and task.scores_untrained():  # the model as loaded is a candidate (epoch 0)
         history.append({"epoch": 0, **task.evaluate(raw, val_loader, move, partial(_dist.gather_rows, n=len(val_ds)))})
         best.update(-1, history[-1], raw)
     for epoch in range(start, cfg.epochs):
@@ -176,6 +180,8 @@ def train_loop(model, strategy: Strategy, task, train_ds, val_ds, cfg: RunConfig
                                 "a finite loss", "Lower --lr (or --backbone-lr-mult), or use --precision no")
         if val_loader is not None:
             row.update(task.evaluate(raw, val_loader, move, partial(_dist.gather_rows, n=len(val_ds))))
+        if epoch_scores is not None:
+            row.update(epoch_scores(raw))
         history.append(row)
         stop = _dist.broadcast(best.update(epoch, row, raw))  # decided once, by the main process
         log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs,

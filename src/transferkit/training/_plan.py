@@ -62,6 +62,11 @@ class Plan:
     def loader(self, items):
         return make_loader(self.dataset(items), self.cfg.batch_size * 2, self.cfg.workers)
 
+    def held_loader(self, items, name: str):
+        """A loader over ``items`` that is read many times: decoded once, held where the modality can."""
+        ds = epoch_dataset(self, items, self.eval_tf, name)
+        return make_loader(ds, self.cfg.batch_size * 2, self.cfg.workers, collate_fn=getattr(ds, "collate_fn", None))
+
     def move(self, x):
         return to_device(x, self.device, self.nhwc)
 

@@ -13,7 +13,7 @@ from ..data import LabelledData
 from ..errors import RunFolderError
 from ..modalities import get_modality
 from ..tasks import get_task, read_data
-from ._auto import auto_candidates, run_auto
+from ._auto import adapt_candidates, auto_candidates, run_adapt_auto, run_auto
 from ._fit import Run, _run
 
 
@@ -50,6 +50,9 @@ def fit(data: LabelledData | str | None = None, *, config_file: str | Path | Non
     candidates = auto_candidates(cfg, data)
     if len(candidates) > 1:
         return run_auto(cfg, data, candidates, on_epoch_end)
+    methods = adapt_candidates(cfg)
+    if methods:
+        return run_adapt_auto(cfg, data, methods, on_epoch_end)
     return _run(cfg, data, run_dir=None, resume_state=None, on_epoch_end=on_epoch_end, target=target_data)
 
 
