@@ -386,6 +386,7 @@ def test_every_adapted_epoch_is_scored_on_the_target_and_dev_picks_the_epoch_wit
     kept = min(rows, key=lambda r: r["target_dev"])["epoch"]
     assert run.metrics["kept_epoch"] == kept and [r["kept"] for r in rows].count(1) == 1
     assert "Deep Embedded Validation" in run.metrics["selection"]
+    assert "label-free target scores by epoch" in (run.path / "report.html").read_text()
     assert run.metrics["adaptation"]["selection"].startswith("epoch with the lowest Deep Embedded")
     # the target's labels are recorded per epoch, never read: relabelled targets keep the same choice
     for d in (target / "class0", target / "class1"):

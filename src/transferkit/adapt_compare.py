@@ -88,6 +88,9 @@ def compare_adaptation(data, target: str, strategies: list[str], methods: list[s
             snd = [r.metrics["adaptation"]["snd"] for r, _ in runs]
             row.update(target_snd=snd, target_snd_mean=float(np.mean(snd)), target_snd_std=float(np.std(snd)),
                        chooses_itself=variants.get(v, {}).get("adapt") == "auto")  # --adapt auto: not a candidate
+            dev = [r.metrics["adaptation"].get("dev") for r, _ in runs]
+            if all(d is not None for d in dev):  # trained lines: their kept model's estimated target loss
+                row.update(target_dev=dev, target_dev_mean=float(np.mean(dev)))
         base = f"{strategy_of[v]} + none"
         row["baseline"] = v == base
         if v != base and base in outcomes:

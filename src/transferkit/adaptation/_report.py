@@ -37,6 +37,17 @@ def sections(run_dir: Path, metrics: dict, labels: list[str]) -> list[str]:
         body.append("<p class=note>t-SNE of up to 300 source training and 300 target inputs. Before: the backbone "
                     "as loaded. After: the run's own features (feature-level methods: their mapped features). "
                     "Unlabelled target inputs are grey in the class panels.</p>")
+    curves = label_free_curves(run_dir)
+    if curves:
+        body.append(plots.img(curves, "label-free target scores by epoch"))
+        body.append("<p class=note>Each trained epoch scored on the target without its labels: Deep Embedded "
+                    "Validation (an estimate of the target loss, lower is better) and soft neighbourhood density "
+                    "(higher is better); the dashed line is the epoch kept. Target accuracy, where the target has "
+                    "labels, is in the learning curves below; no choice reads it.</p>")
+    if a.get("criterion_predicts_loss"):
+        body.append(f"<div class=warn>The label-free criterion predicts that {html.escape(a['method'])} loses "
+                    f"accuracy on the target: its predictions' soft neighbourhood density {a['snd']:.4f} is below "
+                    f"the source-only probe's {a['snd_source_only']:.4f}.</div>")
     if a.get("per_class"):
         rows = "".join(f"<tr><td>{html.escape(c)}</td><td>{v['accuracy']:.1%}</td><td>{v['n']}</td></tr>"
                        for c, v in sorted(a["per_class"].items(), key=lambda kv: kv[1]["accuracy"]))
@@ -91,3 +102,31 @@ def tsne(x: np.ndarray, seed: int) -> np.ndarray:
     if x.shape[1] > 50 and len(x) > 50:
         x = PCA(50, random_state=seed).fit_transform(x)
     return TSNE(2, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3)), init="pca", random_state=seed).fit_transform(x).astype(np.float32)
+
+
+def label_free_curves(run_dir: Path) -> str | None:
+    """DEV and SND of the target predictions by epoch (history.csv), the kept epoch marked; None without them."""
+    import csv
+
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("target_snd")]
+    if not rows:
+        return None
+    plt = plots.figure()
+    panels = [(k, label) for k, label in (("target_dev", "DEV: estimated target loss"),
+                                          ("target_snd", "SND of target predictions")) if rows[0].get(k)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
+    epochs = [int(r["epoch"]) for r in rows]
+    kept = [int(r["epoch"]) for r in rows if r.get("kept") == "1"]
+    for (key, label), ax in zip(panels, axes[0]):
+        ax.plot(epochs, [float(r[key]) for r in rows], "o-", color="#e67e22")
+        for k in kept:
+            ax.axvline(k, ls="--", color="#555555")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle("label-free target scores")
+    return plots.to_png64(fig)

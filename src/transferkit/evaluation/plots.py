@@ -38,7 +38,7 @@ def learning_curves(history: list[dict], title: str = "") -> str | None:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
     for (key, label), ax in zip(panels, axes[0]):
-        for side in ("train", "val"):
+        for side in ("train", "val", "target"):  # target: a domain-adaptation run's, scored with its labels
             rows = [r for r in history if f"{side}_{key}" in r]
             if rows:
                 ax.plot([r["epoch"] for r in rows], [r[f"{side}_{key}"] for r in rows], "o-", label=side)
