@@ -110,6 +110,10 @@ def cases(Case) -> list:
         Case("da_select_dev_without_val", "--select dev on a source with no val split (--val-fraction 0)", "error",
              "a val split of at least 4", lambda tmp, run: _train(tmp, _target(tmp), "--select", "dev", "--strategy",
                                                                  "finetune", "--val-fraction", "0")),
+        Case("da_adapt_auto_finetune_without_val", "--adapt auto --strategy finetune on a source with no val split "
+             "(DEV weighs source val losses)", "warn", "no DEV estimate",
+             lambda tmp, run: _train(tmp, _target(tmp), "--adapt", "auto", "--strategy", "finetune",
+                                     "--val-fraction", "0", "--epoch-steps", "1")),
         Case("da_epoch_steps_zero", "--epoch-steps 0", "error", "steps per epoch ≥ 1",
              lambda tmp, run: _train(tmp, _target(tmp), "--epoch-steps", "0", "--strategy", "finetune")),
         Case("da_adapt_without_target", "--adapt dann without --target", "error", "needs unlabelled target data",

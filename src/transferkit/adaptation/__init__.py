@@ -174,8 +174,9 @@ class NoAdaptation:
         """Fit the probe head on the source training features ``fs`` (labels ``ys``)."""
         return task.fit_probe(model, fs, ys, cfg) or {}
 
-    def after_training(self, run, model) -> None:
-        """After the last epoch (and the probe), before the evaluation split is scored."""
+    def after_training(self, run, model, history: list[dict]) -> None:
+        """After the last epoch (and the probe), before the evaluation split is scored (``history``: the loop's
+        rows, the kept one marked; empty for a probe)."""
 
     def epoch_scores(self, run):
         """``callable(model) -> dict`` of scores the loop adds to every epoch's row, or None."""
@@ -321,15 +322,13 @@ class Adaptation(NoAdaptation):
     def select_by(self):
         return LowestTargetLoss() if self.cfg.select == "dev" else None
 
-    def after_training(self, run, model) -> None:
+    def after_training(self, run, model, history: list[dict]) -> None:
         """AdaBN's target statistics; the trained model's features of the map's source samples and of the target;
-        a trained model's label-free scores (its kept epoch's, or those of a model adopted from another run)."""
+        a trained model's label-free scores: those its kept epoch (else its last) recorded."""
         if self.method == "adabn":
             self._reestimate(run, model.backbone, self.target.items, "target")
-        scores = self.epoch_scores(run) if run.strategy.trains_backbone and len(run.data.splits_["val"]) >= 4 \
-            else None
-        if scores is not None:
-            final = scores(model)
+        final = next((r for r in history if r.get("kept")), history[-1] if history else {})
+        if "target_snd" in final:
             self.info.update(dev=final.get("target_dev"), snd_sample=final["target_snd"])
         if run.strategy.trains_backbone:
             self.after_source = run.features(model.backbone, run.data.splits_["train"].subset(self.samples[0]),

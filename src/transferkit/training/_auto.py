@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -65,11 +66,16 @@ def run_adapt_auto(cfg: RunConfig, data: LabelledData, methods: tuple[str, ...],
         if _dist.is_main() and not runs:
             shutil.rmtree(top, ignore_errors=True)
         raise
-    done = [r for r in tried if r["status"] == "done" and r["val"] == r["val"]]  # NaN: no estimate
-    kept = min(done, key=lambda r: r["val"]) if done else next(r for r in tried if r["status"] == "done")
+    done = [r for r in tried if r["status"] == "done" and r["val"] is not None and math.isfinite(r["val"])]
+    if done:
+        kept = min(done, key=lambda r: r["val"])
+        why = ("the lowest Deep Embedded Validation estimate of the target loss (You et al., ICML 2019): source val "
+               "losses weighted toward the target; no target label read")
+    else:  # no estimate without a source val split of 4 items or more: nothing to prefer over source only
+        kept = tried[0]
+        why = "no DEV estimate (the source val split holds under 4 items): source only kept"
+        log.warning("adapt auto: %s", why)
     kept["status"] = "kept"
-    why = ("the lowest Deep Embedded Validation estimate of the target loss (You et al., ICML 2019): source val "
-           "losses weighted toward the target; no target label read")
     f_cfg = copy.deepcopy(cfg)
     f_cfg.adapt = kept["adapt"]
     f_cfg.extra["auto"] = {"choosing": "adapt", "metric": "target DEV (lower is better)", "budget": budget,
@@ -158,7 +164,8 @@ def _candidate(cfg: RunConfig, choosing: LabelledData, name: str, top, t0: float
         return {**row, "status": "failed", "why": f"{type(exc).__name__}: {str(exc)[:200]}"}
     runs[name] = run
     label, value = score(run)
-    log.info("auto: %s scored %s %.4f in %.0f s", name, label, value, run.metrics["seconds"])
+    log.info("auto: %s scored %s %s in %.0f s", name, label, "—" if value is None else f"{value:.4f}",
+             run.metrics["seconds"])
     return {**row, "status": "done", "val": value, "seconds": run.metrics.get("seconds"), "run": str(run.path)}
 
 

@@ -110,7 +110,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
             model.load_state_dict(adopted["state"])
             history, probe_info = adopted["history"], dict(adopted.get("probe") or {})
             eval_out = _infer_eval(plan, model.to(plan.device))
-        plan.adapt.after_training(plan, model)
+        plan.adapt.after_training(plan, model, history)
         if not _dist.is_main():  # the main process writes the run folder; the others return what it measured
             return Run(run_dir, cfg, _dist.broadcast(None), history)
         run = _finish(plan, model, run_dir, eval_out, history, probe_info, t_start)
