@@ -76,13 +76,15 @@ def main() -> None:
     ap.add_argument("--e2e-seeds", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=None, help="fine-tuning rows (default: the recipe's)")
     ap.add_argument("--epoch-steps", type=int, default=None, help="fine-tuning rows (default: the recipe's)")
-    ap.add_argument("--image-size", type=int, default=None, help="fine-tuning rows (default: the backbone's)")
+    ap.add_argument("--image-size", type=int, default=None, help="every row (default: the backbone's)")
+    ap.add_argument("--probe-methods", default=",".join(PROBE_METHODS))
     ap.add_argument("--pairs", default=PAIRS)
     ap.add_argument("--e2e-pairs", default=E2E_PAIRS, help="fine-tuning rows: cheapest sources first")
     ap.add_argument("--backbone", default="packaged:efficientnet_lite0")
     ap.add_argument("--out", default="runs/office-caltech10")
     ap.add_argument("--skip-e2e", action="store_true")
     ap.add_argument("--skip-probe", action="store_true")
+    ap.add_argument("--skip-costs", action="store_true")
     ap.add_argument("--e2e-methods", default=",".join(E2E_METHODS))
     ap.add_argument("--costs-only", action="store_true", help="only the head-fit cost of each feature-level method")
     a = ap.parse_args()
@@ -90,7 +92,8 @@ def main() -> None:
         return print_costs(a.backbone)
     table: dict[str, dict[str, str]] = {}
     picks: list[dict] = []  # per pair and strategy: the label-free choice against the target-label oracle's
-    phases = [] if a.skip_probe else [("linear-probe", PROBE_METHODS, a.seeds, {}, a.pairs)]  # cheap rows first
+    size = {"image_size": a.image_size} if a.image_size else {}
+    phases = [] if a.skip_probe else [("linear-probe", a.probe_methods.split(","), a.seeds, size, a.pairs)]
     if not a.skip_e2e:
         extra = {k: v for k, v in (("epochs", a.epochs), ("epoch_steps", a.epoch_steps),
                                    ("image_size", a.image_size)) if v is not None}
@@ -118,7 +121,7 @@ def main() -> None:
     if not a.skip_e2e:
         print_epoch_choices(Path(a.out), a.e2e_pairs)
         print_method_choices(Path(a.out), a.e2e_pairs)
-    if not a.skip_probe:
+    if not a.skip_probe and not a.skip_costs:
         print_costs(a.backbone)
 
 
