@@ -46,7 +46,8 @@ def deep_embedded_validation(source_feats, source_losses, target_feats, seed: in
     ratio target/source in feature space, with the paper's control variate — an estimate of the target loss that
     reads no target label. Lower is better. The ratio comes from a logistic domain classifier; here it is fitted on
     the validation and target features themselves, 2-fold cross-fitted so no item is weighted by a classifier that
-    saw it (the paper fits it on the training features)."""
+    saw it (the paper fits it on the training features). Not skada's ``DeepEmbeddedValidation``: it scores an
+    estimator on raw inputs and splits the source itself, weighting a third of it — 8 items of dslr's 24."""
     from sklearn.linear_model import LogisticRegression  # heavy: loaded on first use
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -72,17 +73,18 @@ def soft_neighbourhood_density(probs, temperature: float = 0.05, max_items: int 
     """Soft Neighbourhood Density (Saito et al., ICCV 2021): a label-free score of a model on unlabelled target
     data — the mean entropy of each input's softmax-weighted similarity to the others, computed on the L2-normalised
     class probabilities. Higher: the predictions form denser neighbourhoods (the paper's choice for selecting
-    hyperparameters and checkpoints of adaptation without target labels). Above ``max_items`` a seeded sample of
-    them is scored (the similarity matrix is quadratic)."""
+    hyperparameters and checkpoints of adaptation without target labels), as skada computes it. Above ``max_items``
+    a seeded sample of them is scored (the similarity matrix is quadratic)."""
     p = np.asarray(probs, dtype=np.float64)
     if len(p) > max_items:
         p = p[np.sort(np.random.default_rng(seed).permutation(len(p))[:max_items])]
     if len(p) < 2:
         return float("nan")
-    f = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-    sim = f @ f.T / temperature
-    np.fill_diagonal(sim, -1.0 / temperature)  # as the authors' code: an input is not its own neighbour
-    sim -= sim.max(1, keepdims=True)
-    w = np.exp(sim)
-    w /= w.sum(1, keepdims=True)
-    return float(-(w * np.log(w + 1e-5)).sum(1).mean())
+    from skada.metrics import SoftNeighborhoodDensity  # heavy: loaded on first use
+
+    class Given:  # skada scores an estimator's predict_proba on the target: these are the predictions
+        def predict_proba(self, x, **_):
+            return x
+
+    target = -np.ones(len(p), dtype=int)  # skada's marks: negative domain = target, label -1 = unlabelled
+    return float(SoftNeighborhoodDensity(T=temperature)(Given(), p, target, sample_domain=target))
