@@ -396,7 +396,7 @@ def test_every_adapted_epoch_is_scored_on_the_target_and_dev_picks_the_epoch_wit
     assert [r["target_dev"] for r in again.history] == pytest.approx([r["target_dev"] for r in rows])
 
 
-def test_adapt_auto_while_fine_tuning_trains_each_method_and_keeps_the_lowest_target_loss_estimate(tmp_path):
+def test_adapt_auto_while_fine_tuning_trains_each_method_and_keeps_the_densest_target_predictions(tmp_path):
     from transferkit.adaptation import TRAINED_AUTO
 
     source, target = domains(tmp_path)
@@ -406,10 +406,11 @@ def test_adapt_auto_while_fine_tuning_trains_each_method_and_keeps_the_lowest_ta
     auto = run.metrics["auto"]
     rows = {r["adapt"]: r for r in auto["candidates"]}
     assert tuple(rows) == TRAINED_AUTO and all(r["status"] in ("done", "kept") for r in rows.values())
-    kept = min(rows.values(), key=lambda r: r["val"])
+    kept = max(rows.values(), key=lambda r: r["val"])
     assert kept["status"] == "kept" and auto["kept"] == kept["adapt"] == run.metrics["adaptation"]["method"]
-    for name, r in rows.items():  # each candidate is an ordinary run, its DEV that of its kept epoch
+    for name, r in rows.items():  # each candidate is an ordinary run, scored on the whole target
         cand = json.loads((run.path / "candidates" / name / "metrics.json").read_text())
-        assert cand["adaptation"]["dev"] == pytest.approx(r["val"])
+        assert cand["adaptation"]["snd"] == pytest.approx(r["val"]) and "dev" in cand["adaptation"]
     assert run.path.name == "auto" and (run.path / "model.safetensors").is_file()
-    assert "Deep Embedded Validation" in auto["why"] and run.metrics["adaptation"]["accuracy"] >= 0
+    assert "soft neighbourhood density" in auto["why"] and run.metrics["adaptation"]["accuracy"] >= 0
+    assert run.metrics["adaptation"]["snd"] == pytest.approx(kept["val"])  # the same model, the same target

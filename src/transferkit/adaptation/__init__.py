@@ -40,8 +40,7 @@ METHODS = {
     "none": "source only: the baseline every method is measured against (the target is still scored)",
     "auto": "with linear-probe: the plain probe, CORAL, SA and OT fitted on the cached features, the one whose "
             "target predictions have the highest soft neighbourhood density kept; while fine-tuning: source only, "
-            "DANN, CDAN and MCC each trained, the lowest Deep Embedded Validation estimate of the target loss kept "
-            "(no target label read either way)",
+            "DANN, CDAN and MCC each trained, the same criterion choosing (no target label read either way)",
     "coral": "feature level, with linear-probe: CORAL, source features re-coloured with the target's covariance",
     "sa": "feature level, with linear-probe: subspace alignment of the domains' principal directions",
     "ot": "feature level, with linear-probe: entropic optimal-transport map of the source onto the target",
@@ -64,7 +63,7 @@ BOTH_WAYS = ("mcc",)  # on the probe's cached features, or end to end while fine
 #: so SND preferred it on 5 of the 6 Office-Caltech pairs where OT was better on 4 (bench/domain_adaptation.py)
 AUTO_CANDIDATES = ("none", *FEATURE_LEVEL)
 END_TO_END = ("dann", "cdan", "mcc", "self-train")
-#: --adapt auto with a strategy that trains the backbone: one run each, chosen by DEV (training/_auto.py)
+#: --adapt auto with a strategy that trains the backbone: one run each, chosen by SND (training/_auto.py)
 TRAINED_AUTO = ("none", "dann", "cdan", "mcc")
 TARGET_PREDICTIONS = "target_predictions.csv"
 MAP_POINTS = 300  # per domain, in the report's feature map
