@@ -199,7 +199,7 @@ def test_adapt_auto_keeps_the_head_with_the_densest_target_predictions_without_r
     run = tk.fit(source, target=str(target), adapt="auto", **kw)
     a = run.metrics["adaptation"]
     snd = a["candidates_snd"]
-    assert set(snd) <= {"none", "coral", "sa", "ot"} and "none" in snd
+    assert set(snd) <= {"none", "coral", "sa", "ot", "mcc"} and "none" in snd
     assert a["chosen"] == max(snd, key=snd.get) and a["snd"] == pytest.approx(snd[a["chosen"]], abs=1e-6)
     with open(run.path / "target_predictions.csv") as fh:
         rows = list(csv.DictReader(fh))

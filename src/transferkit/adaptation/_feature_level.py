@@ -98,6 +98,8 @@ def choose_adapted_probe(methods: tuple[str, ...], task, model, fs: np.ndarray, 
         model.head = copy.deepcopy(start)
         if method == "none":
             out = {"info": task.fit_probe(model, fs, ys, cfg) or {}, "mapped": (fs, ft)}
+        elif method == "mcc":
+            out = fit_mcc_probe(task, model, fs, ys, ft, cfg)
         else:
             try:
                 out = fit_adapted_probe(method, task, model, fs, ys, ft, cfg)
