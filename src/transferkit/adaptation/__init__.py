@@ -324,12 +324,12 @@ class Adaptation(NoAdaptation):
 
     def after_training(self, run, model, history: list[dict]) -> None:
         """AdaBN's target statistics; the trained model's features of the map's source samples and of the target;
-        a trained model's label-free scores: those its kept epoch (else its last) recorded."""
+        a trained model's DEV: the estimate its kept epoch (else its last) recorded."""
         if self.method == "adabn":
             self._reestimate(run, model.backbone, self.target.items, "target")
         final = next((r for r in history if r.get("kept")), history[-1] if history else {})
-        if "target_snd" in final:
-            self.info.update(dev=final.get("target_dev"), snd_sample=final["target_snd"])
+        if "target_dev" in final:
+            self.info["dev"] = final["target_dev"]
         if run.strategy.trains_backbone:
             self.after_source = run.features(model.backbone, run.data.splits_["train"].subset(self.samples[0]),
                                              "map source")
