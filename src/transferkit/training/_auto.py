@@ -53,7 +53,7 @@ def run_adapt_auto(cfg: RunConfig, data: LabelledData, methods: tuple[str, ...],
     """``--adapt auto`` while fine-tuning: each method (source only among them) an ordinary run with the target,
     while ``--budget`` allows; the one whose target predictions have the highest soft neighbourhood density is
     kept — no target label is read — and scored again in the run folder ``cfg`` names. Not the lowest DEV: it
-    chose the best method on 1 of 3 Office-Caltech pairs, SND on 2 (bench/domain_adaptation.py)."""
+    chose the best method on 1 of 4 Office-Caltech pairs, SND on 2 (docs/benchmarks.md)."""
     t0, budget = time.time(), cfg.budget or DEFAULT_BUDGET
     top = _dist.broadcast(_new_run_dir(cfg) if _dist.is_main() else None)
     log.info("adapt auto: candidates %s, chosen by soft neighbourhood density on the target within %.0f s "
