@@ -51,7 +51,7 @@ def write_run_report(run_dir: str | Path) -> Path:
             f"<b>{html.escape(m['split'])}</b> ({m['n']} items)</p>",
             ]
     body += _auto_section(m.get("auto"))
-    body += adaptation_sections(run_dir, m, meta["labels"])  # the target first: what the run was adapted for
+    body += adaptation_sections(run_dir, m, meta["labels"], history)  # the target first: what the run was adapted for
     body += task.report_sections(run_dir, m, meta, modality)
     if history:
         body += ["<h2>Learning curves</h2>", plots.img(plots.learning_curves(history), "learning curves")]

@@ -13,9 +13,9 @@ from ..evaluation import kpis, plots
 MAP_FILE = "adaptation_map.npz"  # the map's samples of both domains, before and after adaptation (t-SNE)
 
 
-def sections(run_dir: Path, metrics: dict, labels: list[str]) -> list[str]:
+def sections(run_dir: Path, metrics: dict, labels: list[str], history: list[dict]) -> list[str]:
     """The report's adaptation sections, first on the page (none for a run without ``--target``); then the source's
-    heading, under which the task's own sections follow."""
+    heading, under which the task's own sections follow (``history``: history.csv's rows, read by the caller)."""
     if not metrics.get("adaptation"):
         return []
     a = metrics["adaptation"]
@@ -37,7 +37,7 @@ def sections(run_dir: Path, metrics: dict, labels: list[str]) -> list[str]:
         body.append("<p class=note>t-SNE of up to 300 source training and 300 target inputs. Before: the backbone "
                     "as loaded. After: the run's own features (feature-level methods: their mapped features). "
                     "Unlabelled target inputs are grey in the class panels.</p>")
-    curves = label_free_curves(run_dir)
+    curves = label_free_curves(history)
     if curves:
         body.append(plots.img(curves, "label-free target scores by epoch"))
         body.append("<p class=note>Each trained epoch scored on the target without its labels: Deep Embedded "
@@ -104,25 +104,20 @@ def tsne(x: np.ndarray, seed: int) -> np.ndarray:
     return TSNE(2, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3)), init="pca", random_state=seed).fit_transform(x).astype(np.float32)
 
 
-def label_free_curves(run_dir: Path) -> str | None:
-    """DEV and SND of the target predictions by epoch (history.csv), the kept epoch marked; None without them."""
-    import csv
-
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        return None
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get("target_snd")]
+def label_free_curves(history: list[dict]) -> str | None:
+    """DEV and SND of the target predictions by epoch (the run's history rows), the kept epoch marked; None
+    without them."""
+    rows = [r for r in history if "target_snd" in r]
     if not rows:
         return None
     plt = plots.figure()
     panels = [(k, label) for k, label in (("target_dev", "DEV: estimated target loss"),
-                                          ("target_snd", "SND of target predictions")) if rows[0].get(k)]
+                                          ("target_snd", "SND of target predictions")) if k in rows[0]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
     epochs = [int(r["epoch"]) for r in rows]
-    kept = [int(r["epoch"]) for r in rows if r.get("kept") == "1"]
+    kept = [int(r["epoch"]) for r in rows if r.get("kept")]
     for (key, label), ax in zip(panels, axes[0]):
-        ax.plot(epochs, [float(r[key]) for r in rows], "o-", color="#e67e22")
+        ax.plot(epochs, [r[key] for r in rows], "o-", color="#e67e22")
         for k in kept:
             ax.axvline(k, ls="--", color="#555555")
         ax.set_xlabel("epoch")
