@@ -7,6 +7,7 @@ import json
 import sys
 
 from rich.table import Table
+from rich.text import Text
 
 from .evaluation import gain_label, gain_text, gained_metrics, interval_text, mcnemar_text, mean_std
 from .backbones import PACKAGED, first_installed
@@ -28,7 +29,7 @@ def print_metrics(out, m: dict) -> None:
     for name, r in per.items():
         t.add_row(name, *[f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols])
     if "macro_f1" in m:
-        t.add_row("[bold]macro[/]", *[f"{m[f'macro_{c}']:.3f}" if f"macro_{c}" in m else str(m["n"]) for c in cols])
+        t.add_row(Text("macro", style="bold"), *[f"{m[f'macro_{c}']:.3f}" if f"macro_{c}" in m else str(m["n"]) for c in cols])
     if per:
         out.print(t)
     auto = m.get("auto")
@@ -81,12 +82,12 @@ def print_comparison(out, result: dict) -> None:
     out.print(t)
     if result.get("recommended"):
         rec = result["recommended"]
-        out.print(f"without target labels: [bold]{rec['strategy']}[/] (by {rec['criterion']})")
+        out.print("without target labels:", Text(str(rec['strategy']), style="bold"), f"(by {rec['criterion']})")
     if result.get("oracle"):
         out.print(f"oracle: {result['oracle']}")
     for w in result["warnings"]:
-        out.print(f"[bold red]{w}[/]")
-    out.print(f"comparison: [bold]{result['path']}[/] (compare.json, report.html)")
+        out.print(Text(str(w), style="bold red"))
+    out.print("comparison:", Text(str(result['path']), style="bold"), "(compare.json, report.html)")
 
 
 def print_sweep(out, sweep: dict) -> None:
@@ -101,7 +102,7 @@ def print_sweep(out, sweep: dict) -> None:
         by = {p["shots"]: p for p in points}
         t.add_row(name, *[interval_text(by.get(n)) for n in sweep["shots"]], f"{points[-1]['seconds']:.0f} s")
     out.print(t)
-    out.print(f"sweep: [bold]{sweep['path']}[/] (sweep.json, report.html)")
+    out.print("sweep:", Text(str(sweep['path']), style="bold"), "(sweep.json, report.html)")
 
 
 def print_tune(out, result: dict) -> None:

@@ -29,26 +29,44 @@ def build_demo(predictor, run: Path, predict):
 
     name = Path(run).name
     with gr.Blocks(title=f"transferkit · {name}", analytics_enabled=False) as demo:
-        gr.Markdown(f"## {html.escape(name)}\n{html.escape(task.name)} on {html.escape(modality.name)} inputs · "
-                    f"{len(predictor.labels)} {html.escape(task.labels_are)} · JSON API at `/predict`, docs at `/docs`")
+        # The run's name is the user's: shown as text (escaped HTML, never Markdown, whose links would be live).
+        gr.HTML(f"<h2>{html.escape(name)}</h2><p>{html.escape(task.name)} on {html.escape(modality.name)} inputs · "
+                f"{len(predictor.labels)} {html.escape(task.labels_are)} · JSON API at <code>/predict</code>, docs at "
+                "<code>/docs</code></p>")
         with gr.Row():
             given = modality.app_input(gr)
             shown = task.app_output(gr, predictor.labels)
+        if modality.inputs_are_files:
+            given.preprocess = _uploaded_path  # the file as sent: decoded by the run's own checked decoder alone
         given.elem_id, shown.elem_id = "tk-input", "tk-output"  # what a browser test (or a stylesheet) finds
         button = gr.Button("Predict", variant="primary")
         button.click(run_one, given, shown, api_name="predict")
-        examples = _examples(run, modality)
+        examples = example_inputs(run, modality)
         if examples:
-            gr.Examples(examples, given, label="examples from the run's evaluation split")
+            gr.Examples([[e] for e in examples], given, label="examples from the run's evaluation split")
     return demo
 
 
-def _examples(run: Path, modality, n: int = 4) -> list:
-    """The first few inputs of the run's evaluation split that still exist."""
+def _uploaded_path(payload):
+    """The page's file input as its path, not decoded: Gradio's own decoding (its format conversions, with no pixel
+    limit) never runs, so the page and ``/predict`` read the same bytes the same way."""
+    return None if payload is None else str(payload.path)
+
+
+def example_inputs(run: Path, modality, n: int = 6) -> list[str]:
+    """Up to ``n`` inputs of the run's evaluation split that still exist: one per label first (a sorted split's first
+    items are often all of one class), then the next ones."""
     try:
-        _, inputs, _ = rf.evaluation_split(Path(run))
+        _, inputs, labels = rf.evaluation_split(Path(run))
     except Exception:  # noqa: BLE001 - a run without its split: the page works without examples
         return []
-    if modality.inputs_are_files:
-        inputs = [i for i in inputs if Path(i).is_file()]
-    return [[i] for i in inputs[:n]]
+    pairs = [(i, lab) for i, lab in zip(inputs, labels)
+             if not modality.inputs_are_files or Path(i).is_file()]
+    chosen, seen = [], set()
+    for i, lab in pairs:
+        key = lab if isinstance(lab, (int, str)) else repr(lab)
+        if key not in seen and len(chosen) < n:
+            seen.add(key)
+            chosen.append(i)
+    chosen += [i for i, _ in pairs if i not in chosen][: n - len(chosen)]
+    return chosen

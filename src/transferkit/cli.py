@@ -12,6 +12,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 from rich.table import Table
 
 from . import _dist
@@ -42,8 +43,9 @@ except ImportError:  # typer ≥ 0.2x carries its own copy of click, whose excep
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning with PyTorch: pretrained backbone → new task, measured honestly.")
-out = Console()
-err = Console(stderr=True)
+# Markup off: run names, labels and paths are the user's words, printed as they are ("[x]" stays "[x]").
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 O = typer.Option
 
@@ -83,7 +85,7 @@ def train(data: Optional[str] = typer.Argument(None, help="image folder, or CSV/
     if not _dist.is_main():  # under torchrun / accelerate launch: the main process reports
         return
     print_metrics(out, run.metrics)
-    out.print(f"run folder: [bold]{run.path}[/]")
+    out.print("run folder:", Text(str(run.path), style="bold"))
 
 
 @app.command()
@@ -257,19 +259,19 @@ def rank(data: str = typer.Argument(..., help="image folder, or CSV/TSV/JSONL"),
         t.add_row(str(i), r["backbone"], *["—" if r.get(k) is None else f"{r[k]:.4g}" for k in keys],
                   str(r["num_features"]), f"{r['seconds']:.1f} s")
     out.print(t)
-    out.print(f"rank.json: [bold]{out_dir / 'rank.json'}[/]")
+    out.print("rank.json:", Text(str(out_dir / 'rank.json'), style="bold"))
     if then_train:
         run = fit(ds, backbone=rows[0]["backbone"], strategy=then_train, image_size=image_size,
                   output=str(output), cache_dir=cache_dir)
         print_metrics(out, run.metrics)
-        out.print(f"run folder: [bold]{run.path}[/]")
+        out.print("run folder:", Text(str(run.path), style="bold"))
 
 
 @app.command()
 def report(run: Path = typer.Argument(..., help="a finished run folder")) -> None:
     """(Re)write a run's report.html."""
     load_run(check_run_dir(run))
-    out.print(f"report: [bold]{write_run_report(run)}[/]")
+    out.print("report:", Text(str(write_run_report(run)), style="bold"))
 
 
 @app.command()
@@ -281,7 +283,7 @@ def export(run: Path = typer.Argument(..., help="a finished run folder"),
     """Export a run and check the exported model against PyTorch on real inputs."""
     _setup_logging()
     res = _export(run, format, out_dir, check, max_check)
-    out.print(f"exported: [bold]{res['path']}[/]")
+    out.print("exported:", Text(str(res['path']), style="bold"))
     p = res["parity"]
     if p:
         out.print(f"parity on {p['n']} inputs: " + ", ".join(f"{k.replace('_', ' ')} {v:.3g}" for k, v in p.items() if k != "n"))
@@ -358,7 +360,7 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except TransferkitError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(Text("error:", style="bold red"), str(exc), highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         _interrupted()

@@ -32,7 +32,7 @@ def run_demo(output: Path, epochs: int = 3, console: Console | None = None,
              backbone: str = "packaged:efficientnet_lite0", image_size: int = 128, per_class: int = 50,
              strategies: tuple[str, ...] = ("linear-probe", "finetune", "scratch")) -> list:
     """Train each strategy on the digits and print accuracy, macro-F1, time and gain over scratch."""
-    console = console or Console()
+    console = console or Console(markup=False)
     output = Path(output)
     data = write_digits(output / "digits", per_class=per_class)
     console.print(f"demo data: {per_class} handwritten digits per class (scikit-learn) in {data}")

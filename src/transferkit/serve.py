@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .app import build_demo
+from .app import build_demo, example_inputs
 from .errors import DataError, TransferkitError
 from .features import to_device
 from .predict import Predictor
@@ -32,6 +32,19 @@ out.textContent=JSON.stringify(await r.json(),null,1)};"""
 CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 QUEUE_PER_BATCH = 8  # requests waiting beyond max_batch × this are refused (503) instead of piling up
+
+
+def page_file(value, uploads: list[Path], examples: list[Path]) -> Path:
+    """The demo page's file input, only if the page received it: a file inside Gradio's upload folder (symlinks
+    resolved first) or one of the run's own example inputs. Any other path — a server file, the run folder, a
+    path with ``..``, a symlink out of the folder — is refused before it is read."""
+    if not value:
+        raise DataError("Nothing to predict", "a file uploaded through the page")
+    path = Path(str(value)).resolve()
+    if path in examples or any(path.is_relative_to(root) for root in uploads):
+        return path
+    raise DataError("The page reads only files uploaded through it", "a file uploaded through the page",
+                    "Upload the file with the page's input, or send it to /predict")
 
 
 class Batcher:
@@ -195,9 +208,13 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
             raise HTTPException(500, f"The model failed on this input ({type(exc).__name__}); see the server log") \
                 from None
 
+    examples = [Path(e).resolve() for e in example_inputs(Path(run), modality)] if modality.inputs_are_files else []
+
     async def demo_predict(value) -> dict:
         """The demo page's input through the same checks, decoding, batching and model as /predict."""
         loop = asyncio.get_running_loop()
+        if modality.inputs_are_files:
+            value = page_file(value, uploads, examples)
         payload = await loop.run_in_executor(None, modality.app_payload, value, max_bytes)
         x = await loop.run_in_executor(None, decode, payload)
         try:
@@ -206,10 +223,19 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
             raise DataError("The server is busy", "a retry shortly") from None
         return predictor.task.decode([out], predictor.labels, 5)[0]
 
+    uploads: list[Path] = []
     if ui:
         import gradio as gr  # optional (app extra)
+        from gradio.utils import get_upload_folder  # optional (app extra)
 
-        app = gr.mount_gradio_app(app, build_demo(predictor, Path(run), demo_predict), path="/")
+        uploads.append(Path(get_upload_folder()).resolve())
+        demo = build_demo(predictor, Path(run), demo_predict)
+        # mount_gradio_app leaves out what launch() sets up: the upload size limit, and Gradio's check that a file
+        # named in a request was uploaded (it runs only once the Blocks "has launched"; without it any path on the
+        # server was copied into Gradio's cache and served back).
+        app = gr.mount_gradio_app(app, demo, path="/", max_file_size=max_bytes, show_error=True,
+                                  allowed_paths=[str(e) for e in examples])
+        demo.has_launched = True
 
     def decode(payload):
         """Decode one request and check it fits the model (a clip longer than its window …): one request's

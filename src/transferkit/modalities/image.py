@@ -87,7 +87,7 @@ class ImageModality(Modality):
         return expand_files(inputs, IMAGE_EXTENSIONS, check_image, "image")
 
     def app_input(self, gr):
-        return gr.Image(type="filepath", label="photo")
+        return gr.Image(type="filepath", label="photo", height=360)
 
     def decode_request(self, payload: bytes, transform) -> torch.Tensor:
         try:

@@ -215,7 +215,7 @@ class Detection(Task):
         return save_drawn(predictions, Path(out_dir))
 
     def app_output(self, gr, labels):
-        return gr.AnnotatedImage(label="boxes")
+        return gr.AnnotatedImage(label="boxes", height=360)
 
     def app_value(self, prediction, given):
         return (given, [(tuple(int(round(v)) for v in b["box"]), f"{b['label']} {b['score']:.2f}")

@@ -26,7 +26,28 @@ from ._model import HEADS, Segmenter
 from ._report import mask_of, png_bytes, sections, write_masks
 
 CONFUSIONS = "confusions.npz"
+#: output pixels scaled back per band: the memory of one image's upsampling is classes × this × 4 bytes
+BAND_PIXELS = 2**20
 MASKS = "masks"
+
+
+def upsampled_mask(logits: torch.Tensor, h: int, w: int) -> dict:
+    """One image's mask at its own size (``h`` × ``w``): logits scaled back bilinearly (as ``F.interpolate`` with
+    ``align_corners=False``), softmax, argmax — in bands of rows, so a 64-Mpx photo never holds classes × 64 M floats
+    at once. Returns the uint8 mask and the mean top-class probability."""
+    logits = logits[None].float()
+    mask = torch.empty((h, w), dtype=torch.uint8)
+    xs = (2 * torch.arange(w, dtype=torch.float32, device=logits.device) + 1) / w - 1
+    band, total = max(1, BAND_PIXELS // max(w, 1)), 0.0
+    for r0 in range(0, h, band):
+        r1 = min(h, r0 + band)
+        ys = (2 * torch.arange(r0, r1, dtype=torch.float32, device=logits.device) + 1) / h - 1
+        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1)[None]  # (1, rows, w, (x, y))
+        p = F.grid_sample(logits, grid, mode="bilinear", padding_mode="border", align_corners=False)[0].softmax(0)
+        conf, m = p.max(0)
+        mask[r0:r1] = m.to(torch.uint8).cpu()
+        total += float(conf.sum())
+    return {"mask": mask.numpy(), "confidence": total / max(h * w, 1)}
 
 
 def resolve_head(head: str | None) -> str:
@@ -181,12 +202,7 @@ class Segmentation(Task):
         return {"logits": model(batch["images"]), "sizes": batch["sizes"]}
 
     def per_item(self, outputs) -> list[dict]:
-        out = []
-        for logits, (h, w) in zip(outputs["logits"], outputs["sizes"].tolist()):
-            p = F.interpolate(logits[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0].softmax(0)
-            conf, mask = p.max(0)
-            out.append({"mask": mask.to(torch.uint8).cpu().numpy(), "confidence": float(conf.mean())})
-        return out
+        return [upsampled_mask(logits, h, w) for logits, (h, w) in zip(outputs["logits"], outputs["sizes"].tolist())]
 
     # -- scoring -------------------------------------------------------------------------------------------
     def _confusions(self, outputs, items) -> list[np.ndarray]:
@@ -244,7 +260,7 @@ class Segmentation(Task):
         return [{"input": p["input"], "confidence": p["confidence"], **p["fractions"]} for p in predictions]
 
     def app_output(self, gr, labels):
-        return gr.AnnotatedImage(label="mask")
+        return gr.AnnotatedImage(label="mask", height=360)
 
     def app_value(self, prediction, given):
         """The photo with each present class's pixels as a layer, named with its share of the image."""
