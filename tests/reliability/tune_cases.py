@@ -20,6 +20,18 @@ def _tune(space: str | None = None, *more: str):
     return build
 
 
+def _resumed_on_other_data(tmp: Path, run: Path) -> list[str]:
+    """A study of one trial on data A, then --resume of the same study on data B."""
+    from transferkit import tune
+
+    a = make_folder(tmp / "a", classes=2, per_class=8)
+    tune(str(a), trials=1, output=tmp / "studies", name="study", backbone=TINY, image_size=32, workers=0, epochs=1,
+         candidates=["finetune"])
+    b = make_folder(tmp / "b", classes=2, per_class=9, seed=1)
+    return ["tune", str(b), *FLAGS, "--epochs", "1", "--strategies", "finetune", "--output", str(tmp / "studies"),
+            "--name", "study", "--resume"]
+
+
 def cases(Case) -> list:
     return [
         Case("tune_space_contradictory", "a --space range with low above high", "error", "low ≤ high",
@@ -48,5 +60,23 @@ def cases(Case) -> list:
              "be held out to choose)", "warn", "too few training items to hold some out",
              lambda tmp, run: ["train", str(make_folder(tmp / "data", classes=2, per_class=2, split=True)), *FLAGS,
                                "--epochs", "1", "--output", str(tmp / "runs")]),
+        Case("tune_space_list_for_range", "a --space giving words where numbers go (epochs: [two, three])", "error",
+             "which a run refuses", _tune("epochs: [two, three]\n")),
+        Case("tune_space_infinite_high", "a --space range up to .inf", "error", "finite numbers",
+             _tune("lr: {low: 0.001, high: .inf}\n")),
+        Case("tune_space_batch_over_max", "a --space batch size above the option's maximum", "error",
+             "batch_size", _tune("batch_size: [8, 1000000]\n")),
+        Case("tune_space_negative_epochs", "a --space range of negative epochs", "error", "epochs",
+             _tune("epochs: {low: -3, high: 2}\n")),
+        Case("tune_space_fixed_invalid", "a --space fixing an invalid value (augment: heavy)", "error",
+             "augment", _tune("augment: heavy\nlr: {low: 0.001, high: 0.01}\n")),
+        Case("tune_space_range_for_choice", "a --space range for a setting of named choices", "error",
+             "list of choices", _tune("augment: {low: 1, high: 3}\n")),
+        Case("tune_space_key_twice", "a --space naming lr and run.lr", "error", "names lr twice",
+             _tune("lr: {low: 0.001, high: 0.01}\nrun.lr: {low: 0.01, high: 0.1}\n")),
+        Case("tune_timeout_nan", "tune --timeout nan", "error", "--timeout", _tune(None, "--timeout", "nan")),
+        Case("tune_timeout_inf", "tune --timeout inf", "error", "--timeout", _tune(None, "--timeout", "inf")),
+        Case("tune_resume_other_data", "tune --resume of a study on other data", "error",
+             "was run on other data or settings", _resumed_on_other_data),
         Case("tune_unknown_pruner", "--pruner sometimes", "error", "Unknown --pruner", _tune(None, "--pruner", "sometimes")),
     ]
