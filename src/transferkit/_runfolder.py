@@ -87,14 +87,27 @@ def output_dir(path: Path, flag: str) -> Path:
 
 def free_path(out_dir: Path, name: str, taken: set[Path]) -> Path:
     """``out_dir/name``, or ``<stem>-1``, ``-2`` … where that path is ``taken`` (an input, an earlier output of this
-    call); the path returned is added to ``taken``. Never over an input, never two outputs in one file."""
+    call) or already exists (a file this call did not make: a user's ground-truth mask, an earlier prediction); the
+    path returned is added to ``taken``. Never over an input or any existing file, never two outputs in one file."""
     stem, suffix = Path(name).stem, Path(name).suffix
     path, k = out_dir / name, 0
-    while path.resolve() in taken:
+    while path.resolve() in taken or path.exists() or path.is_symlink():
         k += 1
         path = out_dir / f"{stem}-{k}{suffix}"
     taken.add(path.resolve())
     return path
+
+
+def write_new(path: Path, data: bytes | str, flag: str) -> None:
+    """Write ``path``, which must not exist (or already hold exactly ``data``): a command never writes over a file
+    it did not create in this call."""
+    data = data.encode() if isinstance(data, str) else data
+    if path.exists() or path.is_symlink():
+        if path.is_file() and path.read_bytes() == data:
+            return
+        raise ConfigError(f"{flag} {path.parent}: {path.name} is already there", "a folder without that file",
+                          f"Remove {path}, or choose another {flag} folder")
+    path.write_bytes(data)
 
 
 def _jsonable(o: Any) -> Any:

@@ -44,6 +44,11 @@ def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, ch
     if out_dir.resolve() == Path(run).resolve():
         raise TransferkitError(f"--out {out_dir} is the run folder itself", "a separate folder (default RUN/export)",
                                "Leave --out out, or choose another folder")
+    model_file = out_dir / {"onnx": "model.onnx", "torchscript": "model.pt", "safetensors": "model.safetensors"}[fmt]
+    if model_file.exists():
+        raise TransferkitError(f"--out {out_dir} already holds {model_file.name}", "a folder without an exported model "
+                               "of this format (an export never writes over a file it did not make)",
+                               f"Remove {model_file}, or choose another --out folder")
     pred = Predictor(run, device="cpu")
     own = pred.task.export(pred, fmt, out_dir, contract(pred), lambda: _check_inputs(pred, run, check, max_check))
     if own is not None:
@@ -67,10 +72,13 @@ def export(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, ch
     else:
         path = out_dir / "model.safetensors"
         shutil.copy2(Path(run) / rf.WEIGHTS, path)
-        shutil.copy2(Path(run) / rf.MODEL_META, out_dir / rf.MODEL_META)
+        rf.write_new(out_dir / rf.MODEL_META, (Path(run) / rf.MODEL_META).read_bytes(), "--out")
         if (Path(run) / "backbone").is_dir():
-            shutil.copytree(Path(run) / "backbone", out_dir / "backbone", dirs_exist_ok=True)
-    (out_dir / "contract.json").write_text(json.dumps(meta, indent=2))
+            if (out_dir / "backbone").exists():
+                raise TransferkitError(f"--out {out_dir} already holds backbone/", "a folder without it",
+                                       f"Remove {out_dir / 'backbone'}, or choose another --out folder")
+            shutil.copytree(Path(run) / "backbone", out_dir / "backbone")
+    rf.write_new(out_dir / "contract.json", json.dumps(meta, indent=2), "--out")
     parity = None
     if fmt in ("onnx", "torchscript"):
         parity = check_parity(pred, path, fmt, _check_inputs(pred, run, check, max_check))

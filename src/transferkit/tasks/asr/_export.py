@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ... import _runfolder as rf
 from ..._onnx import export_traced
 from ...errors import ConfigError
 
@@ -38,7 +39,7 @@ def export(pred, fmt: str, out_dir: Path, meta: dict, check_inputs) -> dict[str,
                           "Use --format onnx (encoder + CTC layer)")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "contract.json").write_text(json.dumps(meta, indent=2))
+    rf.write_new(out_dir / "contract.json", json.dumps(meta, indent=2), "--out")
     wrapped = OnnxCTC(pred.model.eval()).eval()
     ds = pred._dataset(check_inputs())
     example = ds[0][0][None]

@@ -167,7 +167,7 @@ class Detection(Task):
         out_dir.mkdir(parents=True, exist_ok=True)
         meta = {**meta, "output": OUTPUT, "layout": "one image, float32 3×H×W in [0, 1], RGB, any size",
                 "score_threshold": self.threshold}
-        (out_dir / "contract.json").write_text(json.dumps(meta, indent=2))
+        rf.write_new(out_dir / "contract.json", json.dumps(meta, indent=2), "--out")
         path = out_dir / "model.onnx"
         return {"path": str(path), "format": fmt, "parity": export_onnx(pred.model, path, meta, check_inputs())}
 

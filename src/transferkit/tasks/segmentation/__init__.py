@@ -286,7 +286,7 @@ class Segmentation(Task):
         out_dir.mkdir(parents=True, exist_ok=True)
         size = pred.meta["data_config"]["input_size"][-1]
         meta = {**meta, "output": OUTPUT, "layout": "float32 RGB N×3×H×W with values 0–255, any H and W"}
-        (out_dir / "contract.json").write_text(json.dumps(meta, indent=2))
+        rf.write_new(out_dir / "contract.json", json.dumps(meta, indent=2), "--out")
         path = out_dir / "model.onnx"
         return {"path": str(path), "format": fmt, "parity": export_onnx(pred.model, size, path, meta, check_inputs())}
 

@@ -56,7 +56,13 @@ class SegmentationData(LabelledData):
         names, colors = read_class_table(self.path)
         every = flat + [r for part in (pre or {}).values() for r in part]
         good = {str(p) for p in self._filter_bad([Path(r["path"]) for r in every])}
-        every, self.spec_, self.pixels_ = scan([r for r in every if r["path"] in good], names, colors, problems)
+        candidates = [r for r in every if r["path"] in good]
+        every, self.spec_, self.pixels_ = scan(candidates, names, colors, problems)
+        if not every:
+            listed = [f"{Path(p).name}: {why}" for p, why in problems[-3:]]
+            raise DataError(f"{self.describe()}: none of the {len(candidates)} image/mask pair(s) can be used "
+                            f"({'; '.join(listed) or 'no pairs found'})", "images with readable class masks of the "
+                            "same size (255 marks pixels to ignore)", "Fix the listed masks")
         kept = {r["path"] for r in every}
         if names is None:
             names = self._default_names(every)
@@ -78,6 +84,8 @@ class SegmentationData(LabelledData):
             return coco_classes(Path(records[0]["coco"]))
         if self.spec_["binary"]:
             return ["background", "foreground"]
+        if self.spec_.get("values"):
+            return [str(v) for v in self.spec_["values"]]
         if n <= len(VOC_CLASSES) and any("SegmentationClass" in r.get("mask", "") for r in records):
             return list(VOC_CLASSES)
         log.info("no classes.txt: classes are named by their mask value (0 … %d)", n - 1)

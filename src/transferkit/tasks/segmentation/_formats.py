@@ -7,13 +7,13 @@ cannot be used is listed with its reason, never dropped silently."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
 
 from ...data import IMAGE_EXTENSIONS, SPLIT_ALIASES, clean_split, read_rows
 from ...errors import DataError
+from ._coco import coco_index
 
 log = logging.getLogger("transferkit")
 IMAGE_DIRS = ("images", "imgs", "img", "image", "JPEGImages", "rgb", "inputs")
@@ -180,36 +180,24 @@ def _read_table(path: Path, quoting: str, problems: list):
 
 
 def read_coco(path: Path, image_root: Path | None, problems: list) -> list[dict]:
-    """COCO instance annotations (polygons or RLE) → one class-index mask per image, written beside the run's
-    cache folder by the caller; records carry ``coco`` (the file) and ``image_id`` instead of a mask path."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        images, cats = doc["images"], doc["categories"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path} is not a COCO annotation file ({type(exc).__name__}: {exc})",
-                        "a JSON with images, annotations and categories", "Export the annotations as COCO JSON") from None
+    """COCO instance annotations (polygons or RLE), checked entry by entry (``_coco``): records carry ``coco`` (the
+    file) and ``image_id`` instead of a mask path; broken entries are listed with their reason."""
+    idx = coco_index(path)
+    problems += idx.problems
     root = image_root or path.parent
-    ids = [int(c["id"]) for c in cats]
-    if len(set(ids)) != len(ids):
-        raise DataError(f"{path}: duplicate category ids", "one id per category", "Fix the categories list")
-    records, seen = [], set()
-    for im in images:
-        if im.get("id") in seen:
-            problems.append((str(path), f"image id {im.get('id')} appears twice; the second is left out"))
-            continue
-        seen.add(im.get("id"))
-        p = next((q for q in (root / str(im.get("file_name", "")), root / "images" / str(im.get("file_name", "")))
-                  if q.is_file()), None)
+    records = []
+    for iid, im in idx.images.items():
+        name = im["file_name"]
+        p = next((q for q in (root / name, root / "images" / name) if name and q.is_file()), None)
         if p is None:
-            problems.append((str(root / str(im.get("file_name", ""))), "image file named in the COCO file is missing"))
+            problems.append((str(root / name), "image file named in the COCO file is missing"))
             continue
-        records.append({"path": str(p), "coco": str(path), "image_id": im["id"]})
+        records.append({"path": str(p), "coco": str(path), "image_id": iid})
     return records
 
 
 def coco_classes(path: Path) -> list[str]:
-    cats = sorted(json.loads(Path(path).read_text(encoding="utf-8"))["categories"], key=lambda c: int(c["id"]))
-    return ["background"] + [str(c["name"]) for c in cats]
+    return ["background"] + [name for _, name in coco_index(path).categories]
 
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
