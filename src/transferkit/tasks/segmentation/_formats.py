@@ -55,12 +55,17 @@ def pair_folder(images: Path, masks: Path, problems: list) -> list[dict]:
             if key in by_stem and by_stem[key].suffix.lower() != m.suffix.lower():
                 problems.append((str(m), f"a second mask for {key} ({by_stem[key].name}); the first is used"))
             by_stem.setdefault(key, m)
-    records, used = [], set()
+    records, used, stems = [], set(), {}
     for img in _files(images):
         mask = by_stem.get(img.stem)
         if mask is None:
             problems.append((str(img), f"no mask named {img.stem}.* in {masks}"))
             continue
+        if img.stem in stems:
+            problems.append((str(img), f"a second image for the mask {mask.name} ({stems[img.stem]} has it); the "
+                             "first is used"))
+            continue
+        stems[img.stem] = img.name
         used.add(mask)
         records.append({"path": str(img), "mask": str(mask)})
     for m in sorted(set(by_stem.values()) - used):
@@ -74,9 +79,17 @@ def _split_lists(root: Path) -> dict[str, set[str]] | None:
         files = {SPLIT_ALIASES.get(p.stem.lower()): p for p in _files(d, (".txt",))}
         files.pop(None, None)
         if files:
-            return {k: {Path(ln.split()[0]).stem for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()}
-                    for k, p in files.items()}
+            return {k: {list_stem(ln) for ln in p.read_text(encoding="utf-8-sig").splitlines()
+                        if ln.strip() and not ln.lstrip().startswith("#")} for k, p in files.items()}
     return None
+
+
+def list_stem(line: str) -> str:
+    """The image a split-list line names: its first field, less a file suffix where it has one (``scan.01`` stays
+    ``scan.01``; ``images/scan.01.png`` is ``scan.01``)."""
+    name = Path(line.split()[0].replace("\\", "/")).name
+    suffix = Path(name).suffix.lower()
+    return name[: -len(suffix)] if suffix in IMAGE_EXTENSIONS or suffix in (".txt", ".xml", ".json") else name
 
 
 def _apply_lists(records: list[dict], lists: dict[str, set[str]], problems: list) -> dict[str, list[dict]]:
@@ -155,7 +168,7 @@ def _read_table(path: Path, quoting: str, problems: list):
                         f"{', '.join(cols) or 'none'})", "columns image and mask (and optionally split)",
                         "Rename the columns, e.g. image,mask,split")
     split_col = cols.get("split")
-    flat, pre, seen_split = [], {"train": [], "val": [], "test": []}, []
+    flat, pre, seen_split, listed = [], {"train": [], "val": [], "test": []}, [], {}
     for line, row in zip(table.lines, table.rows):
         where = f"{path}:{line}"
         img, mask = (row.get(img_col) or "").strip(), (row.get(mask_col) or "").strip()
@@ -163,6 +176,11 @@ def _read_table(path: Path, quoting: str, problems: list):
             problems.append((where, f"empty {'image' if not img else 'mask'} cell"))
             continue
         rec = {"path": str((path.parent / img).resolve()), "mask": str((path.parent / mask).resolve())}
+        if rec["path"] in listed:
+            problems.append((where, f"image {img} is listed again (first on line {listed[rec['path']]}); the first "
+                             "row is used"))
+            continue
+        listed[rec["path"]] = line
         for key in ("path", "mask"):
             if not Path(rec[key]).is_file():
                 problems.append((where, f"{key if key == 'mask' else 'image'} file {rec[key]} does not exist"))
@@ -203,38 +221,56 @@ def coco_classes(path: Path) -> list[str]:
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 
+def _rgb(values: list[str], where: str) -> tuple[int, int, int]:
+    try:
+        rgb = tuple(int(v) for v in values)
+    except ValueError:
+        rgb = ()
+    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+        raise DataError(f"{where} has no r,g,b colour (three whole numbers 0–255)", "name:r,g,b:: per class "
+                        "(labelmap.txt) or 'name r g b' (classes.txt)", "Fix that line")
+    return rgb
+
+
+def _checked_names(names: list[str], table: Path) -> list[str]:
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n in seen:
+            raise DataError(f"{table} names the class {n!r} twice (classes {seen[n]} and {i})", "one name per class",
+                            "Rename or remove one of them")
+        seen[n] = i
+    return names
+
+
 def read_class_table(root: Path) -> tuple[list[str] | None, dict[tuple[int, int, int], int] | None]:
-    """Class names in index order and, where given, the RGB colour of each (for colour masks)."""
+    """Class names in index order and, where given, the RGB colour of each (for colour masks). Blank lines and
+    ``#`` comments are skipped; a bad line is named; a name given twice is refused."""
     base = root if root.is_dir() else root.parent
     labelmap = base / "labelmap.txt"
     if labelmap.is_file():  # CVAT / VOC export: "name:r,g,b:parts:actions"
         names, colors = [], {}
-        for ln in labelmap.read_text(encoding="utf-8").splitlines():
-            if not ln.strip() or ln.startswith("#"):
+        for no, ln in enumerate(labelmap.read_text(encoding="utf-8-sig").splitlines(), 1):
+            if not ln.strip() or ln.lstrip().startswith("#"):
                 continue
             name, _, rest = ln.partition(":")
-            rgb = rest.split(":")[0]
-            try:
-                colors[tuple(int(v) for v in rgb.split(","))] = len(names)
-            except ValueError:
-                raise DataError(f"{labelmap}: line {ln!r} has no r,g,b colour", "name:r,g,b:: per class",
-                                "Fix the line") from None
+            colors[_rgb(rest.split(":")[0].split(","), f"{labelmap}: line {no} ({ln.strip()[:60]!r})")] = len(names)
             names.append(name.strip())
-        return names, colors
+        return _checked_names(names, labelmap), colors
     table = base / "classes.txt"
     if not table.is_file():
         return None, None
     names, colors = [], {}
-    for ln in table.read_text(encoding="utf-8").splitlines():
+    for no, ln in enumerate(table.read_text(encoding="utf-8-sig").splitlines(), 1):
         parts = ln.replace(",", " ").split()
-        if not parts:
+        if not parts or parts[0].startswith("#"):
             continue
-        if len(parts) >= 4 and all(p.isdigit() for p in parts[-3:]):
-            colors[tuple(int(p) for p in parts[-3:])] = len(names)
+        where = f"{table}: line {no} ({ln.strip()[:60]!r})"
+        if len(parts) >= 4 and all(p.lstrip("-").isdigit() for p in parts[-3:]):
+            colors[_rgb(parts[-3:], where)] = len(names)
             parts = parts[:-3]
         elif len(parts) >= 2 and _HEX.match(parts[-1]):
             h = _HEX.match(parts[-1]).group(1)
             colors[tuple(int(h[i:i + 2], 16) for i in (0, 2, 4))] = len(names)
             parts = parts[:-1]
         names.append(" ".join(parts))
-    return names, colors or None
+    return _checked_names(names, table), colors or None

@@ -45,8 +45,8 @@ def _header(path) -> tuple[tuple[int, int], tuple[int, int], int]:
         with open_image(path) as im:
             w, h = im.size
             orient = int(im.getexif().get(0x0112, 1) or 1)
-    except Image.DecompressionBombError as exc:
-        raise OSError(str(exc)) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # the warning: where a filter
+        raise OSError(str(exc)) from None                                         # elsewhere made it an error
     if w * h > (Image.MAX_IMAGE_PIXELS or float("inf")):
         raise OSError(f"{w}×{h} = {w * h / 1e6:.0f} Mpx, over the {Image.MAX_IMAGE_PIXELS / 1e6:.0f}-Mpx limit")
     return ((h, w) if orient in (5, 6, 7, 8) else (w, h)), (w, h), orient
