@@ -225,3 +225,67 @@ def test_an_undecodable_image_stays_listed_beside_the_mask_problems(tmp_path):
     data = SegmentationData(root).setup()
     listed = {p.rsplit("/", 1)[-1] for p, _ in data.bad_files_}
     assert {"scene0.png", "scene1.png"} <= listed
+
+
+def _rewrite(root, fn, suffix=None):
+    for p in sorted((root / "masks").iterdir()):
+        a = fn(np.asarray(Image.open(p)), p)
+        out = p.with_suffix(suffix) if suffix else p
+        Image.fromarray(a).save(out, **({"quality": 90} if suffix == ".jpg" else {}))
+        if out != p:
+            p.unlink()
+
+
+def test_one_mask_policy_decided_from_the_whole_set(tmp_path, caplog):
+    """Each kind of mask is read as what it is, judged from every file's values together (truth: seg_scenes)."""
+    from PIL import ImageFilter
+
+    truth = {f"scene{i}.png": m for i, (_, m) in enumerate(seg_scenes(12))}
+
+    def read(name, fn, suffix=None, table=False):
+        root = make_masks(tmp_path / name, "folders", n=12)
+        if not table:
+            (root / "classes.txt").unlink()
+        _rewrite(root, fn, suffix)
+        data = SegmentationData(root).setup()
+        return data, _masks(data)
+
+    # anti-aliased 0/255: foreground kept (it was read as ignore), edges thresholded
+    data, got = read("aa", lambda a, p: np.asarray(Image.fromarray(np.where(a > 0, 255, 0).astype(np.uint8))
+                                                   .filter(ImageFilter.GaussianBlur(0.8))))
+    assert data.classes_ == ["background", "foreground"]
+    agree = np.mean([(got[k] == (truth[k] > 0)).mean() for k in got])
+    assert agree > 0.97 and all(set(np.unique(m)) <= {0, 1} for m in got.values())
+    # JPEG index masks 0/1/2 without a table: three classes (they were read as binary: all background)
+    data, got = read("jpg", lambda a, p: a.astype(np.uint8), ".jpg")
+    assert data.classes_ == ["0", "1", "2"]
+    assert np.mean([(got[k] == truth[k]).mean() for k in got]) > 0.97
+    # 16-bit ids 0, 1, 300: three classes in order (300 wrapped to 44 as uint8)
+    data, got = read("ids", lambda a, p: np.where(a == 2, 300, a.astype(np.uint16)).astype(np.uint16))
+    assert data.classes_ == ["0", "1", "300"]
+    assert all((got[k] == truth[k]).all() for k in got)
+    # one stray pixel of 3000: not 3001 classes; that pixel is ignored, and named
+    def stray(a, p):
+        a = a.astype(np.uint16).copy()
+        if p.stem == "scene3":
+            a[0, 0] = 3000
+        return a
+    with caplog.at_level(logging.WARNING, logger="transferkit"):
+        data, got = read("stray", stray)
+    assert data.classes_ == ["0", "1", "2"] and got["scene3.png"][0, 0] == 255
+    assert "scene3.png (3000: 1 px)" in caplog.text
+
+
+def test_class_table_comments_and_exif_stored_frame(tmp_path):
+    root = make_masks(tmp_path / "d", "folders", n=12)
+    (root / "classes.txt").write_text("# one name per index\nbackground\nsquare\n\ndisc\n")
+    img, mask = Image.open(root / "images" / "scene0.png"), Image.open(root / "masks" / "scene0.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 270°: stored frame is the upright picture turned back
+    (root / "images" / "scene0.png").unlink()
+    img.rotate(90, expand=True).save(root / "images" / "scene0.png", exif=exif.tobytes())
+    mask.rotate(90, expand=True).save(root / "masks" / "scene0.png")
+    data = SegmentationData(root).setup()
+    assert data.classes_ == list(SEG_CLASSES)
+    got = _masks(data)["scene0.png"]
+    assert (got == np.asarray(mask)).all()  # turned with its photo, upright like it

@@ -195,7 +195,7 @@ def cases(Case) -> list:
         Case("seg_stray_pixel_3000", "one pixel of 3000 in 16-bit masks without a class table (was 3001 classes)",
              "warn", "stray values", _folder(_no_table(_each_mask(_stray(3000, np.uint16))))),
         Case("seg_16bit_id_300", "16-bit masks whose classes are 0, 1 and 300 (300 wrapped to 44 as uint8)", "ok",
-             "scene0", _folder(_no_table(_each_mask(lambda a, p: (np.where(a == 2, 300, a).astype(np.uint16),
+             "scene0", _folder(_no_table(_each_mask(lambda a, p: (np.where(a == 2, 300, a.astype(np.uint16)).astype(np.uint16),
                                                                   None))))),
         Case("seg_over_255_classes", "16-bit masks holding 300 classes", "error", "at most 255 classes",
              _folder(_no_table(_each_mask(_gradient_300)))),

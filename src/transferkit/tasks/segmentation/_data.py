@@ -63,7 +63,7 @@ class SegmentationData(LabelledData):
             raise DataError(f"{self.describe()}: none of the {len(candidates)} image/mask pair(s) can be used "
                             f"({'; '.join(listed) or 'no pairs found'})", "images with readable class masks of the "
                             "same size (255 marks pixels to ignore)", "Fix the listed masks")
-        kept = {r["path"] for r in every}
+        kept = {r["path"]: r for r in every}  # as the scan left them (with how a mask is turned, where it is)
         if names is None:
             names = self._default_names(every)
         if len(names) < 2:
@@ -71,12 +71,12 @@ class SegmentationData(LabelledData):
                             "background and one object); 255 marks pixels to ignore", "Check the masks")
         self.classes_ = list(names)
         if pre is None:
-            flat = [r for r in flat if r["path"] in kept]
+            flat = [kept[r["path"]] for r in flat if r["path"] in kept]
             self.presplit_ = False
             idx = self.split_indices([r["path"] for r in flat], [0] * len(flat), ["all"])
             return {k: [flat[i] for i in sorted(idx[k])] for k in SPLITS}
         self.presplit_ = True
-        return self._carve_val({k: [r for r in pre.get(k, []) if r["path"] in kept] for k in SPLITS})
+        return self._carve_val({k: [kept[r["path"]] for r in pre.get(k, []) if r["path"] in kept] for k in SPLITS})
 
     def _default_names(self, records: list[dict]) -> list[str]:
         n = self.spec_["num_classes"]

@@ -159,8 +159,10 @@ def _decide(exact: Counter, lossy: Counter, names, colors) -> dict:
     if two and exact:
         middle = {v: c for v, c in exact.items() if v not in (0, 255)}
         edge = sum(middle.values()) / e_total
-        if exact.get(255, 0) / e_total >= STRAY_SHARE and (not main - {0, 255} or (
-                edge < 0.05 and len(middle) >= 3 and max(middle.values()) / e_total < LOSSY_CLASS_SHARE)):
+        # anti-aliased edges: many values in between, low and high alike, on a minority of the pixels (an index
+        # mask's classes are a few values, most of them low)
+        smooth = len(middle) >= 16 and min(middle) < 64 and max(middle) > 192 and edge < 0.25
+        if exact.get(255, 0) / e_total >= STRAY_SHARE and (not main - {0, 255} or smooth):
             return {"num_classes": 2, "binary": True}
     elif two and lossy:
         near0 = sum(c for v, c in lossy.items() if v < 32) / l_total
