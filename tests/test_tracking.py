@@ -74,3 +74,40 @@ def test_mlflow_local_store_groups_a_comparison(tmp_path, monkeypatch):
     rid = runs["run_id"][0]
     assert len(client.get_metric_history(rid, "train_loss")) == 2
     assert {"report.html", "metrics.json"} <= {a.path for a in client.list_artifacts(rid)}
+
+
+def test_two_tracked_runs_in_one_process_each_in_its_own_store(tmp_path, monkeypatch):
+    """A run that names its MLflow store, then one that names none: each lands in its own (the second used to land in
+    the first's, whose URI stayed in the environment), and the environment and logger level are as they were."""
+    import os
+
+    mlflow = pytest.importorskip("mlflow")
+    from mlflow.tracking._tracking_service import utils as mlflow_store
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(mlflow_store, "_tracking_uri", None)  # as in a fresh process (another test may have set it)
+    data = make_folder(tmp_path / "d", classes=2, per_class=8)
+    level = logging.getLogger("transferkit").level
+    named = f"sqlite:///{(tmp_path / 'named.db').resolve()}"
+    tk.fit(data, strategy="finetune", track="mlflow", track_uri=named, output=str(tmp_path / "a"), name="first",
+           **dict(FAST, epochs=1))
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert logging.getLogger("transferkit").level == level
+    tk.fit(data, strategy="finetune", track="mlflow", output=str(tmp_path / "b"), name="second",
+           **dict(FAST, epochs=1))
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+
+    def run_names(uri):
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        return sorted(r.info.run_name for e in client.search_experiments() for r in client.search_runs([e.experiment_id]))
+
+    assert run_names(named) == ["first"]
+    assert run_names(f"sqlite:///{(tmp_path / 'b' / 'mlflow.db').resolve()}") == ["second"]
+
+
+def test_a_tracker_named_twice_logs_once(tmp_path):
+    data = make_folder(tmp_path / "d", classes=2, per_class=8)
+    run = tk.fit(data, strategy="finetune", track="tensorboard,TensorBoard", output=str(tmp_path / "runs"),
+                 **dict(FAST, epochs=2))
+    logged = [_scalars(e.parent).get("train_loss", []) for e in (run.path / "tensorboard").rglob("events.out.tfevents*")]
+    assert sorted(len(v) for v in logged if v) == [2]  # one writer, each epoch once (it was every scalar twice)

@@ -13,7 +13,7 @@ from ._fold import inference_copy
 from .backbones import backbone_from_spec
 from .config import load_config_file, resolve_config
 from .data import Items
-from .errors import DataError
+from .errors import DataError, RunFolderError
 from .modalities import get_modality
 from .tasks import get_task, inputs_of, read_data
 
@@ -32,7 +32,14 @@ class Predictor:
         self.config = _saved_config(self.path, overrides)
         self.task = get_task(meta.get("task", "classify")).for_saved(self.path, meta, self.config, backbone)
         self.model = self.task.build_model(backbone, meta)
-        self.model.load_state_dict(state)
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as exc:  # model.json and the weights disagree (labels edited, files from two runs)
+            first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc)[:200])
+            raise RunFolderError(f"{self.path}: the weights do not fit the model {rf.MODEL_META} describes "
+                                 f"({len(self.labels)} labels; {first[:200]})", f"{rf.MODEL_META} and "
+                                 f"{rf.WEIGHTS} written by the same run", "Restore the run's own model.json (its "
+                                 "labels list), or train the run again") from None
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
         self.inputs = inputs_of(self.task, self.modality)  # what reads and batches this run's inputs

@@ -177,6 +177,27 @@ def _run_without_weights(tmp: Path, run: Path) -> list[str]:
     return ["predict", str(copy), str(_data(tmp) / "class0")]
 
 
+def _fewer_labels(tmp: Path, run: Path) -> list[str]:
+    import json
+    import shutil
+
+    copy = tmp / "copy"
+    shutil.copytree(run, copy)
+    meta = json.loads((copy / "model.json").read_text())
+    meta["labels"] = meta["labels"][:1]
+    (copy / "model.json").write_text(json.dumps(meta))
+    return ["app", str(copy), "--port", "1"]
+
+
+def _layout_as_classes(fmt: str):
+    def build(tmp: Path, run: Path) -> list[str]:
+        from conftest import make_masks
+
+        root = make_masks(tmp / "seg", fmt, n=8)
+        return ["train", str(root), *TRAIN, "--output", str(tmp / "runs")]
+    return build
+
+
 def _predict_non_image(tmp: Path, run: Path) -> list[str]:
     (tmp / "notes.jpg").write_text("hello")
     return ["predict", str(run), str(tmp / "notes.jpg")]
@@ -407,6 +428,21 @@ CASES = [
     Case("config_unknown_key", "a config file with an unknown key", "error", "learning_rate", _config_unknown),
     Case("run_without_weights", "a run folder missing its weights", "error", "has no model.safetensors",
          _run_without_weights),
+    Case("app_fewer_labels", "app (or predict) on a run whose model.json lists fewer labels than its weights", "error",
+         "do not fit", _fewer_labels),
+    Case("budget_fixed_strategy", "--budget with a fixed strategy (nothing to choose)", "warn", "has no effect",
+         lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--strategy", "finetune", "--budget", "60",
+                           "--output", str(tmp / "runs")]),
+    Case("track_uri_without_track", "--track-uri without --track", "warn", "has no effect without --track",
+         lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--strategy", "finetune", "--track-uri",
+                           str(tmp / "mlruns"), "--output", str(tmp / "runs")]),
+    Case("track_named_twice", "--track tensorboard,tensorboard (logged once)", "ok", "",
+         lambda tmp, run: ["train", str(_data(tmp)), *TRAIN, "--strategy", "finetune", "--track",
+                           "tensorboard,tensorboard", "--output", str(tmp / "runs")]),
+    Case("masks_layout_as_classes", "images/ + masks/ trained without --task segment", "error", "Add --task segment",
+         _layout_as_classes("folders")),
+    Case("voc_root_as_classes", "a Pascal VOC root trained without --task segment", "error", "Add --task segment",
+         _layout_as_classes("voc")),
     Case("not_a_run_folder", "a folder that is not a run", "error", "not a transferkit run folder",
          lambda tmp, run: ["predict", str(tmp), str(tmp)]),
     Case("unknown_backbone", "an unknown backbone name", "error", "Unknown packaged backbone",

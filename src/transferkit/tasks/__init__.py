@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
 from ._base import _TASKS, Task, register_task
 
 
@@ -13,7 +15,16 @@ def tasks() -> dict[str, type[Task]]:
 def read_data(cfg, modality=None, **split):
     """The labelled data of a run's config: read by its task when the task has its own formats (boxes), else by
     its modality (detected unless given)."""
-    return get_task(cfg.task).read_data(cfg, **split) or data_for(cfg, modality, **split)
+    task = get_task(cfg.task)
+    data = task.read_data(cfg, **split)
+    if data is None and cfg.data:
+        for other in _TASKS.values():  # data laid out for another task (images/ + masks/ read as two classes …)
+            layout = other.recognises(Path(cfg.data)) if other is not task else None
+            if layout:
+                raise DataError(f"{cfg.data} holds {layout}, the layout of --task {other.name}; --task {task.name} "
+                                "would read its folders as classes", f"data laid out for --task {task.name}",
+                                f"Add --task {other.name}")
+    return data or data_for(cfg, modality, **split)
 
 
 def inputs_of(task, modality):

@@ -144,6 +144,12 @@ class Task:
         return None
 
     @classmethod
+    def recognises(cls, path: Path) -> str | None:
+        """What of this task's own layout ``path`` shows (e.g. "images/ + masks/ folders"), when no other task could
+        mean it; None by default. Another task reading such data says to use this one."""
+        return None
+
+    @classmethod
     def saved_data(cls, run_dir: Path, modality):
         """The split an earlier run saved (``--resume``)."""
         return SavedSplit(run_dir, modality.name, modality.inputs_are_files)

@@ -89,6 +89,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     fresh, created = resume_state is None, run_dir is None
     run_dir = run_dir or _dist.broadcast(_new_run_dir(cfg) if _dist.is_main() else None)  # one folder, the main's
     announce_run_dir(run_dir)
+    level = log.level  # the run logs at INFO to its train.log; the caller's level comes back after it
     handler = _attach_log(run_dir) if _dist.is_main() else None
     tracking = Tracking(cfg, run_dir, cfg.track_group)
     if on_epoch_end is None or not tracking.trackers:
@@ -126,6 +127,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         if handler is not None:
             handler.close()
             log.removeHandler(handler)
+        log.setLevel(level)
 
 
 def _trained(plan: Plan, model, run_dir: Path, resume_state, on_epoch_end, probe_info: dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -15,6 +16,8 @@ from ..modalities import get_modality
 from ..tasks import get_task, read_data
 from ._auto import adapt_candidates, auto_candidates, run_adapt_auto, run_auto
 from ._fit import Run, _run
+
+log = logging.getLogger("transferkit")
 
 
 @across_processes
@@ -53,6 +56,11 @@ def fit(data: LabelledData | str | None = None, *, config_file: str | Path | Non
     methods = adapt_candidates(cfg)
     if methods:
         return run_adapt_auto(cfg, data, methods, on_epoch_end)
+    if cfg.budget is not None:  # nothing here chooses among candidates: say so rather than ignore it
+        why = f"--strategy {cfg.strategy} is one strategy" if cfg.strategy != "auto" else \
+            f"--strategy auto has one candidate here ({candidates[0] if candidates else 'the default'})"
+        log.warning("--budget %g has no effect: %s (it limits the candidates of --strategy auto and --adapt auto)",
+                    cfg.budget, why)
     return _run(cfg, data, run_dir=None, resume_state=None, on_epoch_end=on_epoch_end, target=target_data)
 
 

@@ -29,7 +29,9 @@ def _flat(values: dict, prefix: str = "") -> dict[str, float]:
 
 def tracker_names(cfg) -> list[str]:
     """``--track``'s names, checked against accelerate's trackers (before a run folder is made)."""
-    names = [n.strip().lower() for n in (cfg.track or "").split(",") if n.strip()]
+    names = list(dict.fromkeys(n.strip().lower() for n in (cfg.track or "").split(",") if n.strip()))  # once each
+    if cfg.track_uri and not names:
+        log.warning("--track-uri %s has no effect without --track (e.g. --track mlflow)", cfg.track_uri)
     if names:
         from accelerate import tracking  # heavy: loaded on first use
 
@@ -46,6 +48,7 @@ class Tracking:
 
     def __init__(self, cfg, run_dir: Path, group: str | None = None):
         self.trackers: list = []
+        self._env: dict[str, str | None] = {}  # variables this run set, with what they held before (restored)
         names = tracker_names(cfg)
         if not names or not _dist.is_main():
             return
@@ -60,8 +63,33 @@ class Tracking:
                 log.warning("tracker %s is not used: %s (the run goes on without it)", name,
                             _why(exc, name))
 
-    @staticmethod
-    def _start(tracking, name: str, cfg, run_dir: Path, base: Path, group: str | None):
+    def _use_mlflow_store(self, uri: str | None) -> None:
+        """This run's MLflow store: set where MLflow reads it (its process-wide URI and the environment), the previous
+        values kept for :meth:`_restore_env`. None: the store the user already set."""
+        if uri is None:
+            return
+        import mlflow  # optional (installed with the tracker)
+        from mlflow.tracking._tracking_service import utils as mlflow_store  # where MLflow keeps the set URI
+
+        self._env.setdefault("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI"))
+        self._mlflow_uri = (getattr(mlflow_store, "_tracking_uri", None),)
+        mlflow.set_tracking_uri(uri)
+
+    def _restore_env(self) -> None:
+        """Put back what the run changed: a second run in this process (compare, tune, a notebook) starts clean."""
+        if getattr(self, "_mlflow_uri", None) is not None:
+            import mlflow  # optional (installed with the tracker)
+
+            mlflow.set_tracking_uri(self._mlflow_uri[0])
+            self._mlflow_uri = None
+        for key, old in self._env.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+        self._env = {}
+
+    def _start(self, tracking, name: str, cfg, run_dir: Path, base: Path, group: str | None):
         from accelerate.utils import imports  # heavy: loaded on first use
 
         available = getattr(imports, f"is_{name}_available", lambda: True)
@@ -71,10 +99,8 @@ class Tracking:
         if name == "tensorboard":  # event files in the run folder, or one folder per run under the group's
             tracker = cls(run_dir.name if group else "tensorboard", base / "tensorboard" if group else run_dir)
         elif name == "mlflow":
-            if cfg.track_uri:
-                os.environ["MLFLOW_TRACKING_URI"] = cfg.track_uri
-            elif not os.environ.get("MLFLOW_TRACKING_URI"):  # a local store beside the runs, no server needed
-                os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_beside(cfg, group) / 'mlflow.db'}"
+            self._use_mlflow_store(cfg.track_uri or (None if _mlflow_uri_set() else  # else a local store beside
+                                                      f"sqlite:///{_beside(cfg, group) / 'mlflow.db'}"))  # the runs
             tracker = cls(experiment_name=Path(group).name if group else "transferkit", run_name=run_dir.name,
                           logging_dir=(_beside(cfg, group) / "mlartifacts").as_uri())
         else:
@@ -94,13 +120,14 @@ class Tracking:
                 _artifacts(t, Path(run_dir))
             except Exception as exc:  # noqa: BLE001
                 log.warning("tracker %s: artifacts not stored (%s)", t.name, _why(exc, t.name))
-        self._each("finish")
-        self.trackers = []
+        self.close()
 
     def close(self) -> None:
-        """Close trackers still open (a run that failed or was interrupted: what it logged stays)."""
+        """Close trackers still open (a run that failed or was interrupted: what it logged stays) and restore the
+        environment the run changed."""
         self._each("finish")
         self.trackers = []
+        self._restore_env()
 
     def _each(self, method: str, *args, **kwargs) -> None:
         for t in list(self.trackers):
@@ -109,6 +136,15 @@ class Tracking:
             except Exception as exc:  # noqa: BLE001 - a tracker that stops answering is dropped, the run goes on
                 log.warning("tracker %s stopped (%s); the run goes on without it", t.name, _why(exc, t.name))
                 self.trackers.remove(t)
+
+
+def _mlflow_uri_set() -> bool:
+    """Whether the user chose an MLflow store (MLFLOW_TRACKING_URI, or mlflow.set_tracking_uri in this process)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return True
+    from mlflow.tracking._tracking_service import utils as mlflow_store  # optional (installed with the tracker)
+
+    return bool(getattr(mlflow_store, "_tracking_uri", None))
 
 
 def _beside(cfg, group: str | None) -> Path:

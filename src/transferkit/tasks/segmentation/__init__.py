@@ -18,6 +18,7 @@ from ...data import held_inputs, split_settings
 from ...errors import ConfigError
 from ...features import make_loader
 from .._base import Task, register_task
+from ._formats import mask_layout
 from ._data import SegmentationData, SegmentationDataset, SegPresize, SegTransform, seg_ops
 from ._export import OUTPUT, export_onnx
 from ._masks import IGNORE, load_mask
@@ -85,6 +86,10 @@ class Segmentation(Task):
         self._scored: tuple = (None, [])  # (which outputs, their confusion matrices): this run's, never shared
 
     # -- data ------------------------------------------------------------------------------------------------
+    @classmethod
+    def recognises(cls, path: Path) -> str | None:
+        return mask_layout(path)
+
     @classmethod
     def read_data(cls, cfg, **split) -> SegmentationData:
         given = [f"--{k.replace('_', '-')}" for k in ("shots", "label_by") if getattr(cfg, k, None)]

@@ -120,6 +120,20 @@ def _pairs_in(root: Path, problems: list) -> list[dict] | None:
     return pair_folder(images, masks, problems)
 
 
+def mask_layout(path: Path) -> str | None:
+    """The mask layout a folder shows without a doubt (for a hint to other tasks): ``images/`` beside ``masks/`` (or
+    VOC's ``JPEGImages/`` + ``SegmentationClass/``), at its root or in its split folders."""
+    if not path.is_dir():
+        return None
+    roots = [path] + [d for d in path.iterdir() if d.is_dir() and SPLIT_ALIASES.get(d.name.lower())]
+    for root in roots:
+        images, masks = _sub(root, IMAGE_DIRS), _sub(root, MASK_DIRS)
+        if images is not None and masks is not None and _files(images) and _files(masks):
+            where = "" if root == path else f" in {root.name}/"
+            return f"images with masks ({images.name}/ + {masks.name}/{where})"
+    return None
+
+
 def read_layout(path: Path, quoting: str, problems: list) -> tuple[dict[str, list[dict]] | None, list[dict], str]:
     """(records per given split or None, unsplit records, what was read)."""
     if path.is_file():
