@@ -152,6 +152,12 @@ def test_segment_run_end_to_end(tmp_path):
     written = pred.task.write(pred.predict([str(img), str(img)]), root / "images", overlays=True)
     assert len(written) == 4 and len(set(written)) == 4 and img.is_file()
     assert np.asarray(Image.open(written[0])).shape == (60, 80)
+    truth = root / "gt"  # a folder holding the user's own masks, named as predict names its outputs
+    truth.mkdir()
+    (truth / "scene0_mask.png").write_bytes(b"the user's ground truth")
+    again = pred.task.write(pred.predict([str(img)]), truth)
+    assert (truth / "scene0_mask.png").read_bytes() == b"the user's ground truth"
+    assert [p.name for p in again] == ["scene0_mask-1.png"]
     # evaluate on the saved split gives the run's own numbers
     assert tk.evaluate(run.path)["miou"] == pytest.approx(m["miou"], abs=1e-6)
     # ONNX: any image size

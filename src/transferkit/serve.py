@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .app import build_demo, example_inputs
 from .errors import DataError, TransferkitError
@@ -119,7 +120,13 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
     name = Path(run).name
     modality = predictor.modality
     app = FastAPI(title=f"transferkit · {name}", lifespan=lifespan,
-                  description=f"{predictor.task.name} on {modality.name} inputs; {len(predictor.labels)} labels.")
+                  description=f"{predictor.task.name} on {modality.name} inputs; {len(predictor.labels)} labels. "
+                  f"Limits, the same on every route (this API, the upload form, the demo page): a request body of at "
+                  f"most {max_bytes / 2**20:g} MiB; images under the decompression-bomb limit of "
+                  f"{(Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} Mpx, refused from the header; "
+                  f"{modality.name} inputs decoded by the run's own checked decoder. A segmentation mask comes back at the "
+                  "input's size, scaled back in bands of rows (about 12 bytes per input pixel at the peak: a 64-Mpx "
+                  "photo takes under 1 GB, bench/serve_memory.py).")
 
     def answer(outputs: np.ndarray, topk: int = 3) -> dict:
         d = predictor.task.decode([outputs], predictor.labels, topk)[0]
