@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from pathlib import Path
 
@@ -254,3 +256,30 @@ def make_masks(root: Path, fmt: str = "folders", n: int = 12, seed: int = 0) -> 
         (root / "annotations.json").write_text(json.dumps(coco))
         return root / "annotations.json"
     return root
+
+
+@contextlib.contextmanager
+def served_app(app):
+    """An ASGI app (``serve``'s) on a free local port, uvicorn in a thread; yields its URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(600):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

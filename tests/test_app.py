@@ -4,19 +4,15 @@ the page; the JSON API answers beside it."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 
 import pytest
 
 import transferkit as tk
 
-from conftest import AUDIO_FAST, DETECT, FAST, SEG_CLASSES, SEGMENT, BOX_CLASSES, make_audio_folder, make_boxes, \
+from conftest import served_app, AUDIO_FAST, DETECT, FAST, SEG_CLASSES, SEGMENT, BOX_CLASSES, make_audio_folder, make_boxes, \
     make_folder, make_masks
 
 pytest.importorskip("gradio")
@@ -24,27 +20,11 @@ playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@contextlib.contextmanager
 def _served(run):
     """``serve``'s app for ``run`` on a free local port (uvicorn in a thread); yields its URL."""
-    import uvicorn
-
     from transferkit.serve import create_app
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(create_app(run), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    return served_app(create_app(run))
 
 
 def _screenshot(page, kind: str) -> None:

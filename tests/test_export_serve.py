@@ -13,7 +13,7 @@ from PIL import Image
 
 import transferkit as tk
 
-from conftest import FAST, make_folder, shared_path
+from conftest import FAST, make_folder, served_app, shared_path
 
 
 @pytest.fixture(scope="module")
@@ -79,30 +79,14 @@ def test_onnx_parity_on_real_photos_with_packaged_lite0(tmp_path):
     assert res["parity"]["top1_agreement"] == 1.0 and res["parity"]["max_abs_diff"] < 1e-3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_run):
-    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("uvicorn")
     from transferkit.serve import create_app
 
     run, data = tiny_run
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(run.path, max_batch=8, ui=False), host="127.0.0.1", port=port,
-                                        log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", data
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with served_app(create_app(run.path, max_batch=8, ui=False)) as url:
+        yield url, data
 
 
 def _png(color="red", size=(20, 20)) -> bytes:

@@ -4,12 +4,10 @@ same checked decoder (so both give the same answer), and shows a run's name as t
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import socket
-import threading
+import uuid
 import time
 from pathlib import Path
 
@@ -19,35 +17,18 @@ from PIL import Image
 
 import transferkit as tk
 
-from conftest import FAST, make_folder
+from conftest import FAST, make_folder, served_app
 
 pytest.importorskip("gradio")
 httpx = pytest.importorskip("httpx")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 
 
-@contextlib.contextmanager
 def served(run):
-    """``serve``'s app for ``run`` (with its demo page) on a free local port; yields its URL."""
+    """``serve``'s app for ``run`` (with its demo page, a 2 MiB request limit) on a free local port."""
     from transferkit.serve import create_app
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(create_app(run, max_bytes=2 * 2**20), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(400):
-        if server.started:
-            break
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    return served_app(create_app(run, max_bytes=2 * 2**20))
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +73,9 @@ def upload(url: str, name: str, data: bytes):
 
 
 def test_the_page_reads_no_file_it_was_not_sent(page_run, tmp_path):
+    token = f"SECRET-TOKEN-{uuid.uuid4().hex}"  # this run's own: a copy left by any other run cannot match it
     secret = tmp_path / "secret.txt"
-    secret.write_text("SECRET-TOKEN-1234")
+    secret.write_text(token)
     link_dir = Path(__import__("gradio.utils", fromlist=["x"]).get_upload_folder())
     link_dir.mkdir(parents=True, exist_ok=True)
     link = link_dir / f"tk-test-link-{os.getpid()}.png"
@@ -106,14 +88,14 @@ def test_the_page_reads_no_file_it_was_not_sent(page_run, tmp_path):
             for path in attempts:
                 event, payload = call(url, [file_data(path)])
                 assert event == "error", (path, event, payload)
-                assert "SECRET-TOKEN" not in payload and "root:" not in payload
+                assert token not in payload and "root:" not in payload
                 # nothing of it reached a place the file route serves
                 for where in (str(path), str(Path(str(path)).resolve())):
                     r = httpx.get(f"{url}/gradio_api/file={where}", timeout=10)
                     assert r.status_code in (403, 404), (where, r.status_code)
-                    assert "SECRET-TOKEN" not in r.text and "root:" not in r.text
+                    assert token not in r.text and "root:" not in r.text
                 cached = [p for p in Path(link_dir).rglob("*") if p.is_file() and not p.is_symlink()
-                          and "SECRET-TOKEN" in p.read_text(errors="ignore")]
+                          and token in p.read_text(errors="ignore")]
                 assert not cached, cached
             # an uploaded photo is read, and answered
             up = upload(url, "photo.png", png_bytes(Image.new("RGB", (30, 30), "red")))
