@@ -25,7 +25,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 os.environ.setdefault("TRANSFERKIT_QUIET", "1")
 sys.path.insert(0, os.path.dirname(__file__))
@@ -53,7 +52,8 @@ def variant(name: str, epochs: int, size: int, batch: int) -> dict:
     from transferkit.modalities import get_modality
     from transferkit.strategies import get_strategy
     from transferkit.tasks import get_task
-    from transferkit.training import train_loop
+    from transferkit.config import RUN_DEFAULTS, fill_defaults
+    from transferkit.training import ChannelsLast, train_loop
 
     torch.manual_seed(0)
     items, classes = hymenoptera_items("train")
@@ -71,16 +71,14 @@ def variant(name: str, epochs: int, size: int, batch: int) -> dict:
         bare_train_steps(model, loader, steps, **kw)  # warm-up epoch
         n, secs = bare_train_steps(model, loader, steps * (epochs - 1), **kw)
     else:
-        cfg = RunConfig(strategy="finetune", epochs=epochs, batch_size=batch, lr=3e-3, backbone_lr_mult=0.1,
-                        image_cache_mb=0 if name.endswith("no-cache") else None,
-                        channels_last=not name.endswith("nchw"), workers=2 if name.endswith("workers2") else None)
+        cfg = fill_defaults(RunConfig(strategy="finetune", epochs=epochs, batch_size=batch, lr=3e-3, backbone_lr_mult=0.1,
+                                      image_cache_mb=0 if name.endswith("no-cache") else None,
+                                      channels_last=not name.endswith("nchw"),
+                                      workers=2 if name.endswith("workers2") else None), RUN_DEFAULTS)
         ds = get_modality("image").dataset(model.backbone, items, train_transform(dc, "light"), cfg, fill=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            from pathlib import Path
-
-            image = get_modality("image")
-            hist = train_loop(model, get_strategy(cfg), get_task("classify")(), ds, None, cfg, Path(tmp),
-                              select_on_val=False, channels_last=image.channels_last(cfg))
+        image = get_modality("image")
+        hist = train_loop(model, get_strategy(cfg), get_task("classify")(), ds, cfg,
+                          [ChannelsLast() if image.channels_last(cfg) else None])
         n = steps * batch * (epochs - 1)
         secs = sum(h["seconds"] for h in hist[1:])
     return {"images_per_s": n / secs, "peak_rss_mib": peak_rss_mib()}

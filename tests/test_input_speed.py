@@ -176,7 +176,8 @@ def test_channels_last_changes_layout_not_results(image_folder, tmp_path):
     from transferkit.heads import TransferModel, build_head
     from transferkit.strategies import get_strategy
     from transferkit.tasks import get_task
-    from transferkit.training import train_loop
+    from transferkit.config import RUN_DEFAULTS, fill_defaults
+    from transferkit.training import ChannelsLast, train_loop
 
     items = Items(sorted(str(p) for p in image_folder.rglob("*.png")), [0] * 36)
     items.labels[:] = [int(Path(p).parent.name[-1]) for p in items.inputs]
@@ -192,10 +193,9 @@ def test_channels_last_changes_layout_not_results(image_folder, tmp_path):
     for cl in (False, True):
         torch.manual_seed(0)
         m = TransferModel(create_backbone(TINY), build_head("linear", 256, 3))
-        cfg = RunConfig(strategy="finetune", epochs=2, batch_size=8, workers=0, channels_last=cl, lr=1e-2,
-                        backbone_lr_mult=1.0)
-        hist = train_loop(m, get_strategy(cfg), get_task("classify")(), ds, None, cfg, tmp_path, select_on_val=False,
-                          channels_last=cl)
+        cfg = fill_defaults(RunConfig(strategy="finetune", epochs=2, batch_size=8, workers=0, channels_last=cl,
+                                      lr=1e-2, backbone_lr_mult=1.0), RUN_DEFAULTS)
+        hist = train_loop(m, get_strategy(cfg), get_task("classify")(), ds, cfg, [ChannelsLast() if cl else None])
         assert all(p.is_contiguous() for p in m.parameters())  # saved weights are in the usual layout
         results[cl] = [h["train_loss"] for h in hist]
     np.testing.assert_allclose(results[True], results[False], rtol=1e-3)

@@ -23,6 +23,7 @@ from ..data import LabelledData
 from ..errors import ConfigError, RunFolderError
 from ..reports import write_run_report
 from ..tasks import inputs_of
+from ._callbacks import BestEpoch, ChannelsLast, Checkpoint, EpochHook, EpochScores, L2SP, Validate
 from ._loop import train_loop
 from ._plan import Plan, epoch_dataset, plan_run
 from ._progress import progress_bar
@@ -196,16 +197,26 @@ def _probe(plan: Plan, model, info: dict, final: bool, trained: bool = False) ->
 
 
 def _train(plan: Plan, model, run_dir: Path, resume_state, on_epoch_end) -> list[dict]:
-    """The loop over the training split (with the adaptation hook's items), validated on val where it selects."""
-    data, strategy = plan.data, plan.strategy
+    """The loop over the training split (with the adaptation hook's items), and the callbacks this run needs."""
+    data, strategy, cfg = plan.data, plan.strategy, plan.cfg
     train_ds = plan.adapt.training_items(epoch_dataset(plan, data.splits_["train"], plan.train_tf, "train"),
                                          lambda: epoch_dataset(plan, plan.adapt.target.items, plan.train_tf, "target"))
     val_ds = epoch_dataset(plan, data.splits_["val"], plan.eval_tf, "val") \
         if len(data.splits_["val"]) and strategy.uses_val else None
     select_by = plan.adapt.select_by()  # None: the task's val score ranks the epochs
-    history = train_loop(model, strategy, plan.task, train_ds, val_ds, plan.cfg, run_dir,
-                         select_by is not None or plan.select_on_val and strategy.uses_val, plan.nhwc, resume_state,
-                         on_epoch_end, epoch_scores=plan.adapt.epoch_scores(plan), select_by=select_by)
+    scores = plan.adapt.epoch_scores(plan)
+    selects = select_by is not None or plan.select_on_val and strategy.uses_val and val_ds is not None
+    callbacks = [
+        ChannelsLast() if plan.nhwc else None,
+        Validate(plan.task, val_ds, cfg.batch_size * 2, cfg.workers,
+                 score_untrained=selects and resume_state is None and plan.task.scores_untrained())
+        if val_ds is not None else None,
+        EpochScores(scores) if scores is not None else None,
+        BestEpoch(select_by or plan.task, run_dir, cfg.patience, active=selects),
+        L2SP(cfg.l2sp) if cfg.l2sp > 0 else None,
+        Checkpoint(run_dir, cfg.checkpoint_every, resume=resume_state),
+        EpochHook(on_epoch_end) if on_epoch_end is not None else None]
+    history = train_loop(model, strategy, plan.task, train_ds, cfg, callbacks)
     model.to(plan.device)
     return history
 
