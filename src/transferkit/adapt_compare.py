@@ -14,7 +14,7 @@ import numpy as np
 from . import _dist
 from . import _runfolder as rf
 from ._launch import across_processes
-from .adaptation import METHODS, compatible, pairings, read_target, target_outcomes
+from .adaptation import METHODS, compatible, get_method, pairings, read_target, target_outcomes
 from .compare import close_comparison, open_comparison, paired_test, run_grid, transfer_warnings
 from .config import resolve_config
 from .errors import ConfigError
@@ -87,7 +87,7 @@ def compare_adaptation(data, target: str, strategies: list[str], methods: list[s
         if not v.endswith(ORACLE):  # the label-free criterion, from each run's target predictions
             snd = [r.metrics["adaptation"]["snd"] for r, _ in runs]
             row.update(target_snd=snd, target_snd_mean=float(np.mean(snd)), target_snd_std=float(np.std(snd)),
-                       chooses_itself=variants.get(v, {}).get("adapt") == "auto")  # --adapt auto: not a candidate
+                       chooses_itself=get_method(variants.get(v, {}).get("adapt") or "none").searches)  # not a candidate
             dev = [r.metrics["adaptation"].get("dev") for r, _ in runs]
             if all(d is not None for d in dev):  # trained lines: their kept model's estimated target loss
                 row.update(target_dev=dev, target_dev_mean=float(np.mean(dev)))

@@ -22,50 +22,29 @@ from ..config import Option, declare
 from ..errors import ConfigError
 from ..evaluation import classification_metrics, deep_embedded_validation, soft_neighbourhood_density
 from ..strategies import strategies
-from ._feature_level import (
-    choose_adapted_probe,
-    fit_adapted_probe,
-    fit_mcc_probe,
-    guard,
-)
+from . import _mcc  # noqa: F401  (registers MCC; the other built-in methods register with the modules below)
 from ._adapted import Adapted, LowestTargetLoss
+from ._feature_level import guard
+from ._methods import AdaptationMethod, candidates, get_method, methods, register_method
 from ._report import MAP_FILE, save_map
 from ._report import sections as report_sections
-from ._streams import PairedItems, batchnorm_layers, reestimate_batchnorm
+from ._streams import PairedItems, reestimate_batchnorm
 from ._target import UNLABELLED, Target, read_target
 
 log = logging.getLogger("transferkit")
 
-METHODS = {
-    "none": "source only: the baseline every method is measured against (the target is still scored)",
-    "auto": "with linear-probe: the plain probe, CORAL, SA, OT and MCC fitted on the cached features, the one whose "
-            "target predictions have the highest soft neighbourhood density kept; while fine-tuning: source only, "
-            "DANN, CDAN and MCC each trained, the same criterion choosing (no target label read either way)",
-    "coral": "feature level, with linear-probe: CORAL, source features re-coloured with the target's covariance",
-    "sa": "feature level, with linear-probe: subspace alignment of the domains' principal directions",
-    "ot": "feature level, with linear-probe: entropic optimal-transport map of the source onto the target",
-    "adabn": "BatchNorm statistics re-estimated on the target (any strategy; backbones with BatchNorm)",
-    "dann": "end-to-end while training: domain discriminator behind gradient reversal",
-    "cdan": "end-to-end while training: CDAN+E, discriminator conditioned on the predictions, entropy-weighted",
-    "mcc": "minimum class confusion on target predictions: end-to-end while fine-tuning; with linear-probe, the "
-           "logistic head refined on the cached features",
-    "self-train": "end-to-end while training: cross-entropy on confident (≥ 0.9) target pseudo-labels",
-}
+METHODS = {name: cls.help for name, cls in methods().items()}  # the built-in methods, registered on import
 declare(
     "domain adaptation",
     Option("target", help="unlabelled inputs from where the model will be used (a folder or CSV; class folders "
            "only score)", path=True),
     Option("adapt", default="none", help="method: " + " | ".join(METHODS), choices=tuple(METHODS)),
 )
-FEATURE_LEVEL = ("coral", "sa", "ot")
-BOTH_WAYS = ("mcc",)  # on the probe's cached features, or end to end while fine-tuning
-#: --adapt auto: heads fitted on the same cached features. MCC among them: SND's choice among every probe line (MCC
-#: included) was the best by target labels on 9 of 12 Office-Caltech pair × image-size settings; auto without MCC
-#: chose OT, the best on 3 (bench/domain_adaptation.py)
-AUTO_CANDIDATES = ("none", *FEATURE_LEVEL, "mcc")
-END_TO_END = ("dann", "cdan", "mcc", "self-train")
-#: --adapt auto with a strategy that trains the backbone: one run each, chosen by SND (training/_auto.py)
-TRAINED_AUTO = ("none", "dann", "cdan", "mcc")
+#: --adapt auto on a probe: heads fitted on the same cached features (MCC among them: SND's choice among every probe
+#: line, MCC included, was the best by target labels on 9 of 12 Office-Caltech pair × image-size settings; auto
+#: without MCC chose OT, the best on 3: bench/domain_adaptation.py). While fine-tuning: one run each, chosen by SND.
+AUTO_CANDIDATES = candidates("probe")
+TRAINED_AUTO = candidates("trained")
 TARGET_PREDICTIONS = "target_predictions.csv"
 MAP_POINTS = 300  # per domain, in the report's feature map
 SELECTION = {"val": "best source-val epoch (target labels are never read for a choice)",
@@ -91,61 +70,47 @@ def adaptation_defaults(cfg, strategy) -> dict:
     """Settings a run with ``--target`` trains with where the user gave none: the published recipe for fine-tuning
     runs, end-to-end methods and their source-only line alike (so a method's gain is the method's, not the
     schedule's); nothing for probes and runs without a target."""
-    if not cfg.target or not strategy.trains_backbone or strategy.probe_after or cfg.adapt not in ("none", *END_TO_END):
+    if not cfg.target or not strategy.trains_backbone or strategy.probe_after or not get_method(cfg.adapt).recipe:
         return {}
     return dict(RECIPE)
 
 
 def check(cfg, strategy, task, backbone) -> None:
     """Refuse combinations that cannot work, saying which do."""
-    method = cfg.adapt
     if cfg.select == "dev" and not cfg.target:
         raise ConfigError("--select dev ranks epochs by their estimated loss on the target, and no --target was given",
                           "--target FOLDER_OR_CSV", "Add --target, or use --select val")
-    if method not in METHODS:
-        raise ConfigError(f"Unknown --adapt '{method}'", f"one of {', '.join(METHODS)}")
-    if method != "none" and not cfg.target:
-        raise ConfigError(f"--adapt {method} needs unlabelled target data", "--target FOLDER_OR_CSV",
+    method = get_method(cfg.adapt)
+    if method.name != "none" and not cfg.target:
+        raise ConfigError(f"--adapt {method.name} needs unlabelled target data", "--target FOLDER_OR_CSV",
                           "Add --target (the inputs where the model will be used)")
     if not cfg.target:
         return
     if not task.adaptable:
         raise ConfigError(f"Domain adaptation (--target) is not available for task {task.name}",
                           "a classification run", "Leave --target and --adapt out")
-    if method == "auto" and strategy.trains_backbone and not strategy.probe_after:
-        raise ConfigError(f"--adapt auto while fine-tuning trains one run per method, and --strategy was not named "
-                          f"(it resolved to {strategy.name} here)", "--strategy finetune (or another that trains) "
-                          "named with --adapt auto", "Name the strategy, or name one method (--adapt dann …)")
-    if not compatible(strategy, method):
-        frozen = method in FEATURE_LEVEL
+    method.check(cfg, strategy, backbone)
+    if not method.compatible(strategy):
+        frozen = method.on_probe and not method.while_training
         doing = "works on frozen features, not" if frozen else "adapts while training, which"
-        raise ConfigError(f"--adapt {method} {doing} with --strategy {strategy.name}"
-                          + ("" if frozen else " does not do"),
-                          pairings())
-    if method == "adabn" and not batchnorm_layers(backbone):
-        raise ConfigError(f"--adapt adabn re-estimates BatchNorm statistics; {cfg.backbone} has no BatchNorm layers",
-                          "a backbone with BatchNorm (EfficientNet, ResNet …)",
-                          f"Use another method ({', '.join(m for m in METHODS if m not in ('none', 'adabn'))})")
+        raise ConfigError(f"--adapt {method.name} {doing} with --strategy {strategy.name}"
+                          + ("" if frozen else " does not do"), pairings())
 
 
 def pairings() -> str:
-    """Which registered strategies each kind of method runs with (error messages)."""
-    def able(methods):
-        return ", ".join(n for n, cls in strategies().items() if compatible(cls, methods[0]))
+    """Which registered strategies the methods of each kind run with (error messages)."""
+    on_probe = [n for n, c in methods().items() if c.on_probe and not c.while_training and c.kind != "search"]
+    in_loop = [n for n, c in methods().items() if c.while_training]
 
-    return f"{able(FEATURE_LEVEL)} with {', '.join(FEATURE_LEVEL)}; {able(END_TO_END)} with {', '.join(END_TO_END)}"
+    def able(names):
+        return ", ".join(n for n, cls in strategies().items() if get_method(names[0]).compatible(cls))
+
+    return f"{able(on_probe)} with {', '.join(on_probe)}; {able(in_loop)} with {', '.join(in_loop)}"
 
 
 def compatible(strategy, method: str) -> bool:
-    """Whether ``method`` can run with ``strategy`` (a strategy class or object)."""
-    probe = bool(strategy.probe_first and not strategy.trains_backbone)
-    if method == "auto":  # heads on the probe's features, or one trained run per method
-        return probe or strategy.trains_backbone and not strategy.probe_after
-    if method in FEATURE_LEVEL:  # they adapt the probe's features
-        return probe
-    if method in END_TO_END:
-        return strategy.trains_backbone and not strategy.probe_after or method in BOTH_WAYS and probe
-    return method in METHODS
+    """Whether the method registered as ``method`` can run with ``strategy`` (a strategy class or object)."""
+    return get_method(method).compatible(strategy)
 
 
 def target_outcomes(run_dir: Path, classes: list[str]) -> np.ndarray:
@@ -205,7 +170,7 @@ class Adaptation(NoAdaptation):
     """What a run with ``--target`` does beyond a source-only run, at the hook points of :class:`NoAdaptation`."""
 
     def __init__(self, cfg, target: Target, selection: str):
-        self.cfg, self.method, self.target, self.selection = cfg, cfg.adapt, target, selection
+        self.cfg, self.method, self.target, self.selection = cfg, get_method(cfg.adapt), target, selection
         # The report's map: samples of both domains (``samples``), before and after adaptation, features only of those.
         self.samples: tuple[np.ndarray, np.ndarray] | None = None
         self.source_labels: np.ndarray | None = None
@@ -217,6 +182,7 @@ class Adaptation(NoAdaptation):
         self.target_feats: np.ndarray | None = None  # the final model's target features (scored)
         self.info: dict[str, Any] = {}
         self._scorer = None  # epoch_scores' function, built once
+        self._guarded = False  # the method's probe was checked against the plain probe
 
     def start(self, source_labels) -> tuple[np.ndarray, np.ndarray]:
         """Draw the map's samples (up to MAP_POINTS source training and target inputs, by the seed)."""
@@ -228,7 +194,7 @@ class Adaptation(NoAdaptation):
 
     # -- training ---------------------------------------------------------------------------------------------
     def wrap(self, strategy, n_train: int, num_features: int, num_classes: int):
-        if self.method not in END_TO_END or not strategy.trains_backbone:  # MCC on a probe: at the head fit
+        if not self.method.while_training or not strategy.trains_backbone:  # MCC on a probe: at the head fit
             return strategy
         total = strategy.steps_per_epoch(n_train) * self.cfg.epochs  # the loop's steps: the schedule's length
         return Adapted(strategy, self.method, num_classes, total)
@@ -245,30 +211,26 @@ class Adaptation(NoAdaptation):
             self.pretrained_target = run.features(run.backbone, self.target.items, "target")
             self.pretrained_source = run.features(run.backbone, train, "train")
             self.before = (self.pretrained_source[si], self.pretrained_target[ti])
-            if self.method == "adabn":
-                self._reestimate(run, run.backbone, train, "source")
+        self.method.before_training(self, run)
 
     def training_items(self, train_ds, target_dataset):
         """End-to-end methods: a target item beside every source item."""
-        return PairedItems(train_ds, target_dataset()) if self.method in END_TO_END else train_ds
+        return PairedItems(train_ds, target_dataset()) if self.method.while_training else train_ds
 
     def probe(self, task, model, fs: np.ndarray, ys: np.ndarray, cfg) -> dict:
-        """The probe head: on adapted source features (feature-level methods), else the task's own fit."""
+        """The probe head: the method's own fit on a probe's cached features (adapted source features, a refined
+        head, auto's choice), else the task's; a method the user chose is checked against the plain probe."""
         si, ti = self.samples
-        if self.method == "auto":
-            out = choose_adapted_probe(AUTO_CANDIDATES, task, model, fs, ys, self.pretrained_target, cfg)
-            self.info.update(chosen=out["method"], chosen_by="highest soft neighbourhood density of the target "
-                             "predictions (Saito et al., ICCV 2021); no target label read", candidates_snd=out["snd"])
-        elif self.method in BOTH_WAYS and self.pretrained_target is not None:  # the probe's own run, not lp-ft's
-            out = fit_mcc_probe(task, model, fs, ys, self.pretrained_target, cfg)
-        elif self.method not in FEATURE_LEVEL:
+        out = None if self.pretrained_target is None else \
+            self.method.fit_probe(task, model, fs, ys, self.pretrained_target, cfg)
+        if out is None:
             self.after_source = fs[si]
             return super().probe(task, model, fs, ys, cfg)
-        else:
-            out = fit_adapted_probe(self.method, task, model, fs, ys, self.pretrained_target, cfg)
-        if self.method != "auto":  # a method the user chose: checked against the plain probe without labels
-            self.info.update(guard(self.method, task, model.head, self.pretrained_target, fs, ys,
+        self.info.update(out.get("report", {}))
+        if self.method.guarded:  # without labels: SND against the plain probe's
+            self.info.update(guard(self.method.name, task, model.head, self.pretrained_target, fs, ys,
                                    self.pretrained_target, cfg))
+            self._guarded = True
         self.after_source, self.after_target = out["mapped"][0][si], out["mapped"][1][ti]
         return out["info"]
 
@@ -325,8 +287,7 @@ class Adaptation(NoAdaptation):
     def after_training(self, run, model, history: list[dict]) -> None:
         """AdaBN's target statistics; the trained model's features of the map's source samples and of the target;
         a trained model's DEV: the estimate its kept epoch (else its last) recorded."""
-        if self.method == "adabn":
-            self._reestimate(run, model.backbone, self.target.items, "target")
+        self.method.after_training(self, run, model)
         final = next((r for r in history if r.get("kept")), history[-1] if history else {})
         if "target_dev" in final:
             self.info["dev"] = final["target_dev"]
@@ -334,11 +295,12 @@ class Adaptation(NoAdaptation):
             self.after_source = run.features(model.backbone, run.data.splits_["train"].subset(self.samples[0]),
                                              "map source")
         self.target_feats = run.features(model.backbone, self.target.items, "target")
-        if self.method == "adabn" and self.pretrained_source is not None:  # the probe's: checked like CORAL's
-            self.info.update(guard("adabn", run.task, model.head, self.target_feats, self.pretrained_source,
+        if self.method.guarded and not self._guarded and self.pretrained_source is not None:  # AdaBN on a probe
+            self.info.update(guard(self.method.name, run.task, model.head, self.target_feats, self.pretrained_source,
                                    np.asarray(run.data.splits_["train"].labels), self.pretrained_target, self.cfg))
 
-    def _reestimate(self, run, backbone, items, domain: str) -> None:
+    def reestimate(self, run, backbone, items, domain: str) -> None:
+        """BatchNorm statistics of ``backbone`` re-estimated on ``items`` (AdaBN), recorded in the run's info."""
         n = reestimate_batchnorm(backbone.to(run.device), run.loader(items), run.move)
         self.info[f"batchnorm_{domain}_inputs"] = n
         log.info("AdaBN: BatchNorm statistics re-estimated on %d %s inputs", n, domain)
@@ -362,7 +324,7 @@ class Adaptation(NoAdaptation):
             after = (self.after_source, target_feats[ti] if self.after_target is None else self.after_target)
             save_map(run_dir / MAP_FILE, self.before, after, self.source_labels[si], truth[ti], self.cfg.seed)
         out: dict[str, Any] = {
-            "method": self.method, "target": self.target.location, "n_target": len(items),
+            "method": self.method.name, "target": self.target.location, "n_target": len(items),
             "n_scored": int(scored.sum()), "unknown_classes": self.target.unknown,
             "shared_with_source": self.target.shared_with_source, "bad_files": len(self.target.bad_files),
             "selection": self.selection, **self.info,
@@ -375,5 +337,7 @@ class Adaptation(NoAdaptation):
         return {"adaptation": out}
 
 
-__all__ = ["RECIPE", "TRAINED_AUTO", "Adaptation", "NoAdaptation", "adaptation_defaults", "adaptation_for", "compatible", "pairings", "target_outcomes", "END_TO_END", "FEATURE_LEVEL", "MAP_FILE", "METHODS", "TARGET_PREDICTIONS", "check", "read_target",
-           "report_sections"]
+__all__ = ["AUTO_CANDIDATES", "METHODS", "RECIPE", "TRAINED_AUTO", "Adaptation", "AdaptationMethod", "MAP_FILE",
+           "NoAdaptation", "TARGET_PREDICTIONS", "adaptation_defaults", "adaptation_for", "candidates", "check",
+           "compatible", "get_method", "methods", "pairings", "read_target", "register_method", "report_sections",
+           "target_outcomes"]

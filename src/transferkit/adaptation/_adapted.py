@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..strategies import Strategy
-from ._losses import PairModel, PairObjective, make_term
+from ._losses import PairModel, PairObjective
 
 
 class LowestTargetLoss:
@@ -25,7 +25,7 @@ class Adapted(Strategy):
     term (attached as ``model.adapter`` while training), the target stream and the combined objective. Every other
     part of the strategy contract is the inner strategy's, passed on explicitly."""
 
-    def __init__(self, inner: Strategy, method: str, classes: int, total_steps: int):
+    def __init__(self, inner: Strategy, method, classes: int, total_steps: int):
         super().__init__(inner.cfg)
         self.inner, self.method, self.classes, self.total_steps = inner, method, classes, total_steps
         for what in ("name", "probe_first", "probe_after", "trains_backbone", "uses_val", "adapters_only",
@@ -67,7 +67,7 @@ class Adapted(Strategy):
         with torch.random.fork_rng():  # its initial weights depend on the seed alone, not on what ran before
             torch.manual_seed(self.inner.cfg.seed)
             # the term reads what the head's last layer reads (the bottleneck's output, or the backbone's)
-            model.adapter = make_term(self.method, model.head[-1].in_features, self.classes, self.total_steps)
+            model.adapter = self.method.term(model.head[-1].in_features, self.classes, self.total_steps)
 
     def param_groups(self, model) -> list[dict]:
         return self.inner.param_groups(model) + [

@@ -14,47 +14,92 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import TrainingError
+from ..errors import ConfigError, TrainingError
 from ..evaluation import soft_neighbourhood_density
 from ..features import feature_scale
 from ._losses import MinimumClassConfusion
+from ._methods import AdaptationMethod, candidates, get_method, register_method
 
 log = logging.getLogger("transferkit")
 
 SUBSPACE_DIM = 100  # subspace alignment keeps this many principal directions (at most the smaller domain - 1)
 
 
-def adapter(method: str, n_source: int, n_target: int, dim: int):
-    """skada's adapter for ``method``."""
-    # heavy (POT), loaded with --target
-    from skada import CORALAdapter, EntropicOTMappingAdapter, SubspaceAlignmentAdapter
+class FeatureLevel(AdaptationMethod):
+    """A map of the source features towards the target (skada), fitted on the probe's cached features; the task's
+    head is fitted on the mapped features and the target-side map folded into it."""
 
-    if method == "coral":
+    kind = "feature-level"
+    on_probe = probe_candidate = guarded = True
+
+    def skada_adapter(self, n_source: int, n_target: int, dim: int):
+        raise NotImplementedError
+
+    def refit(self, adapter):
+        """Another adapter to try when this one's map is not finite, or None."""
+        return None
+
+    def fit_probe(self, task, model, fs, ys, ft, cfg) -> dict:
+        return fit_adapted_probe(self, task, model, fs, ys, ft, cfg)
+
+
+@register_method
+class CORAL(FeatureLevel):
+    name = "coral"
+    help = "feature level, with linear-probe: CORAL, source features re-coloured with the target's covariance"
+
+    def skada_adapter(self, n_source, n_target, dim):
+        from skada import CORALAdapter  # heavy (POT), loaded with --target
+
         return CORALAdapter(reg="auto")  # Ledoit-Wolf shrinkage: stable with fewer samples than dimensions
-    if method == "sa":
+
+    def refit(self, adapter):  # a covariance too close to singular for its square root
+        log.warning("CORAL: the estimated covariances gave a non-finite map; refitted with shrinkage 0.5")
+        return type(adapter)(reg=0.5)
+
+
+@register_method
+class SA(FeatureLevel):
+    name = "sa"
+    help = "feature level, with linear-probe: subspace alignment of the domains' principal directions"
+
+    def skada_adapter(self, n_source, n_target, dim):
+        from skada import SubspaceAlignmentAdapter  # heavy (POT), loaded with --target
+
         return SubspaceAlignmentAdapter(n_components=max(1, min(SUBSPACE_DIM, n_source - 1, n_target - 1, dim)),
                                         random_state=0)
-    # Sinkhorn on the median-normalised squared distance; the barycentric map carries source into target.
-    return EntropicOTMappingAdapter(reg_e=1.0, norm="median")
 
 
-def fit_adapted_probe(method: str, task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, cfg) -> dict:
-    """Map the source features towards the target, fit the task's probe head on them, fold the target-side map
-    into the head. Returns the probe's info, plus the maps of a sample of both domains for the report."""
+@register_method
+class OT(FeatureLevel):
+    name = "ot"
+    help = "feature level, with linear-probe: entropic optimal-transport map of the source onto the target"
+
+    def skada_adapter(self, n_source, n_target, dim):
+        from skada import EntropicOTMappingAdapter  # heavy (POT), loaded with --target
+
+        # Sinkhorn on the median-normalised squared distance; the barycentric map carries source into target.
+        return EntropicOTMappingAdapter(reg_e=1.0, norm="median")
+
+
+def fit_adapted_probe(method, task, model, fs: np.ndarray, ys: np.ndarray, ft: np.ndarray, cfg) -> dict:
+    """Map the source features towards the target with ``method`` (a :class:`FeatureLevel` method or its name), fit
+    the task's probe head on them, fold the target-side map into the head. Returns the probe's info, plus the maps
+    of a sample of both domains for the report."""
+    method = get_method(method) if isinstance(method, str) else method
     scale = feature_scale(np.vstack([fs, ft]))
     X = np.vstack([fs, ft]).astype(np.float64) / scale
     domain = np.r_[np.ones(len(fs), int), -np.ones(len(ft), int)]  # skada: positive source, negative target
     y = np.r_[ys, -np.ones(len(ft), int)]
-    ad = adapter(method, len(fs), len(ft), fs.shape[1])
+    ad = method.skada_adapter(len(fs), len(ft), fs.shape[1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mapped = ad.fit_transform(X, y, sample_domain=domain)
-        if not np.isfinite(mapped).all() and method == "coral":  # a covariance too close to singular for its sqrt
-            log.warning("CORAL: the estimated covariances gave a non-finite map; refitted with shrinkage 0.5")
-            ad = type(ad)(reg=0.5)
-            mapped = ad.fit_transform(X, y, sample_domain=domain)
+        again = method.refit(ad) if not np.isfinite(mapped).all() else None
+        if again is not None:
+            ad, mapped = again, again.fit_transform(X, y, sample_domain=domain)
     if not np.isfinite(mapped).all():
-        raise TrainingError(f"--adapt {method} mapped the features to NaN or infinite values ({len(fs)} source, "
+        raise TrainingError(f"--adapt {method.name} mapped the features to NaN or infinite values ({len(fs)} source, "
                             f"{len(ft)} target inputs of {fs.shape[1]} features)", "a finite feature map",
                             "Use another --adapt method (ot, sa), or more target inputs")
     src, tgt = mapped[: len(fs)], mapped[len(fs):]
@@ -96,16 +141,12 @@ def choose_adapted_probe(methods: tuple[str, ...], task, model, fs: np.ndarray, 
     start, scores, best = copy.deepcopy(model.head), {}, None
     for method in methods:
         model.head = copy.deepcopy(start)
-        if method == "none":
-            out = {"info": task.fit_probe(model, fs, ys, cfg) or {}, "mapped": (fs, ft)}
-        elif method == "mcc":
-            out = fit_mcc_probe(task, model, fs, ys, ft, cfg)
-        else:
-            try:
-                out = fit_adapted_probe(method, task, model, fs, ys, ft, cfg)
-            except (TrainingError, RuntimeError) as exc:  # a method that cannot map these features is passed over
-                log.warning("--adapt auto: %s passed over (%s)", method, exc)
-                continue
+        try:
+            out = get_method(method).fit_probe(task, model, fs, ys, ft, cfg) or \
+                {"info": task.fit_probe(model, fs, ys, cfg) or {}, "mapped": (fs, ft)}
+        except (TrainingError, RuntimeError) as exc:  # a method that cannot map these features is passed over
+            log.warning("--adapt auto: %s passed over (%s)", method, exc)
+            continue
         scores[method] = target_snd(model.head, ft, cfg.seed)
         if best is None or scores[method] > scores[best[0]]:
             best = (method, model.head, out)
@@ -174,3 +215,29 @@ def guard(method: str, task, head, ft: np.ndarray, fs_plain: np.ndarray, ys: np.
                     "neighbourhood density %.4f < %.4f): the label-free criterion predicts it loses accuracy on the "
                     "target; --adapt none or auto may do better", method, mine, base)
     return {"snd_source_only": base, "criterion_predicts_loss": predicts_loss}
+
+
+@register_method
+class Auto(AdaptationMethod):
+    name = "auto"
+    help = ("with linear-probe: the plain probe, CORAL, SA, OT and MCC fitted on the cached features, the one whose "
+            "target predictions have the highest soft neighbourhood density kept; while fine-tuning: source only, "
+            "DANN, CDAN and MCC each trained, the same criterion choosing (no target label read either way)")
+    kind = "search"
+    on_probe = searches = True
+
+    def compatible(self, strategy) -> bool:  # while training: one run per trained candidate (training's auto)
+        return bool(strategy.probe_first and not strategy.trains_backbone
+                    or strategy.trains_backbone and not strategy.probe_after)
+
+    def check(self, cfg, strategy, backbone) -> None:
+        if strategy.trains_backbone and not strategy.probe_after:
+            raise ConfigError(f"--adapt auto while fine-tuning trains one run per method, and --strategy was not "
+                              f"named (it resolved to {strategy.name} here)", "--strategy finetune (or another that "
+                              "trains) named with --adapt auto", "Name the strategy, or name one method (--adapt dann …)")
+
+    def fit_probe(self, task, model, fs, ys, ft, cfg) -> dict:
+        out = choose_adapted_probe(candidates("probe"), task, model, fs, ys, ft, cfg)
+        out["report"] = {"chosen": out["method"], "chosen_by": "highest soft neighbourhood density of the target "
+                         "predictions (Saito et al., ICCV 2021); no target label read", "candidates_snd": out["snd"]}
+        return out

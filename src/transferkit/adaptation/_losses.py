@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._methods import AdaptationMethod, get_method, register_method
+
 CONFIDENT = 0.9  # self-training keeps pseudo-labels at or above this probability
 MCC_TEMPERATURE = 2.5
 MULTILINEAR_MAX = 4096  # CDAN's exact outer product up to this size, else the randomised map
@@ -119,9 +121,46 @@ class SelfTraining(AdaptationTerm):
 
 
 def make_term(method: str, dim: int, classes: int, total_steps: int) -> AdaptationTerm:
-    if method in ("dann", "cdan"):
-        return DomainAdversarial(dim, classes, total_steps, conditional=method == "cdan")
-    return {"mcc": MinimumClassConfusion, "self-train": SelfTraining}[method](total_steps)
+    """The training term of the method registered as ``method``."""
+    return get_method(method).term(dim, classes, total_steps)
+
+
+class EndToEnd(AdaptationMethod):
+    """A term trained beside the task's loss on a (source, target) batch, with the published recipe."""
+
+    while_training = recipe = True
+
+
+@register_method
+class DANN(EndToEnd):
+    name = "dann"
+    help = "end-to-end while training: domain discriminator behind gradient reversal"
+    kind = "adversarial"
+    trained_candidate = True
+
+    def term(self, dim, classes, total_steps):
+        return DomainAdversarial(dim, classes, total_steps, conditional=False)
+
+
+@register_method
+class CDAN(EndToEnd):
+    name = "cdan"
+    help = "end-to-end while training: CDAN+E, discriminator conditioned on the predictions, entropy-weighted"
+    kind = "adversarial"
+    trained_candidate = True
+
+    def term(self, dim, classes, total_steps):
+        return DomainAdversarial(dim, classes, total_steps, conditional=True)
+
+
+@register_method
+class SelfTrain(EndToEnd):
+    name = "self-train"
+    help = "end-to-end while training: cross-entropy on confident (≥ 0.9) target pseudo-labels"
+    kind = "self-training"
+
+    def term(self, dim, classes, total_steps):
+        return SelfTraining(total_steps)
 
 
 class PairModel(nn.Module):

@@ -7,6 +7,9 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
+from ..errors import ConfigError
+from ._methods import AdaptationMethod, methods, register_method
+
 
 class PairedItems(torch.utils.data.Dataset):
     """Source item ``i`` with a target item drawn at random (under the caller's seed: the loop seeds each item,
@@ -62,3 +65,31 @@ def reestimate_batchnorm(backbone: nn.Module, loader, move) -> int:
             m.momentum = mom
         backbone.eval()
     return seen
+
+
+@register_method
+class AdaBN(AdaptationMethod):
+    """BatchNorm statistics re-estimated on the target (Li et al. 2017): with a probe, its head learns on the source
+    statistics and the target's are put in after it (checked like CORAL: SND against the plain probe)."""
+
+    name = "adabn"
+    help = "BatchNorm statistics re-estimated on the target (any strategy; backbones with BatchNorm)"
+    kind = "statistics"
+    guarded = True  # on a probe: the re-estimated target features against the plain probe's
+
+    def compatible(self, strategy) -> bool:
+        return True
+
+    def check(self, cfg, strategy, backbone) -> None:
+        if not batchnorm_layers(backbone):
+            others = ", ".join(n for n, cls in methods().items() if n != "none" and cls is not AdaBN)
+            raise ConfigError(f"--adapt adabn re-estimates BatchNorm statistics; {cfg.backbone} has no BatchNorm "
+                              "layers", "a backbone with BatchNorm (EfficientNet, ResNet …)",
+                              f"Use another method ({others})")
+
+    def before_training(self, adaptation, run) -> None:
+        if not run.strategy.trains_backbone:  # a probe learns on the source statistics
+            adaptation.reestimate(run, run.backbone, run.data.splits_["train"], "source")
+
+    def after_training(self, adaptation, run, model) -> None:
+        adaptation.reestimate(run, model.backbone, adaptation.target.items, "target")

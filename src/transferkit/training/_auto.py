@@ -44,7 +44,8 @@ def auto_candidates(cfg: RunConfig, data: LabelledData) -> tuple[str, ...]:
 def adapt_candidates(cfg: RunConfig) -> tuple[str, ...]:
     """The methods ``--adapt auto`` trains, one run each, with a strategy that trains the backbone (with a probe,
     auto chooses among heads inside one run: nothing here)."""
-    if cfg.adapt != "auto" or not cfg.target or cfg.strategy == "auto" or not get_strategy(cfg).trains_backbone:
+    if not adaptation.get_method(cfg.adapt).searches or not cfg.target or cfg.strategy == "auto" \
+            or not get_strategy(cfg).trains_backbone:
         return ()
     return adaptation.TRAINED_AUTO
 
