@@ -7,8 +7,10 @@ saved ``config.yaml`` are made from those declarations, so adding a setting touc
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+from types import MappingProxyType
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,26 @@ class RunConfig:
             return _fresh(_OPTIONS[name].default)
         raise AttributeError(name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self.__dict__.get("_frozen"):
+            raise AttributeError(f"a run's resolved settings are read-only (tried to set {name}); copy.deepcopy(cfg) "
+                                 "gives a config to change")
+        super().__setattr__(name, value)
+
+    def freeze(self) -> "RunConfig":
+        """Make this config read-only: what planning resolved is then only read (``extra`` too)."""
+        self.__dict__["extra"] = MappingProxyType(dict(self.__dict__.get("extra") or {}))
+        self.__dict__["_frozen"] = True
+        return self
+
+    @property
+    def frozen(self) -> bool:
+        return bool(self.__dict__.get("_frozen"))
+
+    def __deepcopy__(self, memo) -> "RunConfig":
+        """A copy to change (never frozen)."""
+        return RunConfig(**copy.deepcopy(self.to_dict(), memo))
+
     def __eq__(self, other) -> bool:
         return isinstance(other, RunConfig) and self.to_dict() == other.to_dict()
 
@@ -85,7 +107,7 @@ class RunConfig:
         return f"RunConfig({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _OPTIONS}
+        return {name: dict(v) if isinstance(v := getattr(self, name), MappingProxyType) else v for name in _OPTIONS}
 
     def save(self, path: Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

@@ -87,6 +87,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     join_process_group(cfg.cpu)
     tracker_names(cfg)  # a misspelt tracker fails before anything is written
     plan = plan_run(cfg, data, target)
+    cfg = plan.cfg  # the run's resolved settings, read-only from here on
     fresh, created = resume_state is None, run_dir is None
     run_dir = run_dir or _dist.broadcast(_new_run_dir(cfg) if _dist.is_main() else None)  # one folder, the main's
     announce_run_dir(run_dir)

@@ -3,6 +3,7 @@ the backbone (the data's default unless given), preprocessing and device — and
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -82,7 +83,9 @@ class Plan:
 
 def plan_run(cfg: RunConfig, data: LabelledData, target) -> Plan:
     """Resolve the run before anything is written: task, modality, backbone, strategy, adaptation, defaults and
-    preprocessing. Bad names and combinations fail here, before the data is scanned where possible."""
+    preprocessing. Bad names and combinations fail here, before the data is scanned where possible. The plan's
+    ``cfg`` is the run's own copy, resolved here and then read-only (the caller's config is left as it was)."""
+    cfg = copy.deepcopy(cfg)
     if cfg.strategy != "auto":
         get_strategy(cfg)  # fail on a bad strategy or task name before any work
     task = get_task(cfg.task)  # the class: the run's own object is built once the data and backbone are known
@@ -116,7 +119,7 @@ def plan_run(cfg: RunConfig, data: LabelledData, target) -> Plan:
     task = task.for_run(cfg, data, backbone, data_config)
     device = torch.device("cuda" if torch.cuda.is_available() and not cfg.cpu else "cpu")
     cfg.precision = resolve_precision(cfg.precision, device, backbone.cpu_bf16)
-    return Plan(cfg, data, task, modality, backbone, strategy, adapt, train_tf, eval_tf, data_config, device)
+    return Plan(cfg.freeze(), data, task, modality, backbone, strategy, adapt, train_tf, eval_tf, data_config, device)
 
 
 #: the epochs a run trains for when neither the user nor a plug-in says (the rest: config.RUN_DEFAULTS)
