@@ -111,8 +111,14 @@ def _predict_text_file(tmp: Path, run: Path) -> list[str]:
     return ["predict", str(asr), str(tmp / "notes.wav")]
 
 
+def _image_backbone(tmp: Path, run: Path) -> list[str]:
+    return _train(tmp, _corpus(tmp), "--backbone", "random:test_vit")  # the last --backbone given counts
+
+
 def cases(Case) -> list:
     return [
+        Case("asr_image_backbone", "--task asr with an image backbone (was an AttributeError)", "error",
+             "needs a speech encoder", _image_backbone),
         Case("asr_unseen_characters", "test transcripts with characters no training transcript has", "warn",
              "never seen in the training transcripts", _with([("c8.wav", "abz q", "test")], lambda d: _tone(d / "c8.wav"))),
         Case("asr_empty_transcript", "a row with an empty transcript", "skip", "empty transcript",

@@ -220,7 +220,7 @@ def cases(Case) -> list:
         Case("seg_two_images_one_mask", "a.png and a.jpg beside one mask a.png", "skip", "a second image for the mask",
              _folder(lambda r: Image.open(r / "images" / "scene0.png").convert("RGB").save(r / "images" / "scene0.jpg"))),
         Case("seg_mask_header_100mpx", "a mask whose header claims 100 Mpx beside a small image (never decoded)",
-             "skip", "exceeds limit", _folder(lambda r: Image.new("1", (10000, 10000)).save(r / "masks" / "scene0.png"))),
+             "skip", "decompression-bomb pixel limit", _folder(lambda r: Image.new("1", (10000, 10000)).save(r / "masks" / "scene0.png"))),
         Case("seg_coco_unknown_category", "COCO: an annotation of an unknown category", "skip",
              "which the file does not list", _coco(lambda d: d["annotations"][0].update(category_id=99))),
         Case("seg_coco_image_without_id", "COCO: an image entry without id", "skip", "without a whole-number id",

@@ -97,6 +97,10 @@ class SpeechRecognition(Task):
 
     @classmethod
     def pipeline(cls, backbone, cfg, data=None):
+        if not hasattr(backbone, "frame_lengths"):  # an image or text backbone: no frames to align a transcript to
+            raise ConfigError(f"Task asr needs a speech encoder; {cfg.backbone} is not one", "a Whisper or wav2vec2-"
+                              "style backbone (packaged:whisper_base, hf:<speech model>)",
+                              "Leave --backbone out for the packaged Whisper-base, or name a speech model")
         cfg.head = resolve_head(cfg, backbone)
         speech = backbone.pretrained_cfg.get("audio") or {}
         waveform = speech.get("input") == "waveform"

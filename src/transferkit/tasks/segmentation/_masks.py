@@ -46,9 +46,10 @@ def _header(path) -> tuple[tuple[int, int], tuple[int, int], int]:
             w, h = im.size
             orient = int(im.getexif().get(0x0112, 1) or 1)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # the warning: where a filter
-        raise OSError(str(exc)) from None                                         # elsewhere made it an error
+        raise OSError(f"over the decompression-bomb pixel limit ({exc})") from None  # elsewhere made it an error
     if w * h > (Image.MAX_IMAGE_PIXELS or float("inf")):
-        raise OSError(f"{w}×{h} = {w * h / 1e6:.0f} Mpx, over the {Image.MAX_IMAGE_PIXELS / 1e6:.0f}-Mpx limit")
+        raise OSError(f"over the decompression-bomb pixel limit ({w}×{h} = {w * h / 1e6:.0f} Mpx > "
+                      f"{Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpx)")
     return ((h, w) if orient in (5, 6, 7, 8) else (w, h)), (w, h), orient
 
 
