@@ -39,7 +39,7 @@ def print_metrics(out, m: dict) -> None:
             f"{c[key]} {c['status']}" + (f" ({auto['metric']} {c['val']:.4f}, {c['seconds']:.0f} s)"
                                                  if c.get("val") is not None else f" ({c.get('why', '')})")
             for c in auto["candidates"]))
-    out.print(get_task(m.get("task", "classify"))().summary(m) + (f"  ({m['seconds']:.1f} s)" if "seconds" in m else ""))
+    out.print(get_task(m.get("task", "classify")).summary(m) + (f"  ({m['seconds']:.1f} s)" if "seconds" in m else ""))
 
 
 def print_predictions(out, preds: list[dict], rows: list[dict], how: str, topk: int) -> None:

@@ -246,7 +246,7 @@ def _objective(data, task, space: dict, fixed: dict, folder: Path, metric: str):
             return same.value
 
         def report(epoch: int, row: dict) -> None:
-            score = task().selection_score(row)[0]  # a bare object: selection reads the row alone
+            score = task.selection_score(row)[0]  # a class method: it reads the row alone
             trial.report(float(score), epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")

@@ -96,14 +96,16 @@ class Task:
         """
         raise NotImplementedError
 
-    def selection_score(self, row: dict[str, float]) -> tuple:
+    @classmethod
+    def selection_score(cls, row: dict[str, float]) -> tuple:
         """Higher is better: the loop keeps the epoch that maximises it."""
         raise NotImplementedError
 
-    def beats(self, row: dict, best: dict) -> bool:
+    @classmethod
+    def beats(cls, row: dict, best: dict) -> bool:
         """Whether the validation ``row`` of an epoch should replace the ``best`` kept so far (rows may carry
         per-item values under ``_`` keys that :meth:`evaluate` adds for a paired test; they are never logged)."""
-        return self.selection_score(row) > self.selection_score(best)
+        return cls.selection_score(row) > cls.selection_score(best)
 
     def metrics(self, outputs, items, labels: list[str]) -> dict[str, Any]:
         """Metrics of the model's ``outputs`` on ``items`` (the run's evaluation split, or ``evaluate RUN DATA``)."""
@@ -113,7 +115,8 @@ class Task:
         """One row per prediction for ``predictions.csv`` (its columns are the first row's keys)."""
         raise NotImplementedError
 
-    def summary(self, metrics: dict[str, Any]) -> str:
+    @classmethod
+    def summary(cls, metrics: dict[str, Any]) -> str:
         """One line of the headline metrics (log and console)."""
         raise NotImplementedError
 
@@ -210,7 +213,8 @@ class Task:
     def save_outputs(self, run_dir: Path, outputs, items) -> None:
         """Files beside predictions.csv that reports and ``compare`` read (detection: every box with its score)."""
 
-    def item_values(self, run_dir: Path, labels: list[str]) -> dict[str, np.ndarray]:
+    @classmethod
+    def item_values(cls, run_dir: Path, labels: list[str]) -> dict[str, np.ndarray]:
         """Per evaluation item, values whose mean is each compared metric (pseudo-values where a metric is
         not a mean), in the evaluation split's order; empty if the task has none."""
         return {}

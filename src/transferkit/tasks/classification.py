@@ -76,7 +76,8 @@ class Classification(Task):
         return {"val_loss": F.cross_entropy(logits, targets).item(),
                 "val_acc": (logits.argmax(1) == targets).float().mean().item()}
 
-    def selection_score(self, row):
+    @classmethod
+    def selection_score(cls, row):
         return (row["val_acc"], -row["val_loss"])
 
     prediction_columns = ("input", "true", "pred", "confidence")
@@ -90,7 +91,8 @@ class Classification(Task):
         return [dict(zip(self.prediction_columns, (inp, labels[t], labels[p], f"{pr[p]:.4f}")))
                 for inp, t, p, pr in zip(items.inputs, items.labels, probs.argmax(1), probs)]
 
-    def item_values(self, run_dir, labels):
+    @classmethod
+    def item_values(cls, run_dir, labels):
         """Right/wrong per item (accuracy) and macro-F1's jackknife pseudo-values, from predictions.csv."""
         index = {name: i for i, name in enumerate(labels)}
         with open(Path(run_dir) / rf.PREDICTIONS, encoding="utf-8") as fh:
@@ -100,7 +102,8 @@ class Classification(Task):
         return {"accuracy": accuracy_values(y_true, y_pred),
                 "macro_f1": macro_f1_values(y_true, y_pred, len(labels))}
 
-    def summary(self, metrics):
+    @classmethod
+    def summary(cls, metrics):
         return format_metrics(metrics)
 
     def decode(self, outputs, labels, topk=3):

@@ -176,9 +176,8 @@ def _better(task, row: dict, leader: dict, sign: float, labels: list[str]) -> bo
     metric = task.paired_test_metric
     if metric is None:
         return True
-    bare = task()  # item_values reads the run folder alone
-    a = bare.item_values(Path(row["run"]), labels).get(metric)
-    b = bare.item_values(Path(leader["run"]), labels).get(metric)
+    a = task.item_values(Path(row["run"]), labels).get(metric)  # a class method: it reads the run folder alone
+    b = task.item_values(Path(leader["run"]), labels).get(metric)
     if a is None or b is None or len(a) != len(b):
         return True
     return mcnemar(a, b, alternative="greater")["p"] < EVIDENCE

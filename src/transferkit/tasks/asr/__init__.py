@@ -194,10 +194,12 @@ class SpeechRecognition(Task):
         return {"val_wer": float(s[0] / max(1, s[1])), "val_cer": float(s[2] / max(1, s[3])),
                 "_word_errors": c[:, 0].tolist()}  # per utterance, for the paired test in :meth:`beats`
 
-    def selection_score(self, row):
+    @classmethod
+    def selection_score(cls, row):
         return (-row.get("val_wer", 1e9), -row.get("val_cer", 1e9))
 
-    def beats(self, row: dict, best: dict) -> bool:
+    @classmethod
+    def beats(cls, row: dict, best: dict) -> bool:
         """A trained epoch replaces the model as loaded only when its per-utterance word errors are lower by a
         one-sided paired Wilcoxon test (p < 0.05): a few validation clips cannot hand back a worse recogniser on
         the strength of chance (a raw minimum over 10 clips once kept an epoch with 2.4× the test WER). Between
@@ -263,7 +265,8 @@ class SpeechRecognition(Task):
             out["per_group"] = {g: {"wer": v[0] / max(1, v[1]), "words": v[1]} for g, v in sorted(by.items())}
         return out
 
-    def item_values(self, run_dir, labels) -> dict[str, np.ndarray]:
+    @classmethod
+    def item_values(cls, run_dir, labels) -> dict[str, np.ndarray]:
         """Per utterance, its edits over the mean reference length: their mean is the corpus WER (CER)."""
         rows = read_predictions(run_dir)
         if not rows:
@@ -275,7 +278,8 @@ class SpeechRecognition(Task):
             out[m] = e / max(n.mean(), 1e-9)
         return out
 
-    def summary(self, m):
+    @classmethod
+    def summary(cls, m):
         return f"WER {m['wer']:.1%}, CER {m['cer']:.1%} on {m['n']} utterances ({m['words']} words; {m['normalise']} normalisation)"
 
     def decode(self, outputs, labels, topk=3):

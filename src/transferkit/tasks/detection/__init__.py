@@ -115,7 +115,8 @@ class Detection(Task):
         r = headline(mean_ap(dets, gts, sync=True))
         return {"val_map": r["map"], "val_map_50": r["map_50"]}
 
-    def selection_score(self, row):
+    @classmethod
+    def selection_score(cls, row):
         return (row.get("val_map", 0.0), row.get("val_map_50", 0.0))
 
     @torch.inference_mode()
@@ -180,11 +181,13 @@ class Detection(Task):
     def example_input(self, data_config, n: int = 2):
         return None  # the stage check in Detector gives the clear error
 
-    def item_values(self, run_dir, labels):
+    @classmethod
+    def item_values(cls, run_dir, labels):
         rows = read_detections(run_dir)
-        return jackknife([r["det"] for r in rows], [r["gt"] for r in rows], self.compare_metrics)
+        return jackknife([r["det"] for r in rows], [r["gt"] for r in rows], cls.compare_metrics)
 
-    def summary(self, m):
+    @classmethod
+    def summary(cls, m):
         c = m["counts"]
         return (f"mAP@[.5:.95] {m['map']:.3f}, mAP@.5 {m['map_50']:.3f}, mAP@.75 {m['map_75']:.3f}, AR@100 "
                 f"{m['mar_100']:.3f}; at score ≥ {m['score_threshold']}: {c['tp']} true positives, {c['fp']} false "

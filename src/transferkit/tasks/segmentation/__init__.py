@@ -186,7 +186,8 @@ class Segmentation(Task):
         s = scores(cms.sum(0).reshape(n, n).numpy())
         return {"val_loss": float(loss.mean()), "val_miou": s["miou"], "val_pixel_accuracy": s["pixel_accuracy"]}
 
-    def selection_score(self, row):
+    @classmethod
+    def selection_score(cls, row):
         return (row.get("val_miou", 0.0), -row.get("val_loss", 0.0))
 
     @torch.inference_mode()
@@ -240,11 +241,13 @@ class Segmentation(Task):
         np.savez_compressed(run_dir / CONFUSIONS, inputs=np.array(items.inputs),
                             confusions=np.stack(self._confusions(outputs, items)))
 
-    def item_values(self, run_dir, labels):
+    @classmethod
+    def item_values(cls, run_dir, labels):
         path = Path(run_dir) / CONFUSIONS
-        return jackknife(list(np.load(path)["confusions"]), self.compare_metrics) if path.is_file() else {}
+        return jackknife(list(np.load(path)["confusions"]), cls.compare_metrics) if path.is_file() else {}
 
-    def summary(self, m):
+    @classmethod
+    def summary(cls, m):
         w = m["weakest_class"]
         weakest = f"; weakest class {w['name']} {w['iou']:.3f}" if w.get("iou") is not None else ""
         return (f"mIoU {m['miou']:.3f}, pixel accuracy {m['pixel_accuracy']:.3f}, mean Dice {m['mdice']:.3f}"
