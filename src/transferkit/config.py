@@ -100,6 +100,9 @@ class RunConfig:
         """A copy to change (never frozen)."""
         return RunConfig(**copy.deepcopy(self.to_dict(), memo))
 
+    def __reduce__(self):  # pickled as its values (a worker process returns its run's config to the launcher)
+        return _rebuild, (self.to_dict(), self.frozen)
+
     def __eq__(self, other) -> bool:
         return isinstance(other, RunConfig) and self.to_dict() == other.to_dict()
 
@@ -111,6 +114,11 @@ class RunConfig:
 
     def save(self, path: Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _rebuild(values: dict[str, Any], frozen: bool) -> RunConfig:
+    cfg = RunConfig(**{k: v for k, v in values.items() if k in _OPTIONS})
+    return cfg.freeze() if frozen else cfg
 
 
 def _fresh(value: Any) -> Any:

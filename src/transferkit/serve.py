@@ -101,38 +101,148 @@ class Batcher:
         return pred.task.per_item(outputs)
 
 
+class Service:
+    """What every route of a served run shares: the loaded run, the batcher, the limits, the one decoder and the
+    files the demo page may read (its uploads and the run's examples)."""
+
+    def __init__(self, run: str | Path, max_batch: int, max_wait_ms: float, max_bytes: int):
+        self.run, self.max_bytes = Path(run), max_bytes
+        self.predictor = Predictor(run)
+        self.modality = self.predictor.modality
+        self.batcher = Batcher(self.predictor, max_batch, max_wait_ms)
+        self.examples = [Path(e).resolve() for e in example_inputs(self.run, self.modality)] \
+            if self.modality.inputs_are_files else []
+        self.uploads: list[Path] = []  # Gradio's upload folder, once the page is mounted
+
+    def description(self) -> str:
+        p, m = self.predictor, self.modality
+        return (f"{p.task.name} on {m.name} inputs; {len(p.labels)} labels. Limits, the same on every route (this API, "
+                f"the upload form, the demo page): a request body of at most {self.max_bytes / 2**20:g} MiB; images "
+                f"under the decompression-bomb limit of {(Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} Mpx, refused from "
+                f"the header; {m.name} inputs decoded by the run's own checked decoder. A segmentation mask comes back "
+                "at the input's size, scaled back in bands of rows (about 12 bytes per input pixel at the peak: a "
+                "64-Mpx photo takes under 1 GB, bench/serve_memory.py).")
+
+    def decode(self, payload):
+        """Decode one request and check it fits the model (a clip longer than its window …): one request's problem
+        is answered to it alone, before it joins a batch."""
+        x = self.modality.decode_request(payload, self.predictor.transform)
+        self.predictor.task.check_request(x, self.predictor.meta["data_config"])
+        return x
+
+    def answer(self, outputs: np.ndarray, topk: int = 3) -> dict:
+        d = self.predictor.task.decode([outputs], self.predictor.labels, topk)[0]
+        if "topk" in d:
+            d["topk"] = [{"label": lab, "probability": p} for lab, p in d["topk"]]
+        return d
+
+    async def payload(self, request):
+        """The request's input as the modality reads it, within the size limit and of the right type."""
+        from fastapi import HTTPException  # optional (serve extra)
+
+        m, limit = self.modality, self.max_bytes
+        too_big = HTTPException(413, f"Upload larger than {limit // 2**20} MiB; send a smaller file")
+        try:
+            declared = int(request.headers.get("content-length") or 0)
+        except ValueError:
+            raise HTTPException(400, "Content-Length is not a number") from None
+        if declared > limit:
+            raise too_big
+        chunks, size = [], 0  # read while counting: a chunked upload has no Content-Length
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+        request._body = b"".join(chunks)  # Starlette parses JSON and forms from this
+        ctype = request.headers.get("content-type", "")
+        if m.request_body == "json":
+            if not ctype.startswith("application/json"):
+                raise HTTPException(415, f"Send {m.request_help}")
+            try:
+                return await request.json()
+            except Exception:
+                raise HTTPException(400, f"Body is not valid JSON; send {m.request_help}") from None
+        if not ctype.startswith("multipart/form-data"):
+            raise HTTPException(415, f"Send {m.request_help}")
+        upload = (await request.form()).get("file")
+        if upload is None or not hasattr(upload, "read"):
+            raise HTTPException(422, f"No file field in the form; send {m.request_help}")
+        utype = upload.content_type or ""
+        if utype and not utype.startswith(f"{m.name}/") and utype != "application/octet-stream":
+            raise HTTPException(415, f"Content type {utype} is not {m.name}; send {m.request_help}")
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise too_big
+        if not data:
+            raise HTTPException(400, f"Empty upload; send {m.request_help}")
+        return data
+
+    async def predict(self, request) -> dict:
+        """``POST /predict``: the decoded input through the batcher; every failure is this request's answer."""
+        from fastapi import HTTPException  # optional (serve extra)
+
+        payload = await self.payload(request)
+        try:  # decoding is CPU work: off the event loop, so /health and other clients keep their answers
+            x = await asyncio.get_running_loop().run_in_executor(None, self.decode, payload)
+        except DataError as exc:
+            raise HTTPException(422 if self.modality.request_body == "json" else 400, str(exc)) from None
+        try:
+            return self.answer(await self.batcher.submit(x))
+        except asyncio.QueueFull:
+            raise HTTPException(503, "The server is busy; retry shortly") from None
+        except TransferkitError as exc:  # this request's input, found wrong by the model's own checks
+            raise HTTPException(422, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback; the client gets one line
+            log.exception("prediction failed for one request")
+            raise HTTPException(500, f"The model failed on this input ({type(exc).__name__}); see the server log") \
+                from None
+
+    async def demo_predict(self, value) -> dict:
+        """The demo page's input through the same checks, decoding, batching and model as /predict."""
+        loop = asyncio.get_running_loop()
+        if self.modality.inputs_are_files:
+            value = page_file(value, self.uploads, self.examples)
+        payload = await loop.run_in_executor(None, self.modality.app_payload, value, self.max_bytes)
+        x = await loop.run_in_executor(None, self.decode, payload)
+        try:
+            out = await self.batcher.submit(x)
+        except asyncio.QueueFull:
+            raise DataError("The server is busy", "a retry shortly") from None
+        return self.predictor.task.decode([out], self.predictor.labels, 5)[0]
+
+    def mount_demo(self, app):
+        """The Gradio page at ``/``. ``mount_gradio_app`` leaves out what ``launch()`` sets up: the upload size
+        limit, and Gradio's check that a file named in a request was uploaded (it runs only once the Blocks "has
+        launched"; without it any path on the server was copied into Gradio's cache and served back)."""
+        import gradio as gr  # optional (app extra)
+        from gradio.utils import get_upload_folder  # optional (app extra)
+
+        self.uploads.append(Path(get_upload_folder()).resolve())
+        demo = build_demo(self.predictor, self.run, self.demo_predict)
+        app = gr.mount_gradio_app(app, demo, path="/", max_file_size=self.max_bytes, show_error=True,
+                                  allowed_paths=[str(e) for e in self.examples])
+        demo.has_launched = True
+        return app
+
+
 def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, max_bytes: int = 10 * 2**20,
                ui: bool | None = None):
     """The FastAPI app for a run folder (``uvicorn`` serves it; tests call it over real HTTP). ``ui``: the Gradio
     demo page at ``/`` (None: when gradio is installed; else the plain upload page)."""
-    from fastapi import FastAPI, HTTPException, Request  # optional (serve extra)
+    from fastapi import FastAPI, Request  # optional (serve extra)
     from fastapi.responses import HTMLResponse, Response
 
-    predictor = Predictor(run)
-    batcher = Batcher(predictor, max_batch, max_wait_ms)
+    service = Service(run, max_batch, max_wait_ms, max_bytes)
+    predictor, modality, name = service.predictor, service.modality, Path(run).name
 
     @asynccontextmanager
     async def lifespan(app):
-        task = asyncio.create_task(batcher.run())
+        task = asyncio.create_task(service.batcher.run())
         yield
         task.cancel()
 
-    name = Path(run).name
-    modality = predictor.modality
-    app = FastAPI(title=f"transferkit · {name}", lifespan=lifespan,
-                  description=f"{predictor.task.name} on {modality.name} inputs; {len(predictor.labels)} labels. "
-                  f"Limits, the same on every route (this API, the upload form, the demo page): a request body of at "
-                  f"most {max_bytes / 2**20:g} MiB; images under the decompression-bomb limit of "
-                  f"{(Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} Mpx, refused from the header; "
-                  f"{modality.name} inputs decoded by the run's own checked decoder. A segmentation mask comes back at the "
-                  "input's size, scaled back in bands of rows (about 12 bytes per input pixel at the peak: a 64-Mpx "
-                  "photo takes under 1 GB, bench/serve_memory.py).")
-
-    def answer(outputs: np.ndarray, topk: int = 3) -> dict:
-        d = predictor.task.decode([outputs], predictor.labels, topk)[0]
-        if "topk" in d:
-            d["topk"] = [{"label": lab, "probability": p} for lab, p in d["topk"]]
-        return d
+    app = FastAPI(title=f"transferkit · {name}", lifespan=lifespan, description=service.description())
 
     @app.get("/health")
     def health() -> dict:
@@ -157,98 +267,8 @@ def create_app(run: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, m
     def app_js() -> Response:
         return Response(APP_JS, media_type="text/javascript", headers={"X-Content-Type-Options": "nosniff"})
 
-    async def read_body(request: Request) -> None:
-        """Read the body while counting: stop at ``max_bytes`` (a chunked upload has no Content-Length)."""
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_bytes:
-                raise HTTPException(413, f"Upload larger than {max_bytes // 2**20} MiB; send a smaller file")
-            chunks.append(chunk)
-        request._body = b"".join(chunks)  # Starlette parses JSON and forms from this
-
     @app.post("/predict")
     async def predict(request: Request) -> dict:
-        ctype = request.headers.get("content-type", "")
-        try:
-            declared = int(request.headers.get("content-length") or 0)
-        except ValueError:
-            raise HTTPException(400, "Content-Length is not a number") from None
-        if declared > max_bytes:
-            raise HTTPException(413, f"Upload larger than {max_bytes // 2**20} MiB; send a smaller file")
-        await read_body(request)
-        if modality.request_body == "json":
-            if not ctype.startswith("application/json"):
-                raise HTTPException(415, f"Send {modality.request_help}")
-            try:
-                payload = await request.json()
-            except Exception:
-                raise HTTPException(400, f"Body is not valid JSON; send {modality.request_help}") from None
-        else:
-            if not ctype.startswith("multipart/form-data"):
-                raise HTTPException(415, f"Send {modality.request_help}")
-            form = await request.form()
-            upload = form.get("file")
-            if upload is None or not hasattr(upload, "read"):
-                raise HTTPException(422, f"No file field in the form; send {modality.request_help}")
-            utype = upload.content_type or ""
-            if utype and not utype.startswith(f"{modality.name}/") and utype != "application/octet-stream":
-                raise HTTPException(415, f"Content type {utype} is not {modality.name}; send {modality.request_help}")
-            payload = await upload.read(max_bytes + 1)
-            if len(payload) > max_bytes:
-                raise HTTPException(413, f"Upload larger than {max_bytes // 2**20} MiB; send a smaller file")
-            if not payload:
-                raise HTTPException(400, f"Empty upload; send {modality.request_help}")
-        try:  # decoding is CPU work: off the event loop, so /health and other clients keep their answers
-            x = await asyncio.get_running_loop().run_in_executor(None, decode, payload)
-        except DataError as exc:
-            status = 422 if modality.request_body == "json" else 400
-            raise HTTPException(status, str(exc)) from None
-        try:
-            return answer(await batcher.submit(x))
-        except asyncio.QueueFull:
-            raise HTTPException(503, "The server is busy; retry shortly") from None
-        except TransferkitError as exc:  # this request's input, found wrong by the model's own checks
-            raise HTTPException(422, str(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - logged with its traceback; the client gets one line
-            log.exception("prediction failed for one request")
-            raise HTTPException(500, f"The model failed on this input ({type(exc).__name__}); see the server log") \
-                from None
+        return await service.predict(request)
 
-    examples = [Path(e).resolve() for e in example_inputs(Path(run), modality)] if modality.inputs_are_files else []
-
-    async def demo_predict(value) -> dict:
-        """The demo page's input through the same checks, decoding, batching and model as /predict."""
-        loop = asyncio.get_running_loop()
-        if modality.inputs_are_files:
-            value = page_file(value, uploads, examples)
-        payload = await loop.run_in_executor(None, modality.app_payload, value, max_bytes)
-        x = await loop.run_in_executor(None, decode, payload)
-        try:
-            out = await batcher.submit(x)
-        except asyncio.QueueFull:
-            raise DataError("The server is busy", "a retry shortly") from None
-        return predictor.task.decode([out], predictor.labels, 5)[0]
-
-    uploads: list[Path] = []
-    if ui:
-        import gradio as gr  # optional (app extra)
-        from gradio.utils import get_upload_folder  # optional (app extra)
-
-        uploads.append(Path(get_upload_folder()).resolve())
-        demo = build_demo(predictor, Path(run), demo_predict)
-        # mount_gradio_app leaves out what launch() sets up: the upload size limit, and Gradio's check that a file
-        # named in a request was uploaded (it runs only once the Blocks "has launched"; without it any path on the
-        # server was copied into Gradio's cache and served back).
-        app = gr.mount_gradio_app(app, demo, path="/", max_file_size=max_bytes, show_error=True,
-                                  allowed_paths=[str(e) for e in examples])
-        demo.has_launched = True
-
-    def decode(payload):
-        """Decode one request and check it fits the model (a clip longer than its window …): one request's
-        problem is answered to it alone, before it joins a batch."""
-        x = modality.decode_request(payload, predictor.transform)
-        predictor.task.check_request(x, predictor.meta["data_config"])
-        return x
-
-    return app
+    return service.mount_demo(app) if ui else app
