@@ -81,7 +81,7 @@ def check(cfg, strategy, task, backbone) -> None:
         raise ConfigError("--select dev ranks epochs by their estimated loss on the target, and no --target was given",
                           "--target FOLDER_OR_CSV", "Add --target, or use --select val")
     method = get_method(cfg.adapt)
-    if method.name != "none" and not cfg.target:
+    if method.adapts and not cfg.target:
         raise ConfigError(f"--adapt {method.name} needs unlabelled target data", "--target FOLDER_OR_CSV",
                           "Add --target (the inputs where the model will be used)")
     if not cfg.target:

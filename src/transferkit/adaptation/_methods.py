@@ -37,6 +37,8 @@ class AdaptationMethod:
     trained_candidate = False
     #: a user's choice of it on a probe is checked against the plain probe without labels (SND)
     guarded = False
+    #: it changes the model toward the target (the source-only baseline does not: it needs no --target)
+    adapts = True
     #: it chooses among the other methods (``auto``): never a candidate of a comparison's label-free choice itself
     searches = False
 
@@ -97,6 +99,7 @@ class SourceOnly(AdaptationMethod):
     name = "none"
     help = "source only: the baseline every method is measured against (the target is still scored)"
     kind = "baseline"
+    adapts = False
     recipe = probe_candidate = trained_candidate = True
 
     def compatible(self, strategy) -> bool:

@@ -82,7 +82,7 @@ class AdaBN(AdaptationMethod):
 
     def check(self, cfg, strategy, backbone) -> None:
         if not batchnorm_layers(backbone):
-            others = ", ".join(n for n, cls in methods().items() if n != "none" and cls is not AdaBN)
+            others = ", ".join(n for n, cls in methods().items() if cls.adapts and cls is not AdaBN)
             raise ConfigError(f"--adapt adabn re-estimates BatchNorm statistics; {cfg.backbone} has no BatchNorm "
                               "layers", "a backbone with BatchNorm (EfficientNet, ResNet …)",
                               f"Use another method ({others})")

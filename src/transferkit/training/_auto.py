@@ -34,11 +34,15 @@ class OverBudget(Exception):
 
 
 def auto_candidates(cfg: RunConfig, data: LabelledData) -> tuple[str, ...]:
-    """The strategies ``--strategy auto`` tries for this task and data, cheapest first (one: nothing to choose)."""
-    if cfg.strategy != "auto" or cfg.target:  # adaptation runs its method on the single default strategy
+    """``--strategy auto`` resolved, in this one place: the strategies it tries for this task and data, cheapest
+    first (one: that is the strategy; none: the user named one)."""
+    if cfg.strategy != "auto":
         return ()
     data.setup()
-    return tuple(get_task(cfg.task).auto_candidates(modality_of(data), data.splits_["train"]))
+    task, modality, train = get_task(cfg.task), modality_of(data), data.splits_["train"]
+    if cfg.target:  # adaptation runs its method on the single default strategy
+        return (task.default_strategy(modality, train),)
+    return tuple(task.auto_candidates(modality, train))
 
 
 def adapt_candidates(cfg: RunConfig) -> tuple[str, ...]:

@@ -86,8 +86,7 @@ def plan_run(cfg: RunConfig, data: LabelledData, target) -> Plan:
     preprocessing. Bad names and combinations fail here, before the data is scanned where possible. The plan's
     ``cfg`` is the run's own copy, resolved here and then read-only (the caller's config is left as it was)."""
     cfg = copy.deepcopy(cfg)
-    if cfg.strategy != "auto":
-        get_strategy(cfg)  # fail on a bad strategy or task name before any work
+    get_strategy(cfg)  # fail on a bad strategy or task name before any work (--strategy auto is resolved by fit)
     task = get_task(cfg.task)  # the class: the run's own object is built once the data and backbone are known
     modality = modality_of(data)
     cfg.modality = modality.name
@@ -103,9 +102,6 @@ def plan_run(cfg: RunConfig, data: LabelledData, target) -> Plan:
     backbone = create_backbone(cfg.backbone, arch=cfg.arch, max_length=cfg.max_length)  # before the scan: fail fast
     modality.check_backbone(backbone, cfg.backbone)
     data.setup()
-    if cfg.strategy == "auto":
-        cfg.strategy = task.default_strategy(modality, data.splits_["train"])
-        log.info("strategy: %s (auto, for %d training items)", cfg.strategy, len(data.splits_["train"]))
     strategy = get_strategy(cfg)
     check_supported(task, strategy)
     fill_run_defaults(cfg, {**modality.defaults, **backbone.train_defaults, **task.train_defaults(cfg, backbone),

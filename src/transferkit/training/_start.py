@@ -53,12 +53,15 @@ def fit(data: LabelledData | str | None = None, *, config_file: str | Path | Non
     candidates = auto_candidates(cfg, data)
     if len(candidates) > 1:
         return run_auto(cfg, data, candidates, on_epoch_end)
-    methods = adapt_candidates(cfg)
+    methods = adapt_candidates(cfg)  # only with a strategy the user named
+    if candidates:  # --strategy auto with one candidate: that is the strategy
+        cfg.strategy = candidates[0]
+        log.info("strategy: %s (auto, for %d training items)", cfg.strategy, len(data.splits_["train"]))
     if methods:
         return run_adapt_auto(cfg, data, methods, on_epoch_end)
     if cfg.budget is not None:  # nothing here chooses among candidates: say so rather than ignore it
-        why = f"--strategy {cfg.strategy} is one strategy" if cfg.strategy != "auto" else \
-            f"--strategy auto has one candidate here ({candidates[0] if candidates else 'the default'})"
+        why = f"--strategy auto has one candidate here ({candidates[0]})" if candidates else \
+            f"--strategy {cfg.strategy} is one strategy"
         log.warning("--budget %g has no effect: %s (it limits the candidates of --strategy auto and --adapt auto)",
                     cfg.budget, why)
     return _run(cfg, data, run_dir=None, resume_state=None, on_epoch_end=on_epoch_end, target=target_data)
