@@ -20,7 +20,8 @@ from ..evaluation import mcnemar
 from ..modalities import modality_of
 from ..strategies import get_strategy
 from ..tasks import get_task
-from ._fit import Run, _both, _new_run_dir, _run
+from ._callbacks import Callback
+from ._fit import Run, _hooks, _new_run_dir, _run
 
 log = logging.getLogger("transferkit")
 DEFAULT_BUDGET = 1800.0
@@ -152,9 +153,9 @@ def _candidate(cfg: RunConfig, choosing: LabelledData, name: str, top, t0: float
     setattr(c_cfg, key, name)
     c_cfg.output, c_cfg.name = str(top / CANDIDATES), name.replace(":", "")
     c_cfg.track_group = c_cfg.track_group or str(top)
-    watch = _Watch(c_cfg, t0, budget, first)
+    watch = _Watch(t0, budget, first)
     try:
-        run = _run(c_cfg, copy.copy(choosing), None, None, _both(watch, on_epoch_end) if on_epoch_end else watch)
+        run = _run(c_cfg, copy.copy(choosing), None, None, [watch, *_hooks(on_epoch_end)])
     except OverBudget as exc:
         log.info("auto: %s %s", name, exc)
         return {**row, "status": "stopped", "why": str(exc), "seconds": round(time.time() - watch.start, 1)}
@@ -187,19 +188,20 @@ def _better(task, row: dict, leader: dict, sign: float, labels: list[str]) -> bo
     return mcnemar(a, b, alternative="greater")["p"] < EVIDENCE
 
 
-class _Watch:
+class _Watch(Callback):
     """After each epoch of a candidate: stop it (``OverBudget``) when, at its pace so far, it would end after the
     budget. The first candidate always finishes: it is the one the run falls back to."""
 
-    def __init__(self, cfg: RunConfig, t0: float, budget: float, first: bool):
-        self.cfg, self.t0, self.budget, self.first, self.start = cfg, t0, budget, first, time.time()
+    def __init__(self, t0: float, budget: float, first: bool):
+        self.t0, self.budget, self.first, self.start = t0, budget, first, time.time()
 
-    def __call__(self, epoch: int, row: dict) -> None:
-        now = time.time()
-        ends = now + (now - self.start) / (epoch + 1) * (self.cfg.epochs - epoch - 1) - self.t0
+    def on_epoch_end(self, loop, row: dict) -> bool:
+        now, done = time.time(), row["epoch"]
+        ends = now + (now - self.start) / done * (loop.epochs - done) - self.t0
         if _dist.broadcast(not self.first and ends > self.budget):  # decided once, by the main process
-            raise OverBudget(f"stopped after epoch {epoch + 1}/{self.cfg.epochs}: at its pace it would end at "
-                             f"{ends:.0f} s of the {self.budget:.0f} s budget")
+            raise OverBudget(f"stopped after epoch {done}/{loop.epochs}: at its pace it would end at {ends:.0f} s of "
+                             f"the {self.budget:.0f} s budget")
+        return False
 
 
 __all__ = ["adapt_candidates", "auto_candidates", "run_adapt_auto", "run_auto"]

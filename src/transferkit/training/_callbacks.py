@@ -33,7 +33,7 @@ BEST = "best.pt"
 
 class Callback:
     """Hooks the loop calls; override the few a callback needs. ``loop`` is the running loop's state (``model``,
-    ``optimizer``, ``scheduler``, ``history``, ``start``, ``device``, ``move``, ``callbacks``). ``key``: the name of
+    ``optimizer``, ``scheduler``, ``epochs``, ``history``, ``start``, ``device``, ``move``, ``callbacks``). ``key``: the name of
     this callback's state in ``checkpoint.pt`` ("": it has none)."""
 
     key = ""

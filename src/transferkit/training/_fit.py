@@ -23,7 +23,7 @@ from ..data import LabelledData
 from ..errors import ConfigError, RunFolderError
 from ..reports import write_run_report
 from ..tasks import inputs_of
-from ._callbacks import BestEpoch, ChannelsLast, Checkpoint, EpochHook, EpochScores, L2SP, Validate
+from ._callbacks import BestEpoch, Callback, ChannelsLast, Checkpoint, EpochHook, EpochScores, L2SP, Validate
 from ._loop import train_loop
 from ._plan import Plan, epoch_dataset, plan_run
 from ._progress import progress_bar
@@ -94,10 +94,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
     level = log.level  # the run logs at INFO to its train.log; the caller's level comes back after it
     handler = _attach_log(run_dir) if _dist.is_main() else None
     tracking = Tracking(cfg, run_dir, cfg.track_group)
-    if on_epoch_end is None or not tracking.trackers:
-        on_epoch_end = on_epoch_end or (tracking.epoch if tracking.trackers else None)
-    else:
-        on_epoch_end = _both(tracking.epoch, on_epoch_end)
+    hooks = ([tracking.epoch] if tracking.trackers else []) + _hooks(on_epoch_end)
     try:
         if fresh and _dist.is_main():
             _write_inputs(plan, run_dir)
@@ -108,7 +105,7 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         plan.adapt.before_training(plan)
         probe_info: dict[str, Any] = {}
         if adopted is None:
-            eval_out, history = _trained(plan, model, run_dir, resume_state, on_epoch_end, probe_info)
+            eval_out, history = _trained(plan, model, run_dir, resume_state, hooks, probe_info)
         else:
             model.load_state_dict(adopted["state"])
             history, probe_info = adopted["history"], dict(adopted.get("probe") or {})
@@ -132,12 +129,12 @@ def _run(cfg: RunConfig, data: LabelledData, run_dir: Path | None, resume_state,
         log.setLevel(level)
 
 
-def _trained(plan: Plan, model, run_dir: Path, resume_state, on_epoch_end, probe_info: dict):
+def _trained(plan: Plan, model, run_dir: Path, resume_state, hooks: list, probe_info: dict):
     """The strategy's steps (probe first, the loop, probe after); the evaluation split's outputs and the history."""
     eval_out = None
     if plan.strategy.probe_first and resume_state is None:
         eval_out = _probe(plan, model, probe_info, final=not plan.strategy.trains_backbone)
-    history = _train(plan, model, run_dir, resume_state, on_epoch_end) if plan.strategy.trains_backbone else []
+    history = _train(plan, model, run_dir, resume_state, hooks) if plan.strategy.trains_backbone else []
     if plan.strategy.probe_after:
         eval_out = _probe(plan, model, probe_info, final=True, trained=True)
     elif eval_out is None:  # trained by the loop, or used as loaded (zero-shot)
@@ -145,12 +142,11 @@ def _trained(plan: Plan, model, run_dir: Path, resume_state, on_epoch_end, probe
     return eval_out, history
 
 
-def _both(first, second):
-    def call(epoch: int, row: dict) -> None:
-        first(epoch, row)
-        second(epoch, row)
-
-    return call
+def _hooks(on_epoch_end) -> list:
+    """What a caller asked to run after every epoch: nothing, ``fn(epoch, row)``, a :class:`Callback`, or a list."""
+    if on_epoch_end is None:
+        return []
+    return list(on_epoch_end) if isinstance(on_epoch_end, (list, tuple)) else [on_epoch_end]
 
 
 def _write_inputs(plan: Plan, run_dir: Path) -> None:
@@ -197,7 +193,7 @@ def _probe(plan: Plan, model, info: dict, final: bool, trained: bool = False) ->
         return model.head.to("cpu")(torch.from_numpy(feats[plan.eval_split])).numpy()
 
 
-def _train(plan: Plan, model, run_dir: Path, resume_state, on_epoch_end) -> list[dict]:
+def _train(plan: Plan, model, run_dir: Path, resume_state, hooks: list) -> list[dict]:
     """The loop over the training split (with the adaptation hook's items), and the callbacks this run needs."""
     data, strategy, cfg = plan.data, plan.strategy, plan.cfg
     train_ds = plan.adapt.training_items(epoch_dataset(plan, data.splits_["train"], plan.train_tf, "train"),
@@ -216,7 +212,7 @@ def _train(plan: Plan, model, run_dir: Path, resume_state, on_epoch_end) -> list
         BestEpoch(select_by or plan.task, run_dir, cfg.patience, active=selects),
         L2SP(cfg.l2sp) if cfg.l2sp > 0 else None,
         Checkpoint(run_dir, cfg.checkpoint_every, resume=resume_state),
-        EpochHook(on_epoch_end) if on_epoch_end is not None else None]
+        *(h if isinstance(h, Callback) else EpochHook(h) for h in hooks)]
     history = train_loop(model, strategy, plan.task, train_ds, cfg, callbacks)
     model.to(plan.device)
     return history

@@ -80,6 +80,7 @@ class Loop:
     scheduler: Any
     device: torch.device
     callbacks: list
+    epochs: int = 0  # the run's number of epochs
     history: list = field(default_factory=list)
     start: int = 0  # the first epoch to train (a resumed run's next)
     channels_last: bool = False
@@ -95,7 +96,7 @@ def train_loop(model, strategy: Strategy, task, train_ds, cfg: RunConfig, callba
     accelerator = _accelerator(cfg)
     strategy.prepare(model)
     _sync_batchnorm(model, strategy, accelerator.device)
-    loop = Loop(model, None, None, accelerator.device, [c for c in callbacks if c is not None])
+    loop = Loop(model, None, None, accelerator.device, [c for c in callbacks if c is not None], cfg.epochs)
     loop.optimizer, loop.scheduler, samples = _optimizer(loop, strategy, cfg, len(train_ds))
     loop.optimizer = accelerator.prepare_optimizer(loop.optimizer)
     model.to(loop.device)
