@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import os
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .._scoped import environ
 from ..errors import BackboneError
 from ._base import Backbone
 from ._registry import register_kind, register_packaged_loader, register_source
@@ -161,22 +161,8 @@ register_source("hf", "a Hugging Face encoder by model id (needs internet) or lo
 @register_packaged_loader("sentence-transformers")
 def load_packaged_text(entry, max_length: int | None = None, **_) -> HFBackbone:
     folder = importlib.import_module(entry.module).get_model_path()
-    with _offline():  # the weights are in the package: no hub look-up, whatever the process's own setting
+    with environ(HF_HUB_OFFLINE="1"):  # the weights are in the package: no hub look-up during this load
         return load_hf(str(folder), max_length=max_length)
-
-
-@contextlib.contextmanager
-def _offline():
-    """HF_HUB_OFFLINE=1 while loading, then as it was (a notebook's or another run's setting is left alone)."""
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old
 
 
 @register_kind("hf")

@@ -5,12 +5,14 @@ a tracker that is not installed or cannot start is said in one line and the run 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
 
 from .. import _dist
 from .. import _runfolder as rf
+from .._scoped import environ
 from ..errors import ConfigError
 
 log = logging.getLogger("transferkit")
@@ -48,7 +50,7 @@ class Tracking:
 
     def __init__(self, cfg, run_dir: Path, group: str | None = None):
         self.trackers: list = []
-        self._env: dict[str, str | None] = {}  # variables this run set, with what they held before (restored)
+        self._scope = contextlib.ExitStack()  # what this run changed in the process, undone by close()
         names = tracker_names(cfg)
         if not names or not _dist.is_main():
             return
@@ -64,30 +66,16 @@ class Tracking:
                             _why(exc, name))
 
     def _use_mlflow_store(self, uri: str | None) -> None:
-        """This run's MLflow store: set where MLflow reads it (its process-wide URI and the environment), the previous
-        values kept for :meth:`_restore_env`. None: the store the user already set."""
+        """This run's MLflow store, set where MLflow reads it (the environment and its process-wide URI) until
+        :meth:`close`. None: the store the user already set."""
         if uri is None:
             return
         import mlflow  # optional (installed with the tracker)
         from mlflow.tracking._tracking_service import utils as mlflow_store  # where MLflow keeps the set URI
 
-        self._env.setdefault("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI"))
-        self._mlflow_uri = (getattr(mlflow_store, "_tracking_uri", None),)
+        self._scope.enter_context(environ(MLFLOW_TRACKING_URI=uri))
+        self._scope.callback(mlflow.set_tracking_uri, getattr(mlflow_store, "_tracking_uri", None))  # undone first
         mlflow.set_tracking_uri(uri)
-
-    def _restore_env(self) -> None:
-        """Put back what the run changed: a second run in this process (compare, tune, a notebook) starts clean."""
-        if getattr(self, "_mlflow_uri", None) is not None:
-            import mlflow  # optional (installed with the tracker)
-
-            mlflow.set_tracking_uri(self._mlflow_uri[0])
-            self._mlflow_uri = None
-        for key, old in self._env.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-        self._env = {}
 
     def _start(self, tracking, name: str, cfg, run_dir: Path, base: Path, group: str | None):
         from accelerate.utils import imports  # heavy: loaded on first use
@@ -127,7 +115,7 @@ class Tracking:
         environment the run changed."""
         self._each("finish")
         self.trackers = []
-        self._restore_env()
+        self._scope.close()  # a second run in this process (compare, tune, a notebook) starts clean
 
     def _each(self, method: str, *args, **kwargs) -> None:
         for t in list(self.trackers):

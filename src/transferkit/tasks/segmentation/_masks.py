@@ -217,13 +217,12 @@ def scan(records: list[dict], names: list[str] | None, colors: dict | None,
     good, pixels, strays = [], {}, []
     n = spec["num_classes"]
     for rec, values in seen:
+        read_as = dict(zip(values, to_classes(np.array(list(values)), spec, is_jpeg(rec)).tolist()))
         classes: Counter = Counter()
         for v, c in values.items():
-            k = int(to_classes(np.array([v]), spec, is_jpeg(rec))[0])
-            classes[k] += c
+            classes[read_as[v]] += c
         total = sum(values.values())
-        outside = sorted(v for v in values if v != IGNORE and int(to_classes(np.array([v]), spec, is_jpeg(rec))[0])
-                         == IGNORE)
+        outside = sorted(v for v in values if v != IGNORE and read_as[v] == IGNORE)
         bad = sum(values[v] for v in outside)
         if outside and not is_jpeg(rec):
             if bad / total > STRAY_PER_FILE:
